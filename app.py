@@ -1,0 +1,14 @@
+"""cvdemo: interactive computer vision for the lecture hall. Run: streamlit run app.py"""
+
+import streamlit as st
+
+from cvdemo import ui
+from cvdemo.catalog import PAGES
+
+st.set_page_config(page_title="cvdemo", page_icon=":material/visibility:", layout="wide")
+
+home = st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)
+pages = [st.Page(p.path, title=p.title, icon=p.icon) for p in PAGES]
+navigation = st.navigation({"cvdemo": [home], "Lessons": pages})
+ui.sidebar_status()
+navigation.run()

@@ -1,0 +1,64 @@
+"""Shared timing helper for bench/ scripts: warm-up, repeats, median, ratios in one run.
+
+The machines are shared and noisy, so candidates are interleaved (A, B, A, B, ...) and
+each is summarised by its best and median time; ratios compare like with like.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass
+class Timing:
+    name: str
+    samples: list[float]
+
+    @property
+    def best(self) -> float:
+        return min(self.samples)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    def __str__(self) -> str:
+        return f"{self.name:<40} best {self.best * 1e3:9.2f} ms   median {self.median * 1e3:9.2f} ms   (n={len(self.samples)})"
+
+
+def compare(
+    candidates: dict[str, Callable[[], object]], repeats: int = 10, warmup: int = 2, number: int = 1
+) -> dict[str, Timing]:
+    """Time each callable ``repeats`` times, interleaved; each sample is the mean of ``number`` calls."""
+    for fn in candidates.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            for _ in range(number):
+                fn()
+            samples[name].append((time.perf_counter() - start) / number)
+    return {name: Timing(name, s) for name, s in samples.items()}
+
+
+def report(timings: dict[str, Timing], reference: str, goal: float | None = None, lower_is_better: bool = True) -> float:
+    """Print every timing and each one's ratio to ``reference`` (best of repeats); return the last ratio."""
+    ref = timings[reference]
+    ratio = 1.0
+    for name, timing in timings.items():
+        print(timing)
+    for name, timing in timings.items():
+        if name == reference:
+            continue
+        ratio = timing.best / ref.best
+        verdict = ""
+        if goal is not None:
+            ok = ratio <= goal if lower_is_better else ratio >= goal
+            verdict = f"   goal {'<=' if lower_is_better else '>='} {goal:.2f}x: {'OK' if ok else 'MISSED'}"
+        print(f"ratio {name} / {reference}: {ratio:.3f}x{verdict}")
+    return ratio

@@ -1,0 +1,191 @@
+"""Safe image input: anything a user can upload becomes an RGB ``PIL.Image`` or a clear message."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+# Images larger than this are refused before decoding (decompression bombs).
+MAX_PIXELS = 50_000_000
+MAX_BYTES = 100 * 1024 * 1024
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+# Pillow's own bomb check raises at 2x its limit; we check ourselves with a friendlier message.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+class ImageInputError(ValueError):
+    """A user-supplied image cannot be used; the message is a sentence a student understands."""
+
+
+def _name_of(src: Any) -> str:
+    name = getattr(src, "name", None) or (str(src) if isinstance(src, (str, os.PathLike)) else "")
+    return Path(name).name if name else "the image"
+
+
+def _read_bytes(src: Any) -> bytes:
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return bytes(src)
+    if isinstance(src, (str, os.PathLike)):
+        path = Path(src)
+        if not path.is_file():
+            raise ImageInputError(f"{path.name}: file not found.")
+        if path.stat().st_size > MAX_BYTES:
+            raise ImageInputError(f"{path.name} is larger than {MAX_BYTES // 2**20} MB; please use a smaller image.")
+        return path.read_bytes()
+    if hasattr(src, "read"):
+        if hasattr(src, "seek"):
+            try:
+                src.seek(0)
+            except Exception:
+                pass
+        data = src.read(MAX_BYTES + 1)
+        if len(data) > MAX_BYTES:
+            raise ImageInputError(f"{_name_of(src)} is larger than {MAX_BYTES // 2**20} MB; please use a smaller image.")
+        return data
+    raise ImageInputError(f"Cannot read an image from a {type(src).__name__}.")
+
+
+def _from_array(arr: np.ndarray) -> Image.Image:
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise ImageInputError(f"An image array must be HxW, HxWx3 or HxWx4, not {arr.shape}.")
+    if arr.size == 0:
+        raise ImageInputError("The image array is empty.")
+    if arr.shape[0] * arr.shape[1] > MAX_PIXELS:
+        raise ImageInputError(_too_big(arr.shape[1], arr.shape[0]))
+    if arr.dtype != np.uint8:
+        arr = _to_uint8(arr.astype(np.float64))
+    return Image.fromarray(arr).convert("RGB")
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Scale a float or >8-bit array to 0..255 (floats in 0..1 are taken as 0..1)."""
+    arr = np.nan_to_num(arr)
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo >= 0 and hi <= 1.0:
+        scaled = arr * 255.0
+    elif lo >= 0 and hi <= 255:
+        scaled = arr
+    elif lo >= 0 and hi <= 65535:
+        scaled = arr / 257.0
+    else:
+        scaled = (arr - lo) / max(hi - lo, 1e-12) * 255.0
+    return np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
+
+
+def _too_big(width: int, height: int) -> str:
+    return (
+        f"This image is {width}x{height} = {width * height / 1e6:.0f} megapixels, more than the "
+        f"{MAX_PIXELS / 1e6:.0f} megapixel limit. Please resize it first."
+    )
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB: alpha over white, 16-bit and float scaled, CMYK via Pillow."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return Image.fromarray(_to_uint8(np.asarray(img, dtype=np.float64))).convert("RGB")
+    if mode == "P":
+        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
+        mode = img.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(src: Any) -> Image.Image:
+    """Return an RGB image from bytes, a file-like object, a path, a PIL image or an array.
+
+    EXIF orientation is applied, animated images give their first frame, and
+    every failure is an :class:`ImageInputError` with a readable message.
+    """
+    if isinstance(src, np.ndarray):
+        return _from_array(src)
+    if isinstance(src, Image.Image):
+        img = src
+        name = "the image"
+    else:
+        name = _name_of(src)
+        data = _read_bytes(src)
+        if not data:
+            raise ImageInputError(f"{name} is empty (0 bytes).")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                img = Image.open(io.BytesIO(data))
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            raise ImageInputError(f"{name} is not an image Pillow can read (is it really a JPEG/PNG?).") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise ImageInputError(f"{name}: " + _too_big(*_header_size(data))) from None
+    width, height = img.size
+    if width * height > MAX_PIXELS:
+        raise ImageInputError(f"{name}: " + _too_big(width, height))
+    if width == 0 or height == 0:
+        raise ImageInputError(f"{name} has no pixels.")
+    try:
+        if getattr(img, "is_animated", False):
+            img.seek(0)
+        img.load()
+        img = ImageOps.exif_transpose(img) or img
+        rgb = _to_rgb(img)
+        rgb.load()
+    except ImageInputError:
+        raise
+    except Exception:
+        raise ImageInputError(f"{name} is damaged or truncated and cannot be decoded.") from None
+    return rgb
+
+
+def _header_size(data: bytes) -> tuple[int, int]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                return Image.open(io.BytesIO(data)).size
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+    except Exception:
+        return (0, 0)
+
+
+def try_load_images(sources: list[Any]) -> tuple[list[Image.Image], list[str]]:
+    """Load many images; bad ones are skipped and their messages returned."""
+    images, errors = [], []
+    for src in sources:
+        try:
+            images.append(load_image(src))
+        except ImageInputError as exc:
+            errors.append(str(exc))
+    return images, errors
+
+
+def is_image_name(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def thumbnail(img: Image.Image, size: int = 160) -> Image.Image:
+    thumb = img.copy()
+    thumb.thumbnail((size, size))
+    return thumb
+
+
+def to_png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,125 @@
+"""The one Streamlit-aware module of cvdemo: shared widgets and process-wide model caching.
+
+Pages call these helpers; everything else in ``cvdemo`` stays framework-free.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable, TypeVar
+
+import streamlit as st
+
+from cvdemo import datasets, weights
+from cvdemo.images import ImageInputError, load_image
+
+T = TypeVar("T")
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _shared(_factory: Callable[..., T], key: str, args: tuple, kwargs: tuple) -> T:
+    return _factory(*args, **dict(kwargs))
+
+
+def shared(factory: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``factory(*args, **kwargs)`` built once per process and shared by every session.
+
+    Use it for models: ``detector = ui.shared(Detector, "yolov8n")``. Arguments must be
+    hashable; a failure is not cached, so a model that appears later is picked up.
+    """
+    key = f"{factory.__module__}.{getattr(factory, '__qualname__', repr(factory))}"
+    with st.spinner(f"Loading {getattr(factory, '__name__', 'model')} (once per server)…"):
+        return _shared(factory, key, args, tuple(sorted(kwargs.items())))
+
+
+def page_header(title: str, lesson: str) -> None:
+    """Title plus the one-sentence lesson of the page."""
+    st.title(title)
+    st.caption(lesson)
+
+
+def weights_missing(exc: Exception) -> None:
+    """Explain a missing model file without a traceback."""
+    st.warning(f"**Model weights missing.** {exc}", icon="📦")
+
+
+def image_input(
+    key: str,
+    label: str = "Image",
+    multiple: bool = False,
+    camera: bool = True,
+    samples: dict[str, Any] | None = None,
+) -> list[tuple[str, Any]]:
+    """Pick images from samples, uploads or a camera snapshot: ``[(name, RGB PIL image)]``.
+
+    Bad files are reported by name with a readable message and skipped; the rest are kept.
+    The browser's camera is used (``st.camera_input``), never the server's.
+    """
+    samples = datasets.sample_images() if samples is None else samples
+    sources = (["Sample"] if samples else []) + ["Upload"] + (["Camera"] if camera else [])
+    source = st.radio(f"{label} source", sources, horizontal=True, key=f"{key}_source")
+    raw: list[tuple[str, Any]] = []
+    if source == "Sample":
+        picked = (
+            st.multiselect("Sample images", list(samples), default=list(samples)[:1], key=f"{key}_samples")
+            if multiple
+            else [st.selectbox("Sample image", list(samples), key=f"{key}_sample")]
+        )
+        raw = [(name, samples[name]) for name in picked if name]
+    elif source == "Upload":
+        files = st.file_uploader(
+            f"Upload {'images' if multiple else 'an image'}",
+            type=None,  # accept anything: we check the bytes, not the extension
+            accept_multiple_files=multiple,
+            key=f"{key}_upload",
+        )
+        files = files if isinstance(files, list) else ([files] if files else [])
+        raw = [(f.name, f) for f in files]
+    else:
+        snap = st.camera_input("Take a picture", key=f"{key}_camera")
+        raw = [("camera.jpg", snap)] if snap is not None else []
+    images = []
+    for name, src in raw:
+        try:
+            images.append((name, load_image(src)))
+        except ImageInputError as exc:
+            st.error(str(exc), icon="🖼️")
+    return images
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _asset_rows() -> list[dict]:
+    return weights.status_rows()
+
+
+def _process_memory_mb() -> float | None:
+    try:
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+    except Exception:
+        return None
+
+
+def sidebar_status() -> None:
+    """Model assets, torch threads and process memory, for the lecturer's peace of mind."""
+    with st.sidebar:
+        rows = _asset_rows()
+        ready = sum(r["available"] for r in rows)
+        with st.expander(f"Model assets: {ready}/{len(rows)} on this machine"):
+            for r in rows:
+                mark = "✅" if r["available"] else "⬜"
+                st.markdown(f"{mark} `{r['asset']}` — {r['description']}")
+            folder = weights.weights_dir()
+            st.caption(
+                f"Weights folder: `{folder}`" if folder else f"Set `${weights.WEIGHTS_ENV}` to a folder of weights."
+            )
+            st.caption("Prefetch for class: `python -m cvdemo.weights fetch`")
+        torch = sys.modules.get("torch")
+        threads = f"{torch.get_num_threads()} torch threads" if torch else "torch not loaded yet"
+        memory = _process_memory_mb()
+        st.caption(
+            f"{threads} · {os.cpu_count()} CPU cores"
+            + (f" · server memory {memory:,.0f} MB" if memory is not None else "")
+        )

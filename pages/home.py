@@ -1,0 +1,17 @@
+"""Home: one card per lesson."""
+
+import streamlit as st
+
+from cvdemo.catalog import PAGES
+
+st.title("cvdemo: see what the lectures teach")
+st.markdown(
+    "Real pretrained models running on this computer's CPU. Pick a lesson; every number on "
+    "every page is computed live, nothing is pre-recorded."
+)
+columns = st.columns(3)
+for i, page in enumerate(PAGES):
+    with columns[i % 3].container(border=True, height=170):
+        st.subheader(page.title, anchor=False)
+        st.write(page.lesson)
+        st.page_link(page.path, label=f"Open {page.title}", icon=page.icon)

@@ -1,0 +1,44 @@
+"""Test defaults: real weights and data from ../shared, no network, small thread count."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+# Point at the classroom folders unless the caller chose others (CI sets them explicitly).
+os.environ.setdefault("CVDEMO_WEIGHTS_DIR", str(SHARED / "weights"))
+os.environ.setdefault("CVDEMO_DATA_DIR", str(SHARED / "data"))
+os.environ.setdefault("CVDEMO_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_VERBOSE", "False")
+os.environ.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
+
+
+@pytest.fixture(scope="session")
+def weights_dir() -> Path:
+    return Path(os.environ["CVDEMO_WEIGHTS_DIR"])
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return Path(os.environ["CVDEMO_DATA_DIR"])
+
+
+@pytest.fixture(scope="session")
+def bus_jpg() -> Path:
+    from cvdemo.datasets import packaged_images
+
+    return packaged_images()["bus.jpg"]
+
+
+def app_test(page: str, timeout: float = 120):
+    """An AppTest of one page script run through the real app's navigation."""
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(REPO / page), default_timeout=timeout)
