@@ -11,7 +11,7 @@ from typing import Any, Callable, TypeVar
 
 import streamlit as st
 
-from cvdemo import datasets, weights
+from cvdemo import cache, datasets, weights
 from cvdemo.images import ImageInputError, load_image
 
 T = TypeVar("T")
@@ -19,7 +19,8 @@ T = TypeVar("T")
 
 @st.cache_resource(show_spinner=False, max_entries=32)
 def _shared(_factory: Callable[..., T], key: str, args: tuple, kwargs: tuple) -> T:
-    return _factory(*args, **dict(kwargs))
+    # The object itself lives in cvdemo.cache, so the Gradio demos reuse it too.
+    return cache.shared(_factory, *args, **dict(kwargs))
 
 
 def shared(factory: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -29,7 +30,7 @@ def shared(factory: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     hashable; a failure is not cached, so a model that appears later is picked up.
     """
     key = f"{factory.__module__}.{getattr(factory, '__qualname__', repr(factory))}"
-    with st.spinner(f"Loading {getattr(factory, '__name__', 'model')} (once per server)…"):
+    with st.spinner(f"Loading {getattr(factory, '__name__', 'model')} (once per server)…", show_time=True):
         return _shared(factory, key, args, tuple(sorted(kwargs.items())))
 
 
