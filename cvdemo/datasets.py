@@ -105,13 +105,12 @@ def available(name: str) -> bool:
 
 def packaged_images() -> dict[str, Path]:
     """Sample photos that installed packages ship (ultralytics: bus.jpg, zidane.jpg)."""
-    try:
-        import ultralytics  # noqa: F401  (cheap: we only need the assets folder path)
-        from importlib.resources import files
+    from importlib.util import find_spec
 
-        assets = Path(str(files("ultralytics") / "assets"))
-    except Exception:
+    spec = find_spec("ultralytics")  # locate without importing (that would load torch)
+    if spec is None or not spec.submodule_search_locations:
         return {}
+    assets = Path(list(spec.submodule_search_locations)[0]) / "assets"
     return {p.name: p for p in sorted(assets.glob("*.jpg"))}
 
 

@@ -11,7 +11,11 @@ st.markdown(
 )
 columns = st.columns(3)
 for i, page in enumerate(PAGES):
-    with columns[i % 3].container(border=True, height=170):
-        st.subheader(page.title, anchor=False)
+    with columns[i % 3].container(border=True):
+        st.markdown(f"#### {page.icon} {page.title}")
         st.write(page.lesson)
-        st.page_link(page.path, label=f"Open {page.title}", icon=page.icon)
+        st.page_link(page.path, label=f"Open {page.title}", icon=":material/arrow_forward:")
+st.caption(
+    "Teaching tip: every page works offline with the models listed in the sidebar; "
+    "pages say exactly which file is missing when a model is not on this machine."
+)
