@@ -124,3 +124,38 @@ def sidebar_status() -> None:
             f"{threads} · {os.cpu_count()} CPU cores"
             + (f" · server memory {memory:,.0f} MB" if memory is not None else "")
         )
+
+
+def _browser_host() -> str | None:
+    """The host name the browser used to reach this app (for LAN classrooms)."""
+    try:
+        return st.context.headers.get("Host", "").rsplit(":", 1)[0] or None
+    except Exception:
+        return None
+
+
+def share_section(name: str, height: int = 760) -> None:
+    """'Share this demo': start the page's Gradio twin once per process and embed it."""
+    from cvdemo import share
+
+    with st.expander("Share this demo", icon=":material/share:"):
+        st.caption(
+            "A Gradio version of this page, built on the same code, for students to open on their own "
+            "devices. It starts once per server and is reused by every session."
+        )
+        if not st.toggle("Start the shareable demo", key=f"share_{name}"):
+            return
+        try:
+            with st.spinner("Starting the Gradio demo…"):
+                url, running = share.embed_url(name, browser_host=_browser_host())
+        except Exception as exc:  # a demo that cannot start must not take the page down
+            st.error(f"The shareable demo could not start: {exc}")
+            return
+        st.markdown("Local link (this machine / classroom network):")
+        st.code(url, language=None)
+        if running is not None and running.share_url:
+            st.markdown("Public link, valid for about a week:")
+            st.code(running.share_url, language=None)
+        elif os.environ.get(share.PUBLIC_BASE_ENV) is None:
+            st.caption("For a public link run `python -m cvdemo.share " + name + " --share` on a machine with internet.")
+        st.iframe(url, height=height)
