@@ -128,7 +128,8 @@ def load_image(src: Any) -> Image.Image:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 img = Image.open(io.BytesIO(data))
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, ImportError):
+            # ImportError: ultralytics patches Image.open and may ask for an optional plugin.
             raise ImageInputError(f"{name} is not an image Pillow can read (is it really a JPEG/PNG?).") from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ImageInputError(f"{name}: " + _too_big(*_header_size(data))) from None
