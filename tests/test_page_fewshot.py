@@ -1,0 +1,162 @@
+"""The Few-shot kNN page through the real app: sample set, classification, cached features, bad input."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from conftest import REPO
+from cvdemo import fewshot as fs
+
+PAGE = "pages/fewshot.py"
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=240)
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _texts(at: AppTest, *kinds: str) -> str:
+    return " ".join(str(e.value) for kind in kinds for e in getattr(at, kind))
+
+
+def _png(color=(200, 30, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _button(at: AppTest, label: str):
+    return next(b for b in at.button if label in b.label)
+
+
+def _add_class(at: AppTest, name: str) -> None:
+    at.text_input(key="fewshot_new_class").set_value(name)
+    _button(at, "Add class").click().run()
+
+
+def _uploader(at: AppTest, label: str):
+    return next(u for u in at.file_uploader if u.label.startswith(label))
+
+
+@pytest.fixture(scope="module")
+def loaded() -> AppTest:
+    """The page with 4 ants + 4 bees from the sample set, classifying the first sample query."""
+    at = _page()
+    assert "at least 2 classes" in _texts(at, "info")
+    at.number_input(key="fewshot_per_class").set_value(4)
+    _button(at, "Load ants vs bees").click().run()
+    assert not at.exception, at.exception
+    assert "Added 8 images from the ants/bees sample set." in _texts(at, "success")  # shown once
+    clear_ant = next(name for name in fs.query_samples() if "2211974567" in name)  # a validation ant
+    at.selectbox(key="fewshot_query_sample").set_value(clear_ant).run()
+    return at
+
+
+def test_sample_set_classifies_a_query(loaded):
+    at = loaded
+    markdown = _texts(at, "markdown")
+    assert "**ants** · 4 images" in markdown and "**bees** · 4 images" in markdown
+    assert "#### Prediction: **ants** (100% of the vote)" in markdown
+    captions = _texts(at, "caption")
+    assert "#1 **ants** · d = " in captions and "#3 " in captions  # the k=3 nearest examples, with distances
+    assert "8 examples → 1280-d vectors from `efficientnet_lite0/head`" in captions
+    assert at.get("plotly_chart"), "no probability chart"
+    assert at.metric[0].label == "Leave-one-out accuracy" and at.metric[0].value.endswith("%")
+    # the other backbones are listed as missing, with the reason, not crashing the page
+    assert "ResNet-18 (11.7M)** — Model weights for 'resnet18'" in markdown
+
+
+def test_changing_k_metric_or_query_does_not_recompute_examples(loaded):
+    at = loaded
+    cache = at.session_state["fewshot_cache"]
+    before = cache.computed
+    at.slider(key="fewshot_k").set_value(1).run()
+    at.radio(key="fewshot_metric").set_value("euclidean").run()
+    at.radio(key="fewshot_weighting").set_value("distance").run()
+    assert not at.exception, at.exception
+    assert at.session_state["fewshot_cache"].computed == before
+    assert "the 1 nearest examples (euclidean distance" in _texts(at, "markdown")
+    at.selectbox(key="fewshot_query_sample").set_value("bus.jpg").run()
+    assert at.session_state["fewshot_cache"].computed == before + 1  # only the new query image
+    assert "Prediction:" in _texts(at, "markdown")
+    assert "cannot say \"none of these\"" in _texts(at, "warning")  # a bus is far from every ant and bee
+
+
+def test_bad_uploads_and_names_get_a_sentence(loaded):
+    at = loaded
+    _add_class(at, "Ants")
+    assert "already a class called 'ants'" in _texts(at, "error")
+    uploader = _uploader(at, "Add images to 'ants'")
+    uploader.set_value([("notes.txt", b"not a picture", "text/plain"), ("red.png", _png(), "image/png")]).run()
+    assert not at.exception, at.exception
+    assert "notes.txt is not an image Pillow can read" in _texts(at, "error")
+    assert "**ants** · 5 images" in _texts(at, "markdown")  # the good file was still added
+    zip_buf = io.BytesIO()
+    with zipfile.ZipFile(zip_buf, "w") as archive:
+        archive.writestr("../../escape.png", _png())
+        archive.writestr("wasps/w1.png", _png((240, 200, 0)))
+    _uploader(at, "Import a zip").set_value(("set.zip", zip_buf.getvalue(), "application/zip")).run()
+    assert "../../escape.png: unsafe path" in _texts(at, "warning")
+    assert "**wasps** · 1 image" in _texts(at, "markdown") and not at.exception
+    _uploader(at, "Import a zip").set_value(("junk.zip", b"nope", "application/zip")).run()
+    assert "junk.zip: That file is not a valid zip archive." in _texts(at, "error")
+
+
+def test_camera_snapshots_go_to_the_chosen_class(loaded):
+    at = loaded
+    at.toggle(key="fewshot_camera_on").set_value(True).run()
+    at.selectbox(key="fewshot_camera_class").set_value("bees").run()
+    photo = io.BytesIO()
+    Image.new("RGB", (320, 240), (250, 200, 20)).save(photo, format="JPEG")
+    at.camera_input(key="fewshot_camera").set_value(("photo.jpg", photo.getvalue(), "image/jpeg")).run()
+    assert not at.exception, at.exception
+    assert "Added 1 image to 'bees' from the camera." in _texts(at, "success")
+    snap = at.session_state["fewshot_set"].classes["bees"][-1]
+    assert snap.name == "camera 5.jpg"
+    computed = at.session_state["fewshot_cache"].computed
+    at.button(key=f"fewshot_rm_{snap.uid}").click().run()  # the ✕ under its thumbnail
+    assert "**bees** · 4 images" in _texts(at, "markdown")
+    assert at.session_state["fewshot_cache"].computed == computed  # removing never re-embeds the rest
+
+
+def test_one_class_only_and_empty_class_are_explained():
+    at = _page()
+    _add_class(at, "   ")
+    assert "Give the class a name." in _texts(at, "error")
+    _add_class(at, "cats")
+    assert "Class 'cats' created" in _texts(at, "success")
+    _uploader(at, "Add images to 'cats'").set_value(("c.png", _png(), "image/png")).run()
+    _add_class(at, "dogs")
+    assert "Only one class ('cats') has images ('dogs' is still empty)" in _texts(at, "info")
+    assert not at.get("plotly_chart") and not at.exception
+
+
+def test_page_without_the_sample_data(monkeypatch, tmp_path):
+    monkeypatch.setenv("CVDEMO_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CVDEMO_CACHE_DIR", str(tmp_path))
+    at = _page()
+    assert _button(at, "Load ants vs bees").disabled
+    assert "at least 2 classes" in _texts(at, "info") and not at.exception
+
+
+def test_import_of_an_exported_set_restores_its_features():
+    examples = fs.load_sample_set(2)
+    cache = fs.EmbeddingCache()
+    items, _ = examples.labelled()
+    cache.embed(fs.FeatureExtractor("efficientnet_lite0"), [e.image for e in items], [e.digest for e in items])
+    blob = fs.export_zip(examples, cache)
+    at = _page()
+    _uploader(at, "Import a zip").set_value(("prepared.zip", blob, "application/zip")).run()
+    assert not at.exception, at.exception
+    assert "carried 4 precomputed embeddings" in _texts(at, "info")
+    # the four examples were not embedded again: only the query image was
+    assert at.session_state["fewshot_cache"].computed == 1
+    assert "Prediction:" in _texts(at, "markdown")
