@@ -1,0 +1,1025 @@
+"""Object detection with ultralytics YOLO: detect, explain NMS, measure mAP.
+
+* :class:`Detector` wraps ``ultralytics.YOLO`` for any detect model the weights registry
+  resolves (``.pt`` or an ONNX export run through onnxruntime). :meth:`Detector.detect`
+  returns :class:`Detections`, a thin layer over ultralytics' own ``Results`` (boxes,
+  ``plot()``, ``summary()``, ``speed``) with the table and downloads the page shows.
+* :meth:`Detector.nms_lesson` keeps the network's raw output once and re-runs ultralytics'
+  own ``non_max_suppression`` on it at any IoU threshold, so a slider can show the
+  candidates before NMS and the survivors after without another forward pass.
+* :func:`iou_by_formula` spells out intersection over union with the numbers of two boxes.
+* :func:`sample_set` / :func:`yolo_zip_set` prepare a labeled set in a temp folder (a copy of
+  coco8/coco128, or a user's YOLO-format zip checked line by line) and
+  :meth:`Detector.evaluate` runs ultralytics' ``DetectionValidator`` on it for mAP and the
+  PR curve. Nothing is ever written next to the read-only data.
+
+ultralytics is imported lazily (``import cvdemo.detection`` stays light) and always with
+auto-install, downloads and code-unpickling switched off: see :func:`import_ultralytics`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
+from typing import IO, TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from cvdemo import datasets, weights
+from cvdemo.archives import ArchiveError, read_zip
+from cvdemo.images import ImageInputError, is_image_name, load_image, to_png_bytes
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+    from ultralytics.engine.results import Results
+
+DETECTION_MODELS = ("yolov8n", "yolo11n")  # registry names of the COCO detectors the page offers
+IMAGE_SIZES = (320, 416, 512, 640, 800, 960, 1280)
+MAX_EVAL_IMAGES = 500  # a user zip larger than this is cut: CPU evaluation must stay interactive
+
+# Set before ultralytics is first imported (it reads them at import time).
+_ULTRALYTICS_ENV = {
+    "YOLO_OFFLINE": "1",  # weights come from cvdemo.weights; ultralytics itself must never download
+    "YOLO_AUTOINSTALL": "false",  # never pip-install a "missing requirement" from inside a lecture
+    "YOLO_VERBOSE": "false",
+    "ULTRALYTICS_SAFE_LOAD": "1",  # .pt checkpoints load with weights_only=True and an allow-list
+}
+
+
+_TORCH_THREADS: dict[str, int] = {}  # torch's thread count before ultralytics first touched it
+
+
+def import_ultralytics():
+    """Import ultralytics with downloads, auto-install and unsafe unpickling switched off.
+
+    Every cvdemo module that uses ultralytics should import it through here: ultralytics reads
+    these switches once, at its first import, and patches ``PIL.Image.open`` process-wide.
+    """
+    for key, value in _ULTRALYTICS_ENV.items():
+        os.environ.setdefault(key, value)
+    import ultralytics
+    import ultralytics.nn.tasks
+    import ultralytics.utils.checks
+    import ultralytics.utils.patches
+
+    # Another module may have imported ultralytics before these variables were set: the two
+    # safety switches are module constants, so enforce them where they are read.
+    import torch
+    import ultralytics.utils.torch_utils
+
+    # select_device() sets torch's process-wide thread count to cpu_count - 1 on every predict:
+    # on a 2-core server that halves every other page's speed. Keep torch's own setting.
+    ultralytics.utils.torch_utils.NUM_THREADS = _TORCH_THREADS.setdefault("n", torch.get_num_threads())
+    ultralytics.utils.checks.AUTOINSTALL = False
+    ultralytics.nn.tasks.SAFE_LOAD = True
+    if not ultralytics.utils.patches._pil_plugins_registered:
+        # ultralytics' patched Image.open answers any file Pillow cannot identify by trying to
+        # pip-install pi-heif, then raising ModuleNotFoundError: every "not an image" upload in
+        # the app would crash instead of getting its message. Register HEIF support if present,
+        # and tell the patch it is done.
+        try:
+            from pi_heif import register_heif_opener
+
+            register_heif_opener()
+        except ImportError:
+            pass
+        ultralytics.utils.patches._pil_plugins_registered = True
+    return ultralytics
+
+
+@lru_cache(maxsize=1)
+def _raw_keeping_predictor() -> type:
+    """ultralytics' DetectionPredictor that also keeps the raw network output of its last batch.
+
+    One class object per process: ``YOLO.predict`` rebuilds its predictor when a different class is passed.
+    """
+    import_ultralytics()
+    from ultralytics.models.yolo.detect import DetectionPredictor
+
+    class RawKeepingPredictor(DetectionPredictor):
+        last_raw: Any = None
+        last_input_shape: tuple[int, int] = (0, 0)
+
+        def postprocess(self, preds, img, orig_imgs, **kwargs):
+            # A reference, not a copy: NMS below reads it and never writes into it.
+            self.last_raw = preds[0] if isinstance(preds, (list, tuple)) else preds
+            self.last_input_shape = (int(img.shape[2]), int(img.shape[3]))
+            return super().postprocess(preds, img, orig_imgs, **kwargs)
+
+    return RawKeepingPredictor
+
+
+def _as_rgb(image: Any) -> Image.Image:
+    """An RGB PIL image from anything :func:`cvdemo.images.load_image` accepts (errors are ImageInputError)."""
+    if isinstance(image, Image.Image) and image.mode == "RGB":
+        if image.width * image.height == 0:
+            raise ImageInputError("The image has no pixels.")
+        return image
+    return load_image(image)
+
+
+def _bgr(image: Image.Image) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(image)[:, :, ::-1])
+
+
+def _rgb_image(bgr: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1]))
+
+
+# --------------------------------------------------------------------------------------------
+# Detections
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Milliseconds per image, as ultralytics' predictor measured them."""
+
+    preprocess: float
+    inference: float
+    nms: float  # ultralytics' postprocess: NMS plus scaling boxes back to the original image
+
+    @property
+    def total(self) -> float:
+        return self.preprocess + self.inference + self.nms
+
+    def badge(self) -> str:
+        return (
+            f"{self.total:.0f} ms: {self.preprocess:.1f} pre · {self.inference:.1f} inference · "
+            f"{self.nms:.1f} NMS"
+        )
+
+
+@dataclass
+class Detections:
+    """What one image produced: ultralytics' ``Results`` plus the settings that produced it."""
+
+    result: "Results"  # ultralytics' own result object: boxes, plot(), summary(), speed
+    image_name: str
+    model_name: str
+    input_shape: tuple[int, int]  # (height, width) of the letterboxed network input
+    conf: float
+    iou: float
+
+    def __len__(self) -> int:
+        return len(self.result.boxes)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(width, height) of the original image."""
+        h, w = self.result.orig_shape
+        return int(w), int(h)
+
+    @property
+    def xyxy(self) -> np.ndarray:
+        """(N, 4) boxes in pixels of the original image."""
+        return self.result.boxes.xyxy.cpu().numpy().astype(float)
+
+    @property
+    def scores(self) -> np.ndarray:
+        return self.result.boxes.conf.cpu().numpy().astype(float)
+
+    @property
+    def class_ids(self) -> np.ndarray:
+        return self.result.boxes.cls.cpu().numpy().astype(int)
+
+    @property
+    def class_names(self) -> list[str]:
+        return [self.result.names[int(c)] for c in self.class_ids]
+
+    @property
+    def latency(self) -> Latency:
+        s = self.result.speed
+        return Latency(float(s["preprocess"] or 0), float(s["inference"] or 0), float(s["postprocess"] or 0))
+
+    def table(self) -> "pd.DataFrame":
+        """One row per box: class, score, box corners, size and area in pixels (highest score first)."""
+        import pandas as pd
+
+        xyxy = self.xyxy
+        w, h = xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]
+        return pd.DataFrame(
+            {
+                "class": self.class_names,
+                "class_id": self.class_ids,
+                "score": self.scores.round(4),
+                "x1": xyxy[:, 0].round(1),
+                "y1": xyxy[:, 1].round(1),
+                "x2": xyxy[:, 2].round(1),
+                "y2": xyxy[:, 3].round(1),
+                "width": w.round(1),
+                "height": h.round(1),
+                "area": (w * h).round(0),
+            }
+        )
+
+    def counts(self) -> dict[str, int]:
+        """Detections per class name, most frequent first."""
+        names, counts = np.unique(np.array(self.class_names, dtype=object), return_counts=True)
+        pairs = sorted(zip(names.tolist(), counts.tolist()), key=lambda p: (-p[1], p[0]))
+        return {str(n): int(c) for n, c in pairs}
+
+    def annotated(self, labels: bool = True, conf: bool = True, line_width: int | None = None) -> Image.Image:
+        """The original image with boxes drawn by ultralytics' ``Results.plot``."""
+        return _rgb_image(self.result.plot(labels=labels, conf=conf, line_width=line_width))
+
+    def png(self) -> bytes:
+        return to_png_bytes(self.annotated())
+
+    def to_dict(self) -> dict:
+        w, h = self.image_size
+        lat = self.latency
+        return {
+            "image": self.image_name,
+            "width": w,
+            "height": h,
+            "model": self.model_name,
+            "input_size": list(self.input_shape),
+            "conf": self.conf,
+            "iou": self.iou,
+            "speed_ms": {"preprocess": lat.preprocess, "inference": lat.inference, "nms": lat.nms},
+            "detections": self.result.summary(decimals=3),  # ultralytics' own export format
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_csv(self) -> str:
+        table = self.table()
+        table.insert(0, "image", self.image_name)
+        return table.to_csv(index=False)
+
+
+# --------------------------------------------------------------------------------------------
+# NMS lesson and IoU
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IoUWorking:
+    """Intersection over union of two xyxy boxes, with every intermediate number."""
+
+    box_a: tuple[float, float, float, float]
+    box_b: tuple[float, float, float, float]
+    intersection: tuple[float, float, float, float] | None  # xyxy, None when the boxes do not overlap
+    inter_width: float
+    inter_height: float
+    inter_area: float
+    area_a: float
+    area_b: float
+    union: float
+    iou: float
+
+    def steps(self) -> list[str]:
+        """The computation as lines of LaTeX, numbers included."""
+        a, b, n = self.box_a, self.box_b, _tex_number
+        return [
+            rf"\text{{area}}_A = ({a[2]:.1f}-{a[0]:.1f})\times({a[3]:.1f}-{a[1]:.1f}) = {n(self.area_a)}",
+            rf"\text{{area}}_B = ({b[2]:.1f}-{b[0]:.1f})\times({b[3]:.1f}-{b[1]:.1f}) = {n(self.area_b)}",
+            rf"w_\cap = \min({a[2]:.1f},{b[2]:.1f}) - \max({a[0]:.1f},{b[0]:.1f}) \text{{ (0 if negative)}} = {self.inter_width:.1f}",
+            rf"h_\cap = \min({a[3]:.1f},{b[3]:.1f}) - \max({a[1]:.1f},{b[1]:.1f}) \text{{ (0 if negative)}} = {self.inter_height:.1f}",
+            rf"|A \cap B| = {self.inter_width:.1f}\times{self.inter_height:.1f} = {n(self.inter_area)}",
+            rf"|A \cup B| = {n(self.area_a)} + {n(self.area_b)} - {n(self.inter_area)} = {n(self.union)}",
+            rf"\text{{IoU}} = \frac{{{n(self.inter_area)}}}{{{n(self.union)}}} = {self.iou:.3f}",
+        ]
+
+
+def _tex_number(value: float) -> str:
+    """12,345 with a thousands separator KaTeX does not space out."""
+    return f"{value:,.0f}".replace(",", "{,}")
+
+
+def iou_by_formula(box_a: Sequence[float], box_b: Sequence[float]) -> IoUWorking:
+    """IoU = |A ∩ B| / |A ∪ B| for two (x1, y1, x2, y2) boxes, computed step by step."""
+    a = tuple(float(v) for v in box_a)
+    b = tuple(float(v) for v in box_b)
+    if len(a) != 4 or len(b) != 4:
+        raise ValueError("Boxes must have four numbers: x1, y1, x2, y2.")
+    area_a = max(0.0, a[2] - a[0]) * max(0.0, a[3] - a[1])
+    area_b = max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+    ix1, iy1, ix2, iy2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    iw, ih = max(0.0, ix2 - ix1), max(0.0, iy2 - iy1)
+    inter = iw * ih
+    union = area_a + area_b - inter
+    return IoUWorking(
+        box_a=a,  # type: ignore[arg-type]
+        box_b=b,  # type: ignore[arg-type]
+        intersection=(ix1, iy1, ix2, iy2) if inter > 0 else None,
+        inter_width=iw,
+        inter_height=ih,
+        inter_area=inter,
+        area_a=area_a,
+        area_b=area_b,
+        union=union,
+        iou=inter / union if union > 0 else 0.0,
+    )
+
+
+def draw_iou_pair(image: Image.Image, working: IoUWorking, margin: float = 0.25) -> Image.Image:
+    """A crop around two boxes: A in blue, B in orange, their intersection filled."""
+    a, b = working.box_a, working.box_b
+    x1, y1 = min(a[0], b[0]), min(a[1], b[1])
+    x2, y2 = max(a[2], b[2]), max(a[3], b[3])
+    pad = margin * max(x2 - x1, y2 - y1, 1.0)
+    left, top = max(0, int(x1 - pad)), max(0, int(y1 - pad))
+    right, bottom = min(image.width, int(math.ceil(x2 + pad))), min(image.height, int(math.ceil(y2 + pad)))
+    crop = image.crop((left, top, max(right, left + 1), max(bottom, top + 1))).convert("RGBA")
+    overlay = Image.new("RGBA", crop.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+
+    def shift(box: Sequence[float]) -> tuple[float, float, float, float]:
+        return (box[0] - left, box[1] - top, box[2] - left, box[3] - top)
+
+    width = max(2, round(max(crop.size) / 150))
+    if working.intersection is not None:
+        draw.rectangle(shift(working.intersection), fill=(255, 235, 59, 140))
+    draw.rectangle(shift(a), outline=(30, 136, 229, 255), width=width)
+    draw.rectangle(shift(b), outline=(255, 112, 67, 255), width=width)
+    return Image.alpha_composite(crop, overlay).convert("RGB")
+
+
+@dataclass
+class NmsLesson:
+    """The boxes a detector proposes before NMS, and which survive NMS at any IoU threshold.
+
+    Candidates are what ultralytics' ``non_max_suppression`` sees after the confidence filter
+    (best class per anchor); survivors come from the same function at the chosen IoU, run on
+    the cached raw output, so they equal ``Detector.detect`` at that IoU.
+    """
+
+    image: Image.Image
+    names: dict[int, str]
+    conf: float
+    classes: tuple[int, ...] | None
+    agnostic: bool
+    max_det: int
+    candidates: np.ndarray  # (N, 6) x1 y1 x2 y2 score class, original-image pixels, score descending
+    input_shape: tuple[int, int]
+    _raw: "torch.Tensor" = field(repr=False)
+    _anchor_ids: np.ndarray = field(repr=False)  # (N,) column of the raw output each candidate came from
+    _net_boxes: "torch.Tensor" = field(repr=False)  # (N, 4) candidates in network-input pixels (what NMS compares)
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+    def label(self, i: int) -> str:
+        return f"#{i} {self.names[int(self.candidates[i, 5])]} {self.candidates[i, 4]:.2f}"
+
+    def survivors(self, iou: float) -> np.ndarray:
+        """Indices into :attr:`candidates` that ultralytics' NMS keeps at this IoU threshold."""
+        iou = float(iou)
+        if iou not in self._cache:
+            from ultralytics.utils.nms import non_max_suppression
+
+            _, keep = non_max_suppression(
+                self._raw,
+                self.conf,
+                iou,
+                classes=list(self.classes) if self.classes else None,
+                agnostic=self.agnostic,
+                max_det=self.max_det,
+                return_idxs=True,
+            )
+            position = {int(a): i for i, a in enumerate(self._anchor_ids)}
+            self._cache[iou] = np.array([position[int(a)] for a in keep[0].view(-1).tolist()], dtype=int)
+        return self._cache[iou]
+
+    def suppressed_by(self, iou: float) -> dict[int, tuple[int, float]]:
+        """For each removed candidate: (the kept box that removed it, their IoU).
+
+        Greedy NMS visits boxes by descending score; a box is removed by the first kept box of
+        its class (any class when agnostic) that overlaps it by more than the threshold.
+        """
+        from ultralytics.utils.metrics import box_iou
+
+        kept = self.survivors(iou)
+        if len(kept) == 0:
+            return {}
+        ious = box_iou(self._net_boxes, self._net_boxes[kept]).numpy()  # (N, K)
+        scores, cls = self.candidates[:, 4], self.candidates[:, 5]
+        out: dict[int, tuple[int, float]] = {}
+        kept_set = set(kept.tolist())
+        for j in range(len(self.candidates)):
+            if j in kept_set:
+                continue
+            for col in np.argsort(-scores[kept], kind="stable"):
+                k = int(kept[col])
+                if k < j and (self.agnostic or cls[k] == cls[j]) and ious[j, col] > iou:
+                    out[j] = (k, float(ious[j, col]))
+                    break
+        return out
+
+    def table(self, iou: float) -> "pd.DataFrame":
+        """Every candidate: class, score, kept or removed, and by which box."""
+        import pandas as pd
+
+        kept = set(self.survivors(iou).tolist())
+        removed = self.suppressed_by(iou)
+        rows = []
+        for i, (x1, y1, x2, y2, score, cls) in enumerate(self.candidates.tolist()):
+            by = removed.get(i)
+            rows.append(
+                {
+                    "box": f"#{i}",
+                    "class": self.names[int(cls)],
+                    "score": round(score, 3),
+                    "kept": i in kept,
+                    "removed by": f"#{by[0]}" if by else ("max_det" if i not in kept else ""),
+                    "IoU with it": round(by[1], 3) if by else None,
+                    "x1": round(x1, 1),
+                    "y1": round(y1, 1),
+                    "x2": round(x2, 1),
+                    "y2": round(y2, 1),
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def plot(self, indices: Sequence[int] | np.ndarray | None = None, labels: bool = True) -> Image.Image:
+        """The image with the given candidates (all when None) drawn with ultralytics' Annotator."""
+        from ultralytics.utils.plotting import Annotator, colors
+
+        indices = range(len(self.candidates)) if indices is None else indices
+        annotator = Annotator(_bgr(self.image), line_width=None if labels else 2)
+        for i in sorted(indices, key=lambda i: self.candidates[i, 4]):  # best boxes drawn last, on top
+            box, cls = self.candidates[i, :4], int(self.candidates[i, 5])
+            annotator.box_label(box, self.label(i) if labels else "", color=colors(cls, True))
+        return _rgb_image(annotator.result())
+
+    @property
+    def n_proposals(self) -> int:
+        """Boxes the network proposed before any threshold (one per grid cell: 8400 at 640 px)."""
+        return int(self._raw.shape[-1])
+
+    def pair_iou(self, i: int, j: int) -> IoUWorking:
+        return iou_by_formula(self.candidates[i, :4], self.candidates[j, :4])
+
+    def explain_pair(self, i: int, j: int, iou: float) -> str:
+        """What NMS at this threshold does with candidates i and j, in one or two sentences."""
+        if i == j:
+            return "Pick two different boxes."
+        hi, lo = (i, j) if self.candidates[i, 4] >= self.candidates[j, 4] else (j, i)
+        value = self.pair_iou(i, j).iou
+        name_hi, name_lo = self.names[int(self.candidates[hi, 5])], self.names[int(self.candidates[lo, 5])]
+        if not self.agnostic and name_hi != name_lo:
+            return (
+                f"Different classes ({name_hi} vs {name_lo}): class-aware NMS never compares them, "
+                f"whatever their IoU ({value:.2f})."
+            )
+        removed = self.suppressed_by(iou)
+        if value <= iou:
+            return f"IoU {value:.3f} ≤ {iou:.2f}: this overlap is allowed, so neither box removes the other."
+        if removed.get(lo, (None,))[0] == hi:
+            return (
+                f"IoU {value:.3f} > {iou:.2f}: #{lo} is removed, because #{hi} scores higher "
+                f"({self.candidates[hi, 4]:.2f} vs {self.candidates[lo, 4]:.2f}) and overlaps it too much."
+            )
+        if hi in removed:
+            return (
+                f"IoU {value:.3f} > {iou:.2f}, but #{hi} was itself removed first (by #{removed[hi][0]}), "
+                f"so it removes nothing."
+            )
+        if lo in removed:
+            return f"IoU {value:.3f} > {iou:.2f}: #{lo} is removed, already by a better box, #{removed[lo][0]}."
+        return f"IoU {value:.3f} > {iou:.2f}: the lower-scoring box #{lo} would be removed."
+
+    def default_pair(self, iou: float) -> tuple[int, int]:
+        """The closest call: the removed box whose IoU with its remover is nearest the threshold."""
+        removed = self.suppressed_by(iou)
+        if removed:
+            j, (k, _) = min(removed.items(), key=lambda item: item[1][1])
+            return k, j
+        if len(self.candidates) >= 2:
+            return 0, 1
+        return 0, 0
+
+
+# --------------------------------------------------------------------------------------------
+# Labeled sets and evaluation
+# --------------------------------------------------------------------------------------------
+
+
+class LabeledSetError(ValueError):
+    """A labeled data set that cannot be evaluated; the message says what to fix."""
+
+
+@dataclass
+class LabeledSet:
+    """A YOLO-format data set in a private temp folder, with a data.yaml written by cvdemo."""
+
+    root: Path
+    yaml_path: Path
+    names: dict[int, str]
+    n_images: int
+    n_boxes: int
+    description: str
+    problems: list[str] = field(default_factory=list)  # what was left out, and why
+    notes: list[str] = field(default_factory=list)
+    _owned_dir: Path | None = field(default=None, repr=False)
+
+    def cleanup(self) -> None:
+        if self._owned_dir is not None and self._owned_dir.exists():
+            shutil.rmtree(self._owned_dir, ignore_errors=True)
+
+    def __enter__(self) -> "LabeledSet":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+
+def _write_yaml(root: Path, val: list[str], names: dict[int, str]) -> Path:
+    """Our own data.yaml: a user's yaml is never handed to ultralytics (its ``download:`` key runs code)."""
+    import yaml
+
+    path = root / "cvdemo_data.yaml"
+    path.write_text(
+        yaml.safe_dump({"path": str(root), "train": val, "val": val, "names": {int(k): str(v) for k, v in names.items()}})
+    )
+    return path
+
+
+def _names_from_yaml(text: str) -> dict[int, str]:
+    import yaml
+
+    data = yaml.safe_load(text)
+    names = data.get("names") if isinstance(data, dict) else None
+    if isinstance(names, list):
+        return {i: str(n) for i, n in enumerate(names)}
+    if isinstance(names, dict):
+        return {int(k): str(v) for k, v in names.items()}
+    raise ValueError("it has no 'names:' list or mapping")
+
+
+def sample_set(name: str = "coco8", splits: Sequence[str] | None = None) -> LabeledSet:
+    """A temp copy of a sample detection set (coco8 / coco128); all its splits unless given."""
+    import yaml
+
+    src = datasets.dataset_path(name)  # DataUnavailable says where to put it
+    shipped = yaml.safe_load((src / "data.yaml").read_text())
+    names = _names_from_yaml((src / "data.yaml").read_text())
+    available = {k: shipped[k] for k in ("train", "val", "test") if isinstance(shipped.get(k), str)}
+    chosen = list(splits) if splits else list(available)
+    unknown = [s for s in chosen if s not in available]
+    if unknown:
+        raise LabeledSetError(f"{name} has no split {', '.join(unknown)}; it has {', '.join(available)}.")
+    folders = list(dict.fromkeys(available[s] for s in chosen))  # coco128: train == val
+    root = datasets.temp_copy(name)
+    n_images = sum(1 for f in folders for p in (root / f).rglob("*") if is_image_name(p.name))
+    n_boxes = sum(
+        sum(1 for line in p.read_text().splitlines() if line.strip())
+        for f in folders
+        for p in (root / f.replace("images", "labels", 1)).rglob("*.txt")
+    )
+    return LabeledSet(
+        root=root,
+        yaml_path=_write_yaml(root, folders, names),
+        names=names,
+        n_images=n_images,
+        n_boxes=n_boxes,
+        description=f"{name} ({', '.join(folders)}): {n_images} images",
+        _owned_dir=root.parent,
+    )
+
+
+def _label_path_candidates(image_path: str) -> list[str]:
+    """Where YOLO looks for an image's labels: the last ``images/`` folder becomes ``labels/``; or beside it."""
+    stem_txt = str(PurePosixPath(image_path).with_suffix(".txt"))
+    out = []
+    rooted = "/" + stem_txt
+    if "/images/" in rooted:
+        head, _, tail = rooted.rpartition("/images/")
+        out.append(f"{head}/labels/{tail}".lstrip("/"))
+    out.append(stem_txt)
+    return out
+
+
+def check_label_text(text: str, file_name: str, n_classes: int) -> tuple[int, list[str]]:
+    """Check one YOLO label file; returns (number of boxes, problems as sentences).
+
+    Each line is ``class x_center y_center width height`` normalized to 0..1 (or a polygon
+    ``class x1 y1 x2 y2 ...`` with at least three points, which ultralytics turns into a box).
+    """
+    problems: list[str] = []
+    boxes = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        where = f"{file_name} line {number}"
+        shown = line.strip()[:60]
+        if len(tokens) != 5 and not (len(tokens) >= 7 and len(tokens) % 2 == 1):
+            problems.append(
+                f"{where}: expected 5 values 'class x_center y_center width height' (or a polygon "
+                f"'class x1 y1 x2 y2 ...'), found {len(tokens)}: '{shown}'."
+            )
+            continue
+        try:
+            values = [float(t) for t in tokens]
+        except ValueError:
+            bad = next(t for t in tokens if not _is_float(t))
+            problems.append(f"{where}: '{bad}' is not a number: '{shown}'.")
+            continue
+        if not all(math.isfinite(v) for v in values):
+            problems.append(f"{where}: values must be finite numbers: '{shown}'.")
+            continue
+        cls = values[0]
+        if cls != int(cls) or cls < 0:
+            problems.append(f"{where}: the class must be a whole number ≥ 0, found '{tokens[0]}'.")
+            continue
+        if cls >= n_classes:
+            problems.append(f"{where}: class {int(cls)} does not exist (classes are 0–{n_classes - 1}).")
+            continue
+        coords = values[1:]
+        if min(coords) < 0 or max(coords) > 1:
+            problems.append(
+                f"{where}: coordinates must be normalized to 0..1 (pixels divided by the image width/height): '{shown}'."
+            )
+            continue
+        if len(tokens) == 5 and (coords[2] <= 0 or coords[3] <= 0):
+            problems.append(f"{where}: width and height must be greater than 0: '{shown}'.")
+            continue
+        boxes += 1
+    return boxes, problems
+
+
+def _is_float(token: str) -> bool:
+    try:
+        float(token)
+        return True
+    except ValueError:
+        return False
+
+
+def yolo_zip_set(src: bytes | IO[bytes], model_names: dict[int, str], max_images: int = MAX_EVAL_IMAGES) -> LabeledSet:
+    """Check a user's YOLO-format zip and lay it out in a temp folder for evaluation.
+
+    Expected: images (any folders) with a ``.txt`` label file each, in a parallel ``labels/``
+    folder (``images/val/a.jpg`` → ``labels/val/a.txt``) or beside the image; class names in a
+    ``data.yaml`` (``names:``) or ``classes.txt``, else the model's classes. Images whose label
+    file has malformed lines, and images that do not decode, are left out and listed in
+    :attr:`LabeledSet.problems`; everything else is kept. Raises :class:`LabeledSetError`.
+    """
+    try:
+        contents = read_zip(src)
+    except ArchiveError as exc:
+        raise LabeledSetError(str(exc)) from None
+    files = contents.files
+    problems = list(contents.skipped)
+    notes: list[str] = []
+
+    names, names_source = dict(model_names), ""
+    for path in sorted(files, key=lambda p: (p.count("/"), p)):
+        base = PurePosixPath(path).name.lower()
+        if base.endswith((".yaml", ".yml")):
+            try:
+                names, names_source = _names_from_yaml(files[path].decode("utf-8")), path
+                break
+            except Exception as exc:
+                raise LabeledSetError(f"{path}: could not read the class names ({exc}).") from None
+        if base == "classes.txt":
+            lines = [ln.strip() for ln in files[path].decode("utf-8", "replace").splitlines() if ln.strip()]
+            names, names_source = dict(enumerate(lines)), path
+            break
+    if names_source:
+        mismatched = [
+            f"{i}: yours '{n}', model '{model_names[i]}'"
+            for i, n in sorted(names.items())
+            if i in model_names and n.strip().lower() != model_names[i].lower()
+        ]
+        if mismatched:
+            notes.append(
+                "Class ids are compared, not names, and some differ from the model's ("
+                + "; ".join(mismatched[:3])
+                + ("; …" if len(mismatched) > 3 else "")
+                + "): expect a low mAP for those classes."
+            )
+    else:
+        notes.append(f"No data.yaml or classes.txt in the zip: class ids are read as the model's {len(names)} classes.")
+    n_classes = min(len(names), len(model_names))
+
+    label_files = {p for p in files if p.lower().endswith(".txt") and PurePosixPath(p).name.lower() != "classes.txt"}
+    image_paths = sorted(p for p in files if is_image_name(p))
+    if not image_paths:
+        raise LabeledSetError(
+            "The zip holds no images (.jpg, .png, ...). Expected YOLO layout: images/<split>/<name>.jpg "
+            "with labels/<split>/<name>.txt."
+        )
+    if len(image_paths) > max_images:
+        notes.append(f"The zip has {len(image_paths)} images; the first {max_images} are evaluated.")
+        image_paths = image_paths[:max_images]
+
+    owned = Path(tempfile.mkdtemp(prefix="cvdemo-yolozip-"))
+    root = owned / "dataset"
+    (root / "images" / "val").mkdir(parents=True)
+    (root / "labels" / "val").mkdir(parents=True)
+    used_labels: set[str] = set()
+    kept = boxes = background = 0
+    taken: set[str] = set()
+    for image_path in image_paths:
+        label_path = next((c for c in _label_path_candidates(image_path) if c in label_files), None)
+        if label_path is not None:
+            used_labels.add(label_path)
+        try:
+            load_image(files[image_path])
+        except ImageInputError as exc:
+            problems.append(f"{image_path}: {exc} Left out.")
+            continue
+        text = ""
+        if label_path is not None:
+            try:
+                text = files[label_path].decode("utf-8")
+            except UnicodeDecodeError:
+                problems.append(f"{label_path}: not a text file. {image_path} left out.")
+                continue
+            n, line_problems = check_label_text(text, label_path, n_classes)
+            if line_problems:
+                problems.extend(line_problems)
+                problems.append(f"{image_path} left out because its label file has malformed lines.")
+                continue
+            boxes += n
+        else:
+            background += 1
+        stem, suffix = PurePosixPath(image_path).stem, PurePosixPath(image_path).suffix.lower()
+        unique, k = stem, 1
+        while unique in taken:  # same file name in two folders
+            unique, k = f"{stem}_{k}", k + 1
+        taken.add(unique)
+        (root / "images" / "val" / f"{unique}{suffix}").write_bytes(files[image_path])
+        (root / "labels" / "val" / f"{unique}.txt").write_text(text)
+        kept += 1
+
+    orphans = sorted(label_files - used_labels)
+    if orphans:
+        notes.append(f"{len(orphans)} label file(s) have no matching image and were ignored (e.g. {orphans[0]}).")
+    if background:
+        notes.append(f"{background} image(s) have no label file: they count as images with no objects.")
+    if kept == 0 or boxes == 0:
+        shutil.rmtree(owned, ignore_errors=True)
+        reason = " ".join(problems[:3]) if problems else "No image has a label file with boxes."
+        raise LabeledSetError(f"Nothing to evaluate in this zip. {reason}")
+    return LabeledSet(
+        root=root,
+        yaml_path=_write_yaml(root, ["images/val"], names),
+        names=names,
+        n_images=kept,
+        n_boxes=boxes,
+        description=f"your zip: {kept} images",
+        problems=problems,
+        notes=notes,
+        _owned_dir=owned,
+    )
+
+
+@dataclass
+class Evaluation:
+    """mAP and curves from ultralytics' DetectionValidator (plain numbers: safe to keep in a session)."""
+
+    dataset: str
+    model_name: str
+    map50: float
+    map50_95: float
+    precision: float
+    recall: float
+    n_images: int
+    n_instances: int
+    per_class: "pd.DataFrame"  # ultralytics' metrics.summary(): P, R, F1, mAP50, mAP75, mAP50-95 per class
+    recall_axis: np.ndarray  # (1000,) recall values of the PR curve
+    precision_by_class: dict[str, np.ndarray]  # class -> (1000,) precision at IoU 0.5
+    speed_ms: dict[str, float]
+    seconds: float
+
+    @property
+    def mean_precision(self) -> np.ndarray:
+        """The "all classes" PR curve (mean over classes), whose area is mAP50."""
+        if not self.precision_by_class:
+            return np.zeros_like(self.recall_axis)
+        return np.mean(list(self.precision_by_class.values()), axis=0)
+
+
+def pr_figure(evaluation: Evaluation, max_classes: int = 12):
+    """A plotly PR curve: thin lines per class (the most frequent ones), the mean in bold."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    order = evaluation.per_class.sort_values("Instances", ascending=False)["Class"].tolist()
+    for name in order[:max_classes]:
+        if name in evaluation.precision_by_class:
+            fig.add_trace(
+                go.Scatter(
+                    x=evaluation.recall_axis,
+                    y=evaluation.precision_by_class[name],
+                    mode="lines",
+                    name=name,
+                    line={"width": 1},
+                    opacity=0.6,
+                )
+            )
+    fig.add_trace(
+        go.Scatter(
+            x=evaluation.recall_axis,
+            y=evaluation.mean_precision,
+            mode="lines",
+            name=f"all classes (mAP50 {evaluation.map50:.3f})",
+            line={"width": 4, "color": "#1565c0"},
+        )
+    )
+    fig.update_layout(
+        xaxis={"title": "Recall", "range": [0, 1]},
+        yaxis={"title": "Precision", "range": [0, 1.02]},
+        title="Precision–recall curve at IoU 0.5",
+        legend={"orientation": "v"},
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        height=420,
+    )
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Detector
+# --------------------------------------------------------------------------------------------
+
+
+class Detector:
+    """A YOLO detect model from the weights registry (or a file path), shared across sessions.
+
+    ``Detector("yolov8n")`` resolves the registry asset: the official ``.pt`` online, or the
+    classroom INT8 ONNX export offline. Calls are serialized with a lock: one ultralytics
+    predictor is not safe to use from two threads at once.
+    """
+
+    def __init__(self, weights_name: str = "yolov8n"):
+        if weights_name in weights.REGISTRY:
+            self.path = weights.resolve(weights_name)  # WeightsUnavailable says which file to put where
+            self.name = weights_name
+        else:
+            self.path = Path(weights_name)
+            self.name = self.path.stem
+            if not self.path.is_file():
+                raise FileNotFoundError(f"No model file at {self.path}.")
+        import_ultralytics()
+        from ultralytics import YOLO
+
+        self.model = YOLO(str(self.path), task="detect")
+        self._lock = threading.Lock()
+        self._predict(Image.new("RGB", (64, 64)))  # builds the predictor now, not in the first student's request
+        backend = self.model.predictor.model
+        self.format: str = str(backend.format)
+        self.names: dict[int, str] = {int(k): str(v) for k, v in backend.names.items()}
+        static = self.format != "pt" and not getattr(backend, "dynamic", False) and hasattr(backend, "imgsz")
+        # Static exports (like the classroom ONNX) only take the size they were exported at.
+        self.fixed_imgsz: int | None = int(max(backend.imgsz)) if static else None
+        self.end2end: bool = bool(getattr(backend, "end2end", False))
+
+    @property
+    def description(self) -> str:
+        return f"{self.name} ({self.path.name}, {self.format})"
+
+    def _predict(self, image: Image.Image, **kwargs: Any) -> tuple["Results", tuple[int, int], Any]:
+        """One ultralytics predict call; the result, the network input shape and the raw output."""
+        with self._lock:
+            result = self.model.predict(image, predictor=_raw_keeping_predictor(), verbose=False, **kwargs)[0]
+            predictor = self.model.predictor
+            return result, predictor.last_input_shape, predictor.last_raw
+
+    def detect(
+        self,
+        image: Any,
+        conf: float = 0.25,
+        iou: float = 0.45,
+        classes: Sequence[int] | None = None,
+        imgsz: int = 640,
+        max_det: int = 300,
+        name: str = "image",
+    ) -> Detections:
+        """Boxes in pixels of ``image`` (PIL/bytes/path/array), with ultralytics' timing split."""
+        rgb = _as_rgb(image)
+        result, input_shape, _ = self._predict(
+            rgb, conf=conf, iou=iou, classes=list(classes) if classes else None, imgsz=imgsz, max_det=max_det
+        )
+        return Detections(result, name, self.description, input_shape, conf, iou)
+
+    def nms_lesson(
+        self,
+        image: Any,
+        conf: float = 0.25,
+        classes: Sequence[int] | None = None,
+        imgsz: int = 640,
+        agnostic: bool = False,
+        max_det: int = 300,
+    ) -> NmsLesson:
+        """Run the network once and keep its raw output, for NMS at any IoU threshold."""
+        if self.end2end:
+            raise ValueError(
+                f"{self.name} is an end-to-end (NMS-free) model: it outputs final boxes, there is no NMS to show."
+            )
+        import torch
+        from ultralytics.utils import ops
+        from ultralytics.utils.nms import non_max_suppression
+
+        rgb = _as_rgb(image)
+        cls_list = list(classes) if classes else None
+        _, input_shape, raw = self._predict(rgb, conf=conf, iou=0.45, classes=cls_list, imgsz=imgsz, max_det=max_det)
+        raw = raw.detach().float().cpu()
+        # IoU threshold 1.0 suppresses nothing (an IoU is never > 1): these are all NMS's inputs.
+        out, anchors = non_max_suppression(
+            raw, conf, 1.0, classes=cls_list, agnostic=agnostic, max_det=raw.shape[-1], return_idxs=True
+        )
+        candidates = out[0][:, :6].clone()
+        net_boxes = candidates[:, :4].clone()
+        candidates[:, :4] = ops.scale_boxes(input_shape, candidates[:, :4], (rgb.height, rgb.width))
+        return NmsLesson(
+            image=rgb,
+            names=dict(self.names),
+            conf=conf,
+            classes=tuple(cls_list) if cls_list else None,
+            agnostic=agnostic,
+            max_det=max_det,
+            candidates=candidates.numpy().astype(float),
+            input_shape=input_shape,
+            _raw=raw,
+            _anchor_ids=anchors[0].view(-1).numpy(),
+            _net_boxes=net_boxes.to(torch.float32),
+        )
+
+    def evaluate(
+        self,
+        labeled: LabeledSet,
+        imgsz: int = 640,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Evaluation:
+        """mAP50, mAP50-95 and the PR curve with ultralytics' DetectionValidator.
+
+        ``progress(images_done, images_total)`` is called after every batch.
+
+        Everything the validator writes (label caches, its run folder) stays in the set's temp folder.
+        """
+        import_ultralytics()
+        import pandas as pd
+        from ultralytics.models.yolo.detect import DetectionValidator
+
+        args = {
+            **self.model.overrides,
+            "data": str(labeled.yaml_path),
+            "imgsz": self.fixed_imgsz or imgsz,
+            "batch": 1 if self.format != "pt" else 4,
+            "rect": True,
+            "plots": False,  # the PR curve comes from the metrics object, not from PNGs
+            "save_json": False,
+            "verbose": False,
+            "project": str(labeled.root / "runs"),
+            "name": "val",
+            "exist_ok": True,
+            "mode": "val",
+        }
+        validator = DetectionValidator(args=args)
+        if progress is not None:
+
+            def report(v: DetectionValidator) -> None:
+                total = len(v.dataloader.dataset)
+                progress(min((v.batch_i + 1) * (v.dataloader.batch_size or 1), total), total)
+
+            validator.add_callback("on_val_batch_end", report)
+        start = time.perf_counter()
+        # The PyTorch module is shared with the predictor: do not run both at once. (ONNX gets its own session.)
+        with self._lock if self.format == "pt" else contextlib.nullcontext():
+            validator(model=self.model.model)
+        seconds = time.perf_counter() - start
+        metrics = validator.metrics
+        box = metrics.box
+        summary = pd.DataFrame(metrics.summary(decimals=4))
+        if not summary.empty:
+            summary = summary.astype({"Images": int, "Instances": int})
+        class_names = [metrics.names[int(i)] for i in box.ap_class_index]
+        curves = np.asarray(box.prec_values)
+        return Evaluation(
+            dataset=labeled.description,
+            model_name=self.description,
+            map50=float(box.map50),
+            map50_95=float(box.map),
+            precision=float(box.mp),
+            recall=float(box.mr),
+            n_images=len(validator.dataloader.dataset),
+            n_instances=int(np.sum(metrics.nt_per_class)) if metrics.nt_per_class is not None else 0,
+            per_class=summary,
+            recall_axis=np.asarray(box.px, dtype=float),
+            precision_by_class={n: curves[i].astype(float) for i, n in enumerate(class_names) if i < len(curves)},
+            speed_ms={k: float(v) for k, v in validator.speed.items() if k != "loss"},
+            seconds=seconds,
+        )
+
+
+def available_detectors() -> dict[str, bool]:
+    """Registry names of the page's detectors and whether their weights are on this machine."""
+    return {name: weights.available(name) for name in DETECTION_MODELS}

@@ -1,0 +1,333 @@
+"""cvdemo.detection with the real classroom YOLOv8n (INT8 ONNX) and the real coco8 set."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from cvdemo import detection
+from cvdemo.detection import (
+    Detector,
+    LabeledSetError,
+    check_label_text,
+    draw_iou_pair,
+    iou_by_formula,
+    pr_figure,
+    sample_set,
+    yolo_zip_set,
+)
+from cvdemo.images import ImageInputError
+
+
+@pytest.fixture(scope="session")
+def detector() -> Detector:
+    return Detector("yolov8n")
+
+
+@pytest.fixture(scope="session")
+def bus(bus_jpg) -> Image.Image:
+    return Image.open(bus_jpg).convert("RGB")
+
+
+@pytest.fixture(scope="session")
+def bus_detections(detector, bus):
+    return detector.detect(bus, name="bus.jpg")
+
+
+def _coco8_zip(
+    data_dir: Path,
+    label_edits: dict[str, str] | None = None,
+    extra: dict[str, bytes] | None = None,
+    yaml_text: str | None = None,
+) -> bytes:
+    """coco8's val split as a user would zip it (top folder, images/ + labels/, data.yaml)."""
+    root = data_dir / "coco8"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path in sorted((root / "images" / "val").glob("*.jpg")):
+            zf.write(path, f"mydata/images/val/{path.name}")
+        for path in sorted((root / "labels" / "val").glob("*.txt")):
+            text = (label_edits or {}).get(path.name, path.read_text())
+            zf.writestr(f"mydata/labels/val/{path.name}", text)
+        if yaml_text is None:
+            zf.write(root / "data.yaml", "mydata/data.yaml")
+        else:
+            zf.writestr("mydata/data.yaml", yaml_text)
+        for name, blob in (extra or {}).items():
+            zf.writestr(name, blob)
+    return buf.getvalue()
+
+
+# --- detection ---------------------------------------------------------------------------------
+
+
+def test_bus_has_a_bus_and_people(bus_detections, bus):
+    counts = bus_detections.counts()
+    assert counts.get("bus", 0) >= 1
+    assert counts.get("person", 0) >= 3
+    xyxy = bus_detections.xyxy
+    assert xyxy.shape == (len(bus_detections), 4)
+    # boxes are in pixels of the original 810x1080 photo, not of the 640 network input
+    assert bus_detections.image_size == bus.size == (810, 1080)
+    assert (xyxy[:, [0, 2]] <= bus.width + 0.5).all() and (xyxy[:, [1, 3]] <= bus.height + 0.5).all()
+    assert xyxy[:, 3].max() > 640
+    assert (bus_detections.scores >= 0.25).all()
+    bus_box = xyxy[bus_detections.class_names.index("bus")]
+    assert (bus_box[2] - bus_box[0]) > 0.8 * bus.width  # the bus spans the photo
+    lat = bus_detections.latency
+    assert lat.preprocess > 0 and lat.inference > 0 and lat.nms > 0
+    assert "inference" in lat.badge() and "NMS" in lat.badge()
+
+
+def test_table_counts_and_downloads(bus_detections, bus):
+    table = bus_detections.table()
+    assert list(table.columns[:3]) == ["class", "class_id", "score"]
+    assert len(table) == len(bus_detections)
+    np.testing.assert_allclose(table["area"], table["width"] * table["height"], rtol=1e-3, atol=1)
+    assert sum(bus_detections.counts().values()) == len(table)
+
+    png = Image.open(io.BytesIO(bus_detections.png()))
+    assert png.format == "PNG" and png.size == bus.size
+    assert np.abs(np.asarray(png, dtype=int) - np.asarray(bus, dtype=int)).mean() > 1  # boxes were drawn
+
+    data = json.loads(bus_detections.to_json())
+    assert data["image"] == "bus.jpg" and (data["width"], data["height"]) == bus.size
+    assert {d["name"] for d in data["detections"]} >= {"bus", "person"}
+    assert set(data["speed_ms"]) == {"preprocess", "inference", "nms"}
+
+    csv = pd.read_csv(io.StringIO(bus_detections.to_csv()))
+    assert len(csv) == len(bus_detections)
+    assert set(csv["class"]) >= {"bus", "person"}
+    np.testing.assert_allclose(csv[["x1", "y1", "x2", "y2"]].to_numpy(), bus_detections.xyxy, atol=0.06)
+
+
+def test_class_filter_and_confidence(detector, bus):
+    people = detector.detect(bus, classes=[0])
+    assert len(people) >= 3 and set(people.class_names) == {"person"}
+    sure = detector.detect(bus, conf=0.8)
+    assert 1 <= len(sure) < len(detector.detect(bus, conf=0.25))
+    assert (sure.scores >= 0.8).all()
+
+
+def test_detect_accepts_bytes_and_rejects_bad_input(detector, bus_jpg):
+    assert len(detector.detect(bus_jpg.read_bytes())) >= 4
+    with pytest.raises(ImageInputError, match="0 bytes"):
+        detector.detect(b"")
+    with pytest.raises(ImageInputError, match="not an image"):
+        detector.detect(b"this is a text file, not a photo")
+    huge = io.BytesIO()
+    Image.new("1", (8000, 7000)).save(huge, format="PNG")  # 56 megapixels, a few kB on disk
+    with pytest.raises(ImageInputError, match="megapixel"):
+        detector.detect(huge.getvalue())
+
+
+def test_model_facts(detector):
+    assert detector.format == "onnx" and detector.fixed_imgsz == 640
+    assert len(detector.names) == 80 and detector.names[0] == "person"
+    import ultralytics.utils.checks
+
+    assert ultralytics.utils.checks.AUTOINSTALL is False  # never pip-installs at runtime
+
+
+def test_annotation_works_without_network_and_with_unicode_names(bus_detections, monkeypatch):
+    """Non-ASCII labels make ultralytics draw with PIL and look for a font; offline it must still draw."""
+
+    def no_network(*args, **kwargs):
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    result = bus_detections.result
+    monkeypatch.setattr(result, "names", {**result.names, 0: "Fußgänger", 5: "автобус"})
+    image = bus_detections.annotated()
+    assert image.size == (810, 1080)
+
+
+# --- NMS lesson and IoU ------------------------------------------------------------------------
+
+
+def test_nms_lesson_matches_ultralytics(detector, bus, bus_detections):
+    lesson = detector.nms_lesson(bus, conf=0.25)
+    assert len(lesson) > 3 * len(bus_detections)  # many raw candidates per object
+    kept = lesson.survivors(0.45)
+    np.testing.assert_allclose(lesson.candidates[kept, :4], bus_detections.xyxy, atol=1e-3)
+    assert len(lesson.survivors(1.0)) == len(lesson)  # a threshold of 1 removes nothing
+    assert len(lesson.survivors(0.1)) <= len(kept)
+
+    removed = lesson.suppressed_by(0.45)
+    assert set(removed) == set(range(len(lesson))) - set(kept.tolist())
+    for j, (k, iou) in removed.items():
+        assert k in kept and iou > 0.45
+        assert lesson.candidates[k, 5] == lesson.candidates[j, 5]  # class-aware NMS
+        assert lesson.candidates[k, 4] >= lesson.candidates[j, 4]
+
+    table = lesson.table(0.45)
+    assert len(table) == len(lesson) and table["kept"].sum() == len(kept)
+    a, b = lesson.default_pair(0.45)
+    assert lesson.pair_iou(a, b).iou > 0.45
+    assert lesson.plot().size == bus.size and lesson.plot(kept).size == bus.size
+
+
+def test_iou_by_formula_by_hand_and_against_ultralytics(detector, bus):
+    w = iou_by_formula((0, 0, 10, 10), (5, 5, 15, 15))
+    assert (w.inter_area, w.union) == (25, 175) and w.iou == pytest.approx(1 / 7)
+    assert w.intersection == (5, 5, 10, 10)
+    assert iou_by_formula((0, 0, 10, 10), (20, 20, 30, 30)).iou == 0
+    assert iou_by_formula((0, 0, 10, 10), (20, 20, 30, 30)).intersection is None
+    assert iou_by_formula((1, 2, 3, 4), (1, 2, 3, 4)).iou == 1
+    assert iou_by_formula((0, 0, 10, 10), (10, 0, 20, 10)).iou == 0  # touching edges do not overlap
+    assert any("IoU" in s and "0.143" in s for s in w.steps())
+
+    import torch
+    from ultralytics.utils.metrics import box_iou
+
+    boxes = detector.nms_lesson(bus).candidates[:, :4]
+    expected = box_iou(torch.tensor(boxes), torch.tensor(boxes)).numpy()
+    for i, j in [(0, 1), (0, 4), (2, 3), (1, len(boxes) - 1)]:
+        assert iou_by_formula(boxes[i], boxes[j]).iou == pytest.approx(expected[i, j], abs=1e-5)
+
+    crop = draw_iou_pair(bus, iou_by_formula(boxes[0], boxes[1]))
+    assert 0 < crop.width <= bus.width and 0 < crop.height <= bus.height
+
+
+# --- labeled sets and evaluation ---------------------------------------------------------------
+
+
+def test_coco8_map_and_nothing_written_to_data(detector, data_dir):
+    before = sorted(p for p in (data_dir / "coco8").rglob("*"))
+    calls: list[tuple[int, int]] = []
+    with sample_set("coco8") as labeled:
+        assert labeled.n_images == 8 and labeled.n_boxes > 20
+        assert data_dir not in labeled.root.parents
+        evaluation = detector.evaluate(labeled, progress=lambda done, total: calls.append((done, total)))
+    assert not labeled.root.exists()  # temp copy, caches and run folder are gone
+    assert sorted(p for p in (data_dir / "coco8").rglob("*")) == before
+    assert evaluation.map50 >= 0.8
+    assert 0.4 < evaluation.map50_95 < evaluation.map50
+    assert evaluation.n_images == 8 and evaluation.n_instances == labeled.n_boxes
+    assert calls[-1] == (8, 8) and len(calls) == 8
+    assert "person" in set(evaluation.per_class["Class"])
+    assert evaluation.recall_axis.shape == (1000,)
+    assert evaluation.mean_precision.shape == (1000,) and evaluation.mean_precision.max() <= 1
+    # the area under the mean PR curve is mAP50 (ultralytics interpolates it the same way, up to 101 points)
+    area = np.trapezoid(evaluation.mean_precision, evaluation.recall_axis)
+    assert area == pytest.approx(evaluation.map50, abs=0.05)
+    fig = pr_figure(evaluation)
+    assert fig.data[-1].name.startswith("all classes")
+
+
+def test_user_zip_with_malformed_lines_keeps_the_rest(detector, data_dir, tmp_path):
+    marker = tmp_path / "download_script_ran"
+    blob = _coco8_zip(
+        data_dir,
+        label_edits={
+            "000000000042.txt": "16 0.6 0.34 0.54\n",  # 4 values
+            "000000000049.txt": "person 0.5 0.5 0.2 0.2\n0 0.5 0.5 1.7 0.2\n",  # name instead of id, not normalized
+        },
+        extra={"mydata/data.yaml.bak": b"x", "../evil.txt": b"x"},
+        # a user's yaml may carry ultralytics' `download:` key (a script it runs): it must never reach ultralytics
+        yaml_text=(data_dir / "coco8/data.yaml").read_text() + "\ndownload: touch " + str(marker) + "\n",
+    )
+    with yolo_zip_set(blob, detector.names) as labeled:
+        assert labeled.n_images == 2
+        text = " ".join(labeled.problems)
+        assert "labels/val/000000000042.txt line 1: expected 5 values" in text
+        assert "000000000049.txt line 1: 'person' is not a number" in text
+        assert "normalized to 0..1" in text
+        assert "images/val/000000000042.jpg left out" in text
+        assert "unsafe path" in text
+        evaluation = detector.evaluate(labeled)
+        assert evaluation.n_images == 2 and evaluation.map50 > 0.3
+        yaml_text = labeled.yaml_path.read_text()
+    assert "download" not in yaml_text and not marker.exists()
+
+
+def test_user_zip_bad_inputs_have_clear_messages(detector, data_dir):
+    with pytest.raises(LabeledSetError, match="not a valid zip"):
+        yolo_zip_set(b"PK not really", detector.names)
+    empty = io.BytesIO()
+    zipfile.ZipFile(empty, "w").close()
+    with pytest.raises(LabeledSetError, match="empty"):
+        yolo_zip_set(empty.getvalue(), detector.names)
+    only_text = io.BytesIO()
+    with zipfile.ZipFile(only_text, "w") as zf:
+        zf.writestr("labels/a.txt", "0 0.5 0.5 0.1 0.1")
+    with pytest.raises(LabeledSetError, match="no images"):
+        yolo_zip_set(only_text.getvalue(), detector.names)
+    all_bad = _coco8_zip(data_dir, label_edits={p.name: "0 0.5\n" for p in (data_dir / "coco8/labels/val").glob("*")})
+    with pytest.raises(LabeledSetError, match="Nothing to evaluate.*expected 5 values"):
+        yolo_zip_set(all_bad, detector.names)
+
+
+def test_label_line_rules():
+    good = "0 0.5 0.5 0.2 0.2\n\n3 0.1 0.1 0.3 0.1 0.2 0.4\n"  # a box, a blank line, a triangle
+    assert check_label_text(good, "a.txt", 80) == (2, [])
+    cases = {
+        "0 0.5 0.5 0.2": "expected 5 values",
+        "1.5 0.5 0.5 0.2 0.2": "whole number",
+        "80 0.5 0.5 0.2 0.2": "class 80 does not exist (classes are 0–79)",
+        "0 0.5 0.5 0 0.2": "greater than 0",
+        "0 0.5 nan 0.2 0.2": "finite",
+        "0 512 300 40 80": "normalized",
+    }
+    for line, message in cases.items():
+        n, problems = check_label_text(line, "b.txt", 80)
+        assert n == 0 and len(problems) == 1 and message in problems[0] and "b.txt line 1" in problems[0]
+
+
+def test_names_from_yaml_or_classes_txt(detector, data_dir):
+    blob = _coco8_zip(data_dir, yaml_text="names: [cat, dog]\n")
+    with pytest.raises(LabeledSetError, match="class 25 does not exist"):
+        # coco8 uses ids up to 58, but this yaml declares two classes: every file is then malformed
+        yolo_zip_set(blob, detector.names)
+    flat = io.BytesIO()
+    with zipfile.ZipFile(flat, "w") as zf:
+        image = data_dir / "coco8/images/val/000000000042.jpg"
+        zf.write(image, "shots/dog.jpg")
+        zf.writestr("shots/dog.txt", "0 0.6 0.34 0.54 0.51\n")  # label beside the image
+        zf.writestr("shots/classes.txt", "dog\n")
+    with yolo_zip_set(flat.getvalue(), detector.names) as labeled:
+        assert labeled.names == {0: "dog"} and labeled.n_boxes == 1
+        assert any("differ from the model's" in n for n in labeled.notes)
+
+
+def test_pt_checkpoints_load_safely(tmp_path):
+    """A .pt file takes the PyTorch path (weights_only load, dynamic image size)."""
+    from ultralytics import YOLO
+
+    path = tmp_path / "tiny_random.pt"
+    YOLO("yolov8n.yaml", task="detect").save(str(path))  # architecture only: random weights, no download
+    model = Detector(str(path))
+    assert model.format == "pt" and model.fixed_imgsz is None
+    result = model.detect(Image.new("RGB", (320, 240), (90, 120, 200)), conf=0.0001, imgsz=320)
+    assert result.input_shape[1] == 320 and result.latency.inference > 0
+    lesson = model.nms_lesson(Image.new("RGB", (320, 240), (90, 120, 200)), conf=0.0001, imgsz=320)
+    assert len(lesson.survivors(0.5)) <= len(lesson)
+    assert detection._ULTRALYTICS_ENV["ULTRALYTICS_SAFE_LOAD"] == "1"
+
+
+class _RunsCodeWhenUnpickled:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_pt_file_that_runs_code_is_refused(tmp_path):
+    import torch
+
+    marker = tmp_path / "code_ran"
+    path = tmp_path / "yolov8n.pt"
+    torch.save({"model": _RunsCodeWhenUnpickled(marker)}, path)
+    with pytest.raises(Exception):
+        Detector(str(path))
+    assert not marker.exists()
