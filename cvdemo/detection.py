@@ -54,6 +54,9 @@ _ULTRALYTICS_ENV = {
     "YOLO_AUTOINSTALL": "false",  # never pip-install a "missing requirement" from inside a lecture
     "YOLO_VERBOSE": "false",
     "ULTRALYTICS_SAFE_LOAD": "1",  # .pt checkpoints load with weights_only=True and an allow-list
+    # ultralytics sets OMP_NUM_THREADS=1 "for training" when unset; if torch first loads after that,
+    # every model in the app runs on one core. Keep OpenMP's default: all cores.
+    "OMP_NUM_THREADS": str(os.cpu_count() or 1),
 }
 
 

@@ -474,3 +474,6 @@ def speed_panel(unit: str, factor: int, current: str) -> None:
 if tab_speed.open:
     with tab_speed:
         speed_panel(unit, factor, model_key)
+
+st.divider()
+ui.share_section("architectures")

@@ -371,3 +371,6 @@ if detector is None:
     st.info("The evaluation needs a model: see the message at the top.")
 else:
     evaluation_section(detector, imgsz)
+
+st.divider()
+ui.share_section("detection")

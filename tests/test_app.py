@@ -45,3 +45,21 @@ def test_light_imports_stay_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "", f"heavy modules imported at start-up: {out.stdout}"
+
+
+def test_ultralytics_does_not_pin_torch_to_one_thread():
+    """ultralytics sets OMP_NUM_THREADS=1 and torch threads to cpu_count-1 unless told otherwise."""
+    code = (
+        "import os; os.environ.pop('OMP_NUM_THREADS', None);"
+        "from cvdemo.detection import Detector; from cvdemo.datasets import packaged_images;"
+        "Detector('yolov8n').detect(packaged_images()['bus.jpg']);"
+        "import torch; print(torch.get_num_threads())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    threads = int(out.stdout.strip().splitlines()[-1])
+    assert threads == torch_default_threads(), out.stdout
+
+
+def torch_default_threads() -> int:
+    code = "import os; os.environ.pop('OMP_NUM_THREADS', None); import torch; print(torch.get_num_threads())"
+    return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
