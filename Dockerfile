@@ -14,6 +14,7 @@ RUN pip install --no-cache-dir torch==2.14.1 torchvision==0.29.1 --index-url htt
 COPY --chown=user . .
 USER user
 ENV HOME=/home/user \
+    GRADIO_ANALYTICS_ENABLED=False \
     CVDEMO_WEIGHTS_DIR=/home/user/weights \
     CVDEMO_CACHE_DIR=/home/user/.cache/cvdemo \
     CVDEMO_GRADIO_BASE_URL=/gradio \

@@ -41,6 +41,9 @@ NAMES = (*DEMOS, "all")
 PUBLIC_BASE_ENV = "CVDEMO_GRADIO_BASE_URL"
 HOST_ENV = "CVDEMO_SHARE_HOST"
 
+# A classroom tool should not phone home (and offline machines would only wait on it).
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
 
 class ShareError(RuntimeError):
     """A demo could not be built or started; the message says why."""
@@ -157,7 +160,9 @@ def mount_all(prefix: str = "/gradio"):
 
     app = FastAPI(title="cvdemo demos")
     for name in NAMES:
-        app = gr.mount_gradio_app(app, build_demo(name), path=f"{prefix}/{name}", ssr_mode=False)
+        # root_path: behind a proxy Gradio builds file URLs from X-Forwarded-Host and would drop the mount path.
+        path = f"{prefix}/{name}"
+        app = gr.mount_gradio_app(app, build_demo(name), path=path, root_path=path, ssr_mode=False)
 
     @app.get(prefix or "/")
     def index() -> RedirectResponse:

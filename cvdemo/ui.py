@@ -167,7 +167,7 @@ def share_section(name: str, height: int = 760) -> None:
         except Exception as exc:  # a demo that cannot start must not take the page down
             st.error(f"The shareable demo could not start: {exc}")
             return
-        st.markdown("Local link (this machine / classroom network):")
+        st.markdown("Link on this site:" if running is None else "Local link (this machine / classroom network):")
         st.code(url, language=None)
         if running is not None and running.share_url:
             st.markdown("Public link, valid for about a week:")

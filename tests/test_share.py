@@ -109,3 +109,14 @@ def test_page_share_section_embeds_the_running_demo():
             assert response.status == 200 and b"gradio" in response.read().lower()
     finally:
         share.stop_all()
+
+
+def test_space_mount_serves_every_demo_with_its_own_root():
+    """The Space's single-port layout: every demo under /gradio/<name>/, file URLs keep the prefix."""
+    from fastapi.testclient import TestClient
+
+    client = TestClient(share.mount_all("/gradio"))
+    for name in share.NAMES:
+        config = client.get(f"/gradio/{name}/config", headers={"X-Forwarded-Host": "space.example"})
+        assert config.status_code == 200, name
+        assert config.json()["root"].endswith(f"/gradio/{name}")
