@@ -193,12 +193,14 @@ register(
 register(
     Asset(
         name="mobileclip_s0",
-        description="MobileCLIP-S0 (open_clip, small and fast)",
+        # open_clip 3.x has no MobileCLIP-S0 (v1) config; MobileCLIP2-S0 is its open_clip successor.
+        description="MobileCLIP2-S0 (open_clip MobileCLIP2-S0 / dfndr2b, small and fast)",
         library="open_clip",
-        filename="mobileclip_s0.safetensors",
-        hf_repo="timm/MobileCLIP-S0-OpenCLIP",
+        filename="mobileclip2_s0.safetensors",
+        alt_filenames=("MobileCLIP2-S0_open_clip_model.safetensors",),
+        hf_repo="timm/MobileCLIP2-S0-OpenCLIP",
         hf_file="open_clip_model.safetensors",
-        size_mb=214.0,
+        size_mb=300.0,
     )
 )
 

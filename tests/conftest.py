@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ SHARED = REPO.parent / "shared"
 os.environ.setdefault("CVDEMO_WEIGHTS_DIR", str(SHARED / "weights"))
 os.environ.setdefault("CVDEMO_DATA_DIR", str(SHARED / "data"))
 os.environ.setdefault("CVDEMO_OFFLINE", "1")
+# Tests never write into the user's cache (CLIP gallery indexes, downloads).
+os.environ.setdefault("CVDEMO_CACHE_DIR", tempfile.mkdtemp(prefix="cvdemo-test-cache-"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_VERBOSE", "False")

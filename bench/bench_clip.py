@@ -1,0 +1,116 @@
+"""CLIP page speed: gallery embedding vs the bare model, and text-query latency at 100,000 images.
+
+Goals (issue 6):
+* gallery embedding (``engine.encode_images``: decode-free PIL -> preprocess -> model -> embedding)
+  runs at >= 0.9x the images/s of the bare model forward on the same, already preprocessed batch;
+* a text query over 100,000 random normalised embeddings (encode the query + rank) takes < 50 ms.
+
+Run: ``python -m bench.bench_clip [--engine conse|clip|mobileclip_s0] [--images 64]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+os.environ.setdefault("CVDEMO_OFFLINE", "1")
+
+
+def _gallery_images(n: int):
+    """``n`` real photos: COCO128 (640 px, so preprocessing is not free), else the CIFAR subset."""
+    from cvdemo import clip, datasets
+
+    for key in ("COCO128 (128 everyday photos)", "CIFAR-10 subset (500 tiny photos, 10 classes)"):
+        if datasets.available(clip.SAMPLE_GALLERIES[key].dataset):
+            gallery = clip.sample_gallery(key)
+            return key, [g.image for g in gallery.images[:n]]
+    raise SystemExit("No sample images: set CVDEMO_DATA_DIR to the shared data folder.")
+
+
+def bench_embedding(engine, n_images: int, batch_size: int, repeats: int) -> float:
+    import torch
+
+    from bench.timing import compare
+
+    source, images = _gallery_images(n_images)
+    batches = [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
+    tensors = [engine.preprocess_batch(b) for b in batches]
+
+    def bare() -> None:
+        with torch.inference_mode():
+            for t in tensors:
+                engine._forward(t)
+
+    def pipeline() -> None:
+        engine.encode_images(images, batch_size=batch_size)
+
+    print(f"\n== gallery embedding: {engine.label}")
+    print(f"{len(images)} images from {source}, batch {batch_size}, torch threads {torch.get_num_threads()}")
+    candidates = {"bare model forward": bare, "encode_images (full pipeline)": pipeline}
+    timings = compare(candidates, repeats=repeats, warmup=1)
+    for name, t in timings.items():
+        print(f"{name:<32} {len(images) / t.best:7.1f} images/s (best of {len(t.samples)})")
+    ratio = timings["bare model forward"].best / timings["encode_images (full pipeline)"].best
+    print(f"images/s of the pipeline / images/s of the bare forward: {ratio:.3f}x   goal >= 0.90x: "
+          f"{'OK' if ratio >= 0.9 else 'MISSED'}")
+    return ratio
+
+
+def bench_query(engine, n_items: int, repeats: int) -> float:
+    from cvdemo import clip
+
+    rng = np.random.default_rng(0)
+    index = clip.ImageIndex(engine, folder=False)
+    vectors = rng.standard_normal((n_items, engine.dim)).astype(np.float32)
+    index.add_embeddings([f"img{i}" for i in range(n_items)], vectors)
+    index.embeddings  # build the matrix once, as the page does after adding a gallery
+    words = ["ship", "dog", "red car", "a cat on a sofa", "airplane in the sky", "frog", "horse", "truck"]
+    samples = []
+    for r in range(repeats):
+        query = f"a photo of a {words[r % len(words)]} number {r}"  # new text each time: no cache hit
+        start = time.perf_counter()
+        hits = index.search(query, k=10)
+        samples.append(time.perf_counter() - start)
+        assert len(hits) == 10
+    start = time.perf_counter()
+    for _ in range(repeats):
+        index.search(index.embeddings[0], k=10)
+    rank_only = (time.perf_counter() - start) / repeats
+    start = time.perf_counter()
+    for r in range(repeats):
+        engine.encode_texts([f"an uncached query {r} {time.time()}"])
+    encode_only = (time.perf_counter() - start) / repeats
+    best, median = min(samples), float(np.median(samples))
+    method = "FAISS" if clip._faiss_module() and n_items >= clip.FAISS_MIN_ITEMS else "brute force"
+    print(f"\n== text query over {n_items:,} embeddings ({engine.dim}-d, {method})")
+    print(f"query (encode text + rank top 10): best {best * 1e3:.1f} ms, median {median * 1e3:.1f} ms (n={repeats})")
+    print(f"  of which: encode the text {encode_only * 1e3:.1f} ms, rank 100k vectors {rank_only * 1e3:.1f} ms (means)")
+    ok = median < 0.050
+    print(f"goal median < 50 ms: {'OK' if ok else 'MISSED'}")
+    return median
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cvdemo import cache, clip
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--engine", default=None, help="conse, clip or mobileclip_s0 (default: best available)")
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--items", type=int, default=100_000)
+    args = parser.parse_args(argv)
+    print(f"load average (1 min) at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    key = args.engine or clip.available_engines()[0]
+    engine = cache.shared(clip.create_engine, key, cache_dir=False)
+    bench_embedding(engine, args.images, args.batch_size, args.repeats)
+    bench_query(engine, args.items, max(args.repeats, 20))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""The CLIP page through the real app: engine banner, zero-shot, search, image -> image, evaluate, bad input.
+
+The CIFAR-10 gallery's embeddings come from the session cache folder that tests/test_clip.py
+fills (or this module fills it itself when run alone), so the page rebuilds it without the model.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import REPO
+from cvdemo import cache, clip
+
+CIFAR = "CIFAR-10 subset (500 tiny photos, 10 classes)"
+PAGE = "pages/clip_search.py"
+
+
+@pytest.fixture(scope="module")
+def cache_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.getbasetemp() / "clip_cache"
+    root.mkdir(exist_ok=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CVDEMO_CACHE_DIR", str(root))
+        engine = cache.shared(clip.create_engine, "conse")
+        clip.ImageIndex(engine).add(clip.sample_gallery(CIFAR).images)  # no-op when already cached
+    return root
+
+
+@pytest.fixture
+def page(monkeypatch, cache_root) -> AppTest:
+    monkeypatch.setenv("CVDEMO_CACHE_DIR", str(cache_root))
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=240)
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def test_engine_banner_and_zero_shot_on_a_photo(page):
+    at = page
+    banner = _texts(at.info)
+    assert "ConSE" in banner and "not CLIP" in banner and "python -m cvdemo.weights fetch clip" in banner
+    verdict = _texts(at.success)
+    assert "**bus**" in verdict  # bus.jpg with the "Street scene" labels and the 80-prompt ensemble
+    assert len(at.get("plotly_chart")) >= 1
+
+    at.radio(key="clip_template").set_value("a photo of a {}.").run()
+    assert "**bus**" in _texts(at.success)
+    before = re.search(r"probability (\d+)%", _texts(at.success)).group(1)
+    at.select_slider(key=f"clip_temperature_{cache.shared(clip.create_engine, 'conse').name}").set_value(0.5).run()
+    after = re.search(r"probability (\d+)%", _texts(at.success)).group(1)
+    assert int(after) < int(before)  # a hotter softmax is less sure of the same cosine
+
+    at.slider(key=f"clip_threshold_{cache.shared(clip.create_engine, 'conse').name}").set_value(0.99).run()
+    warning = _texts(at.warning)
+    assert "None of the above" in warning and "sum to 1" in warning
+
+
+def test_bad_labels_are_explained(page):
+    at = page
+    at.text_area(key="clip_labels_Street scene").set_value(" , ,").run()
+    assert not at.exception
+    assert "Type at least one label" in _texts(at.error)
+    at.text_area(key="clip_labels_Street scene").set_value("cat, Cat").run()
+    notes = _texts(at.info)
+    assert "Duplicate labels were removed" in notes and "always 100%" in notes
+
+
+def test_search_tab_text_and_image_queries(page):
+    at = page
+    captions = _texts(at.caption)
+    assert "Gallery: **500 images**" in captions and "500 read from the disk cache" in captions
+    found = re.search(r"Labels among the top 10: (.*)", captions).group(1)
+    ships = int(re.search(r"ship × (\d+)", found).group(1))
+    assert ships >= 3, found  # chance would be 1 in 10
+
+    at.text_input(key="clip_query").set_value("ship " * 2000).run()
+    assert "only the first 300 were used" in _texts(at.info)
+    at.text_input(key="clip_query").set_value("").run()
+    assert "Type a query" in _texts(at.warning)
+
+    at.text_input(key="clip_query").set_value("a photo of a frog").run()
+    more = [b for b in at.button if str(b.key).startswith("clip_more_")]
+    assert len(more) == 10
+    more[0].click().run()
+    assert "Image → image" in _texts(at.markdown)
+    assert "**1.000**" in _texts(at.caption)  # the query image itself comes first
+
+
+def test_map_and_evaluate_tabs(page):
+    at = page
+    assert "PCA of all image and text vectors" in _texts(at.caption)  # the map of the auto-built gallery
+    assert len(at.get("plotly_chart")) >= 2  # zero-shot bars + map
+    at.button(key="clip_eval_run").click().run()
+    assert not at.exception
+    assert "500 images, 10 classes" in _texts(at.markdown)
+    table = at.dataframe[-1].value
+    assert len(table) == 6
+    zero_shot = table[table["labeled examples per class"] == 0]["top-1 accuracy"]
+    assert zero_shot.max() >= 0.25
+
+
+def test_engine_toggle_and_comparison_when_clip_is_present(monkeypatch, cache_root):
+    """With CLIP weights the page defaults to CLIP and compares engines (a random tiny CLIP stands in)."""
+    from test_clip import TINY
+
+    real_create = clip.create_engine
+
+    def create_engine(key: str, cache_dir=None):
+        if key == "clip":
+            return clip.ClipModel("clip", pretrained=False, arch="ViT-B-32", cache_dir=False, model_kwargs=TINY)
+        return real_create(key, cache_dir)
+
+    monkeypatch.setenv("CVDEMO_CACHE_DIR", str(cache_root))
+    monkeypatch.setattr(clip, "available_engines", lambda: ["clip", "conse"])
+    monkeypatch.setattr(clip, "create_engine", create_engine)
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=240)
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    assert "contrastive loss" in _texts(at.success)  # the CLIP banner
+    assert at.radio(key="clip_template").value == "a photo of a {}."  # CLIP's text tower is slow on a CPU
+    at.toggle(key="clip_compare").set_value(True).run()
+    assert not at.exception, at.exception
+    assert "random init" in _texts(at.markdown) and "ConSE" in _texts(at.markdown)
+    assert len(at.get("plotly_chart")) >= 2  # one bar chart per engine
