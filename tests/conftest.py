@@ -11,6 +11,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see cvdemo/__init__.py
+
 # Point at the classroom folders unless the caller chose others (CI sets them explicitly).
 os.environ.setdefault("CVDEMO_WEIGHTS_DIR", str(SHARED / "weights"))
 os.environ.setdefault("CVDEMO_DATA_DIR", str(SHARED / "data"))
