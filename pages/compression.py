@@ -1,9 +1,383 @@
-"""Placeholder until this lesson is built: it says what it will do and shows no output."""
+"""Compression: one pretrained model before and after quantization, pruning, low-rank and distillation,
+measured on this machine."""
 
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
 import streamlit as st
 
+from cvdemo import ui, weights
+from cvdemo.archives import ArchiveError
 from cvdemo.catalog import PAGES
+from cvdemo.datasets import DataUnavailable
+from cvdemo.weights import WeightsUnavailable
 
 info = next(p for p in PAGES if p.path.endswith("compression.py"))
-st.title(info.title)
-st.info(f"This lesson is being built. It will let you: {info.lesson}", icon=":material/construction:")
+ui.page_header(
+    info.title,
+    "Shrink one pretrained network four ways and measure what really got smaller and faster on this CPU: "
+    "file size, parameters, MACs, latency, accuracy and agreement with the original, side by side.",
+)
+
+from cvdemo import compression as cx  # noqa: E402  (after the header: the page shows while torch loads)
+
+state = st.session_state
+cpu = cx.cpu_features()
+
+with st.sidebar.expander("This CPU", icon=":material/memory:"):
+    st.markdown(cpu.summary())
+    st.caption("Instruction sets that matter here: " + (", ".join(cpu.relevant_flags) or "none found in /proc/cpuinfo"))
+    st.caption(f"Every latency on this page uses {cx.thread_count()} thread(s), PyTorch and ONNX Runtime alike.")
+
+tab_compress, tab_distill, tab_upload = st.tabs(
+    ["Compress a pretrained model", "Distillation: teacher and student", "Measure your own compressed model"]
+)
+
+TABLE_CONFIG = {
+    "model": st.column_config.TextColumn(width="medium"),
+    "precision": st.column_config.TextColumn(width="small"),
+    "file MB": st.column_config.NumberColumn(format="%.2f", width="small",
+                                             help="Serialized size: safetensors, ONNX or torch.save"),
+    "zipped MB": st.column_config.NumberColumn(format="%.2f", width="small",
+                                               help="The file compressed with zlib: zeros compress"),
+    "params": st.column_config.NumberColumn(format="localized", width="small"),
+    "non-zeros": st.column_config.NumberColumn(format="localized", width="small"),
+    "MMACs": st.column_config.NumberColumn(format="%.0f", width="small", help="Million multiply-accumulates per image"),
+    "latency b1 ms": st.column_config.NumberColumn("b1 ms", format="%.1f", width="small",
+                                                   help="Latency at batch 1: median of the timed runs"),
+    "latency b8 ms": st.column_config.NumberColumn("b8 ms", format="%.1f", width="small",
+                                                   help="Latency at batch 8: median of the timed runs"),
+    "speed-up b1": st.column_config.NumberColumn("speed-up", format="%.2fx", width="small",
+                                                 help="Original latency / this latency, batch 1"),
+    "top-1": st.column_config.NumberColumn(format="percent", width="small"),
+    "agreement": st.column_config.NumberColumn(format="percent", width="small",
+                                               help="Share of images where it predicts the same class as the original"),
+}
+
+
+DISPLAY_ORDER = ["model", "latency b1 ms", "speed-up b1", "top-1", "agreement", "file MB", "MMACs", "non-zeros",
+                 "params", "latency b8 ms", "zipped MB", "precision"]
+
+
+def show_table(table: pd.DataFrame) -> None:
+    # What a lecturer points at first (latency, accuracy, size) comes first; the runtime is part of every
+    # model name, and the CSV download keeps every column.
+    st.dataframe(table, hide_index=True, column_config=TABLE_CONFIG,
+                 column_order=[c for c in DISPLAY_ORDER if c in table.columns])
+
+
+def trade_off_chart(table: pd.DataFrame, reference: str = "original") -> None:
+    accuracy = "top-1" if table["top-1"].notna().any() else "agreement"
+    fig = px.scatter(
+        table,
+        x="latency b1 ms",
+        y=accuracy,
+        color="runtime",
+        symbol="precision",
+        size="file MB",
+        size_max=28,
+        hover_name="model",
+        hover_data={"file MB": ":.2f", "MMACs": ":.0f", "agreement": ":.0%"},
+    )
+    fig.update_layout(yaxis_tickformat=".1%", height=440, legend_orientation="h", legend_y=-0.3, margin_t=30)
+    st.markdown(f"**Latency (batch 1) vs {accuracy}**: up and to the left is better; marker size = file size")
+    st.plotly_chart(fig)
+
+
+def size_chart(table: pd.DataFrame) -> None:
+    sizes = table.melt(id_vars="model", value_vars=["file MB", "zipped MB"], var_name="stored as", value_name="MB")
+    fig = px.bar(sizes, x="MB", y="model", color="stored as", barmode="group", orientation="h")
+    fig.update_layout(height=max(440, 140 + 50 * len(table)), yaxis_title=None, legend_orientation="h",
+                      legend_y=-0.15, margin_t=30)
+    st.markdown("**Size on disk**: as saved, and zipped (zeros compress, so only sparsity shows there)")
+    st.plotly_chart(fig)
+
+
+def layer_chart(variant: cx.Variant) -> None:
+    layers = pd.DataFrame(variant.layers)
+    if layers.empty:
+        st.caption("This technique changes no individual layer.")
+        return
+    if "sparsity" in layers:
+        fig = px.bar(layers, x="layer", y="sparsity", color="kind", title="Share of zero weights per layer")
+        fig.update_layout(yaxis_tickformat=".0%")
+    elif "kept" in layers:
+        fig = px.bar(layers, x="layer", y=["channels before", "channels after"], barmode="overlay",
+                     title="Output channels per layer, before and after pruning")
+    elif "full rank" in layers:
+        fig = px.bar(layers, x="layer", y=["full rank", "rank"], barmode="overlay", hover_data=["status", "energy kept"],
+                     title="Rank kept per layer (overlay on the full rank)")
+    else:
+        layers["precision"] = layers["quantized"].map({True: "INT8", False: "FP32"})
+        fig = px.histogram(layers, x="op", color="precision", title="Layers by operator and precision")
+    fig.update_layout(height=380, xaxis_tickangle=-60, legend_orientation="h", legend_y=1.12)
+    st.plotly_chart(fig)
+    with st.expander("Layer table"):
+        st.dataframe(layers, hide_index=True)
+
+
+def downloads(run_variants: list[cx.Variant], table: pd.DataFrame, key: str, input_size) -> None:
+    cols = st.columns([2, 2, 1])
+    # compressed models first: they are what one wants to take away
+    ordered = sorted(run_variants, key=lambda v: v.technique == "onnx_fp32")
+    choices = {v.name: v for v in ordered if v.downloads(input_size)}
+    cols[2].download_button("Results (CSV)", cx.results_csv(table), "compression_results.csv", "text/csv",
+                            on_click="ignore", key=f"{key}_csv", icon=":material/table:")
+    if not choices:
+        cols[0].caption("No variant of this run can be saved as safetensors or ONNX.")
+        return
+    picked = cols[0].selectbox("Model to download", list(choices), key=f"{key}_pick")
+    formats = choices[picked].downloads(input_size)
+    fmt = cols[1].selectbox("Format", list(formats), key=f"{key}_fmt")
+    suffix, make = formats[fmt]
+    slug = "".join(c if c.isalnum() else "_" for c in picked.lower()).strip("_")
+    st.download_button(f"Download {picked} ({fmt})", make, slug + suffix, "application/octet-stream",
+                       on_click="ignore", key=f"{key}_dl", icon=":material/download:")
+    if fmt.startswith("safetensors") and choices[picked].technique in ("prune_structured", "low_rank"):
+        st.caption("Safetensors holds weights only: a pruned or factorised network needs its changed architecture. "
+                   "ONNX carries both.")
+
+
+# --- 1 · compress a pretrained model ---------------------------------------------------------------------
+
+with tab_compress:
+    models = cx.model_choices()
+    ready = [m for m in models if m["available"]]
+    missing = [m for m in models if not m["available"]]
+    if missing:
+        with st.expander(f"{len(missing)} model(s) not on this machine"):
+            for m in missing:
+                st.markdown(f"**{m['label']}**: {m['reason']}")
+    if not ready:
+        ui.weights_missing(WeightsUnavailable(weights.get("efficientnet_lite0")))
+    else:
+        labels = {m["name"]: m["label"] for m in ready}
+        left, right = st.columns([1, 1])
+        model_name = left.selectbox("Model (ImageNet-pretrained)", list(labels), format_func=labels.get, key="cx_model")
+        eval_choice = right.radio("Evaluation images", [*cx.EVAL_SETS, "zip"], horizontal=False, key="cx_eval",
+                                  format_func=lambda k: cx.EVAL_SETS.get(k, "Your labeled zip (<class>/<image>)"))
+        zip_file = None
+        if eval_choice == "zip":
+            zip_file = right.file_uploader("Labeled zip: folder names are matched to ImageNet class names", type=["zip"],
+                                           key="cx_zip")
+
+        picked = st.multiselect("Techniques", list(cx.TECHNIQUES), default=["int8_static"], format_func=cx.TECHNIQUES.get,
+                                key="cx_techniques")
+        specs: list[cx.TechniqueSpec] = []
+        knob_cols = st.columns(max(len(picked), 1))
+        for col, tech in zip(knob_cols, picked):
+            with col.container(border=True):
+                st.markdown(f"**{cx.TECHNIQUES[tech]}**")
+                knobs: dict = {}
+                if tech == "int8_static":
+                    knobs["calibration_images"] = st.slider("Calibration images", 2, 64, 16, key="cx_calib")
+                    knobs["per_channel"] = st.toggle("Per-channel weight scales", True, key="cx_perchannel")
+                elif tech == "int8_dynamic":
+                    st.caption("No knobs: Linear weights go to INT8, activations are quantized on the fly.")
+                elif tech in ("fp16", "bf16"):
+                    st.caption("16 bits per weight instead of 32; computed in that precision.")
+                elif tech == "prune_unstructured":
+                    knobs["amount"] = st.slider("Sparsity %", 0, 100, 30, 5, key="cx_sparsity") / 100
+                    knobs["scope"] = st.radio("Rank weights", ["global", "layer"], horizontal=True, key="cx_scope",
+                                              format_func={"global": "across the network", "layer": "per layer"}.get)
+                elif tech == "prune_structured":
+                    knobs["amount"] = st.slider("Channels removed %", 0, 100, 30, 5, key="cx_channels") / 100
+                    knobs["fine_tune_epochs"] = st.slider(
+                        "Recovery fine-tune epochs", 0, 6, 3, key="cx_ft_epochs",
+                        help="The original teaches the pruned copy on unlabeled images (hymenoptera train, mirrored); "
+                        "about 10 s per epoch of 244 images on 2 cores.")
+                    knobs["fine_tune_images"] = st.select_slider("Fine-tune images", [32, 64, 128, 244], 244, key="cx_ft_n")
+                elif tech == "low_rank":
+                    mode = st.radio("Keep", ["rank", "energy"], horizontal=True, key="cx_lr_mode",
+                                    format_func={"energy": "an energy fraction", "rank": "a fixed rank"}.get)
+                    if mode == "energy":
+                        knobs["energy"] = st.slider("Energy kept %", 50, 100, 90, key="cx_energy") / 100
+                    else:
+                        knobs["rank"] = st.number_input("Rank", 1, 8192, 256, key="cx_rank")
+                    knobs["layers"] = st.multiselect("Layers (empty = all)", cx.factorisable_layers(model_name),
+                                                     default=["classifier"] if "classifier" in cx.factorisable_layers(model_name) else [],
+                                                     key="cx_lr_layers")
+                specs.append(cx.TechniqueSpec(tech, knobs))
+
+        with st.expander("Measurement settings"):
+            m1, m2, m3 = st.columns(3)
+            limit = m1.slider("Evaluation images", 8, 153, 64, key="cx_limit")
+            repeats = m2.number_input("Timed runs per batch size (median)", 3, 100, 20, key="cx_repeats",
+                                      help="The lecture's rule: at least 20 runs after a warm-up.")
+            deploy_ort = m3.toggle("Also deploy pruned / factorised models in ONNX Runtime", False, key="cx_deploy",
+                                   help="Adds one row per PyTorch variant exported to ONNX Runtime (a few seconds each).")
+
+        if st.button("Compress and measure", type="primary", disabled=not specs, key="cx_run", icon=":material/speed:"):
+            eval_set = None
+            try:
+                if eval_choice == "zip":
+                    if zip_file is None:
+                        st.warning("Upload a zip of <class>/<image> folders first, or pick a shipped evaluation set.")
+                    else:
+                        eval_set = cx.eval_set_from_zip(zip_file.getvalue(), cx.transform_for(model_name),
+                                                        cx.imagenet_label_map, limit)
+                else:
+                    with st.spinner("Loading evaluation images…"):
+                        eval_set = ui.shared(cx.standard_eval_set, model_name, eval_choice, limit)
+            except (cx.CompressionError, ArchiveError, DataUnavailable) as exc:
+                st.error(str(exc))
+            except WeightsUnavailable as exc:
+                ui.weights_missing(exc)
+            if eval_set is not None:
+                try:
+                    ui.shared(cx.backbone, model_name)
+                except WeightsUnavailable as exc:
+                    ui.weights_missing(exc)
+                    eval_set = None
+            if eval_set is not None:
+                with st.status(f"Compressing {labels[model_name]} and measuring on {eval_set.description}…",
+                               expanded=True) as status:
+                    bar = st.progress(0.0)
+                    try:
+                        run = cx.run_comparison(model_name, specs, eval_set, deploy_ort, int(repeats),
+                                                progress=lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text))
+                    except (cx.CompressionError, DataUnavailable) as exc:
+                        status.update(label="Stopped", state="error")
+                        st.error(str(exc))
+                    else:
+                        state["cx_result"] = run
+                        status.update(label=f"Done: {len(run.variants)} variant(s) measured", state="complete",
+                                      expanded=False)
+                for label, message in ({} if "cx_result" not in state else state["cx_result"].errors).items():
+                    st.error(f"**{label}**: {message}")
+                if eval_set.skipped:
+                    st.warning(f"{len(eval_set.skipped)} file(s) of the zip were skipped: " + "; ".join(eval_set.skipped[:5]))
+                if eval_set.labeled == 0:
+                    st.info("No image of this set has an ImageNet label, so top-1 is blank; agreement still counts.")
+
+        run: cx.Run | None = state.get("cx_result")
+        if run is not None:
+            st.subheader("Original vs compressed, measured here")
+            st.caption(f"{run.model_name} · {run.eval_description} · {cpu.summary()}")
+            show_table(run.table)
+
+            @st.fragment
+            def charts() -> None:
+                c1, c2 = st.columns(2)
+                with c1:
+                    trade_off_chart(run.table)
+                with c2:
+                    size_chart(run.table)
+                with_layers = [v for v in run.variants if v.layers]
+                if with_layers:
+                    pick = st.selectbox("Per-layer view", [v.name for v in with_layers], key="cx_layer_pick")
+                    layer_chart(next(v for v in with_layers if v.name == pick))
+
+            charts()
+            st.subheader("What the lecture says, and what this machine says")
+            shown = [t for t in dict.fromkeys(run.table["technique"]) if t != "original"]
+            for tech in shown:
+                with st.expander(cx.TECHNIQUES.get(tech, "ONNX Runtime, FP32 (runtime only)"), expanded=True):
+                    st.markdown(cx.explain(tech, run.table, run.cpu))
+                    for v in run.variants:
+                        if v.technique == tech:
+                            for note in v.notes:
+                                st.caption(f"{v.name}: {note}")
+
+            @st.fragment
+            def download_panel() -> None:
+                st.subheader("Downloads")
+                downloads(run.variants, run.table, "cx", cx.input_size_of(cx.backbone(run.model_name)))
+
+            download_panel()
+
+
+# --- 2 · distillation ---------------------------------------------------------------------------------------
+
+with tab_distill:
+    st.markdown(
+        "A **teacher** (frozen EfficientNet-Lite0 features + a linear head, fed 32x32 images upsampled to 160) "
+        "gives soft probabilities; the same randomly initialised **student** is trained twice: with the teacher's "
+        "soft targets (temperature T, hard-label weight alpha) and with hard labels only. Data: the CIFAR-10 "
+        "subset, 30 training and 20 test images per class; only some training images keep their label."
+    )
+    d1, d2, d3 = st.columns(3)
+    student_kind = d1.radio("Student", ["tiny_cnn", "mobilenetv3_small"], key="kd_student",
+                            format_func={"tiny_cnn": "Tiny CNN (~25k params)",
+                                         "mobilenetv3_small": "MobileNetV3-Small (1.5M, random init)"}.get)
+    labeled = d1.slider("Labeled training images per class", 1, 30, 10, key="kd_labeled",
+                        help="The teacher's head is fitted on these too.")
+    transfer = d1.toggle("Teacher labels the unlabeled training images", True, key="kd_transfer",
+                         help="Hinton's transfer set: the distilled student also learns from images without labels.")
+    temperature = d2.slider("Temperature T", 1.0, 10.0, 4.0, 0.5, key="kd_t",
+                            help="Softens both distributions: higher T shows more of the teacher's 'dark knowledge'.")
+    alpha = d2.slider("alpha (weight of the hard labels)", 0.0, 1.0, 0.5, 0.05, key="kd_alpha")
+    epochs = d3.slider("Epochs", 5, 60, 30, 5, key="kd_epochs")
+    d3.caption("Both students see the same 4 augmented views of each image (original, mirror, 2 shifted crops).")
+    if st.button("Train both students", type="primary", key="kd_run", icon=":material/school:"):
+        with st.status("Distilling…", expanded=True) as status:
+            bar = st.progress(0.0, "teacher: features + linear head (once per server and labeled count)")
+            try:
+                split = ui.shared(cx.cifar_split)
+                teacher = ui.shared(cx.cifar_teacher, int(labeled))
+                outcome = cx.run_distillation(teacher, split, student_kind, temperature, alpha, int(epochs),
+                                              labeled_per_class=int(labeled), transfer=transfer,
+                                              progress=lambda f, t: bar.progress(min(0.05 + 0.85 * f, 1.0), t))
+                reference, students = outcome.variants()
+                table = cx.compare(reference, students, split.test, repeats=20,
+                                   progress=lambda f, t: bar.progress(min(0.9 + 0.1 * f, 1.0), t))
+            except (cx.CompressionError, DataUnavailable) as exc:
+                status.update(label="Stopped", state="error")
+                st.error(str(exc))
+            except WeightsUnavailable as exc:
+                status.update(label="Stopped", state="error")
+                ui.weights_missing(exc)
+            else:
+                state["kd_result"] = (outcome, table)
+                status.update(label="Done", state="complete", expanded=False)
+    if "kd_result" in state:
+        outcome, table = state["kd_result"]
+        show_table(table)
+        history = pd.concat([
+            outcome.distilled.history.assign(student=f"distilled (T={outcome.distilled.temperature:g}, "
+                                                     f"alpha={outcome.distilled.alpha:g})"),
+            outcome.hard_only.history.assign(student="hard labels only"),
+        ])
+        c1, c2 = st.columns(2)
+        c1.plotly_chart(px.line(history, x="epoch", y="loss", color="student", title="Training loss", markers=True)
+                        .update_layout(legend_orientation="h", legend_y=-0.25))
+        c2.plotly_chart(px.line(history, x="epoch", y="train accuracy", color="student", markers=True,
+                                title="Accuracy on the labeled training images")
+                        .update_layout(yaxis_tickformat=".0%", legend_orientation="h", legend_y=-0.25))
+        st.markdown(cx.explain_distillation(table, outcome.labeled, outcome.transfer))
+        st.download_button("Results (CSV)", cx.results_csv(table), "distillation_results.csv", "text/csv",
+                           on_click="ignore", key="kd_csv", icon=":material/table:")
+
+
+# --- 3 · your own compressed model ----------------------------------------------------------------------------
+
+with tab_upload:
+    st.markdown(
+        "Compressed a model elsewhere? Upload it and it is measured against the pretrained original on the same "
+        "images. Accepted: **ONNX** (any graph with one image input and ImageNet logits out) or **safetensors** "
+        "(weights for the chosen architecture). Pickle checkpoints (.pt/.pth) are refused: loading them can run code."
+    )
+    ready = [m for m in cx.model_choices() if m["available"]]
+    if ready:
+        names = {m["name"]: m["label"] for m in ready}
+        u1, u2 = st.columns(2)
+        ref_name = u1.selectbox("Architecture / original", list(names), format_func=names.get, key="up_model")
+        upload = u2.file_uploader("Model file (.onnx or .safetensors)", key="up_file")
+        up_limit = u1.slider("Evaluation images (ants & bees)", 8, 153, 32, key="up_limit")
+        if upload is not None and st.button("Measure the uploaded model", key="up_run"):
+            try:
+                original = ui.shared(cx.backbone, ref_name)
+                variant = cx.load_model_file(upload.name, upload.getvalue(), original, cx.input_size_of(original))
+                eval_set = ui.shared(cx.standard_eval_set, ref_name, "hymenoptera", up_limit)
+                with st.spinner("Measuring…"):
+                    state["up_result"] = cx.compare(original, [variant], eval_set, repeats=20)
+            except (cx.CompressionError, DataUnavailable) as exc:
+                st.error(str(exc))
+            except WeightsUnavailable as exc:
+                ui.weights_missing(exc)
+        if "up_result" in state:
+            show_table(state["up_result"])
+
+st.divider()
+ui.share_section("compression", height=900)

@@ -1,0 +1,82 @@
+"""The Compression page through the real app: one technique end to end, bad knobs, refused uploads."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from conftest import REPO
+
+PAGE = "pages/compression.py"
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300)
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _texts(at: AppTest, *kinds: str) -> str:
+    return " ".join(str(e.value) for kind in kinds for e in getattr(at, kind))
+
+
+def _button(at: AppTest, key: str):
+    return next(b for b in at.button if b.key == key)
+
+
+@pytest.fixture(scope="module")
+def measured() -> AppTest:
+    """Unstructured pruning of EfficientNet-Lite0, 8 ants & bees images, 3 timed runs per batch size."""
+    at = _page()
+    at.multiselect(key="cx_techniques").set_value(["prune_unstructured"])
+    at.slider(key="cx_limit").set_value(8)
+    at.number_input(key="cx_repeats").set_value(3)
+    at.run()
+    _button(at, "cx_run").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_page_lists_models_and_cpu():
+    at = _page()
+    assert at.selectbox(key="cx_model").value == "efficientnet_lite0"
+    assert "ResNet-18" in _texts(at, "markdown")  # listed as not on this machine, with the reason
+    assert "VNNI" in _texts(at, "markdown")  # the CPU panel reads /proc/cpuinfo
+    assert at.multiselect(key="cx_techniques").value == ["int8_static"]
+
+
+def test_unstructured_pruning_end_to_end(measured):
+    table = measured.dataframe[0].value
+    assert list(table["model"]) == ["Original (FP32, PyTorch)", "Unstructured 30% (global), PyTorch"]
+    original, pruned = table.iloc[0], table.iloc[1]
+    assert pruned["non-zeros"] < 0.75 * original["non-zeros"] and pruned["params"] == original["params"]
+    assert pruned["MMACs"] == pytest.approx(original["MMACs"]) and original["MMACs"] == pytest.approx(385.2, abs=1)
+    assert pruned["file MB"] == pytest.approx(original["file MB"], rel=0.01) and pruned["zipped MB"] < original["zipped MB"]
+    assert original["agreement"] == 1.0 and 0 <= pruned["agreement"] <= 1 and 0 <= original["top-1"] <= 1
+    explainer = _texts(measured, "markdown")
+    assert "dense kernels multiply the zeros too" in explainer and "of the parameters are zero" in explainer
+    assert len(measured.get("plotly_chart")) >= 3  # trade-off, sizes, per-layer sparsity
+    assert any(b.label.startswith("Download") or "CSV" in b.label for b in measured.get("download_button"))
+
+
+def test_sparsity_of_100_percent_is_explained(measured):
+    measured.slider(key="cx_sparsity").set_value(100)
+    measured.run()
+    _button(measured, "cx_run").click().run()
+    assert not measured.exception, measured.exception
+    assert "would remove every weight" in _texts(measured, "error")
+
+
+def test_pickle_upload_is_refused():
+    at = _page()
+    buffer = io.BytesIO()
+    torch.save({"weight": torch.zeros(2)}, buffer)
+    at.file_uploader(key="up_file").set_value(("model.pth", buffer.getvalue(), "application/octet-stream")).run()
+    _button(at, "up_run").click().run()
+    assert not at.exception, at.exception
+    assert "pickle" in _texts(at, "error")
