@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import io
-import json
 import math
 import re
 import statistics
@@ -316,6 +315,9 @@ def ort_session(onnx_model: bytes, threads: int | None = None):
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    # Idle ORT threads otherwise busy-wait after each run and steal the cores from whatever runs
+    # next (PyTorch, in an interleaved comparison): measured here, that doubled PyTorch's latency.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
 
 
@@ -862,14 +864,20 @@ def distill(
             optimizer.step()
             scheduler.step()
             n = len(idx)
+            n_labeled = int((labels[idx] >= 0).sum()) if labels is not None else 0
             totals["loss"] += loss.item() * n
-            totals["hard-label loss"] += hard.item() * n
+            totals["hard-label loss"] += hard.item() * n_labeled  # cross-entropy averages over labeled images
             totals["soft-target loss"] += soft.item() * n
             if labels is not None:
                 correct += int((logits.argmax(1) == labels[idx]).sum())
-        row = {"epoch": epoch + 1, **{k: v / len(images) for k, v in totals.items()}}
         labeled = int((labels >= 0).sum()) if labels is not None else 0
-        row["train accuracy"] = correct / labeled if labeled else float("nan")
+        row = {
+            "epoch": epoch + 1,
+            "loss": totals["loss"] / len(images),
+            "hard-label loss": totals["hard-label loss"] / labeled if labeled and alpha > 0 else float("nan"),
+            "soft-target loss": totals["soft-target loss"] / len(images) if soft_targets is not None else float("nan"),
+            "train accuracy": correct / labeled if labeled else float("nan"),
+        }
         rows.append(row)
         say((epoch + 1) / epochs, f"epoch {epoch + 1}/{epochs}: loss {row['loss']:.3f}")
     return DistillResult(student=student.eval(), history=pd.DataFrame(rows), temperature=temperature, alpha=alpha)
@@ -1100,11 +1108,12 @@ def count_macs(module: nn.Module, input_size: tuple[int, int, int]) -> int:
 
 
 def time_interleaved(
-    runners: dict[str, Callable[[], object]], repeats: int = 20, warmup: int = 3
+    runners: dict[str, Callable[[], object]], repeats: int = 20, warmup: int = 3, pause: float = 0.002
 ) -> dict[str, list[float]]:
     """Seconds per call for each runner, taking turns (A, B, C, A, B, C, ...) after a warm-up.
 
-    Taking turns spreads the noise of a shared machine evenly over the candidates.
+    Taking turns spreads the noise of a shared machine evenly over the candidates; the short
+    ``pause`` before each timed call lets the previous runtime's worker threads go to sleep.
     """
     for run in runners.values():
         for _ in range(warmup):
@@ -1112,6 +1121,7 @@ def time_interleaved(
     samples: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(repeats):
         for name, run in runners.items():
+            time.sleep(pause)
             start = time.perf_counter()
             run()
             samples[name].append(time.perf_counter() - start)
@@ -1331,11 +1341,16 @@ def _row_in(table: pd.DataFrame, technique: str, runtime: str) -> pd.Series | No
     return hits.iloc[0] if len(hits) else None
 
 
-def _times(ratio: float, better: str, worse: str) -> str:
+def _times(ratio: float, better: str, worse: str, same: str = "the same") -> str:
     """"3.2x faster", "1.5x slower" or "about the same" for a ratio where > 1 is better."""
     if 0.95 <= ratio <= 1.05:
-        return "about the same"
+        return f"about {same}"
     return f"{ratio:.2f}x {better}" if ratio > 1 else f"{1 / ratio:.2f}x {worse}"
+
+
+def _than(ratio: float, better: str, worse: str, same: str) -> str:
+    """"3.2x faster than", "1.5x slower than" or "about as fast as" (followed by what is compared)."""
+    return f"about {same}" if 0.95 <= ratio <= 1.05 else _times(ratio, better, worse) + " than"
 
 
 def explain(technique: str, table: pd.DataFrame, cpu: CpuFeatures) -> str:
@@ -1350,8 +1365,8 @@ def explain(technique: str, table: pd.DataFrame, cpu: CpuFeatures) -> str:
     size = base["file MB"] / row["file MB"]
     lines = [f"**Lecture:** {point}", ""]
     measured = (
-        f"**Here:** {row[b1]:.1f} ms vs {base[b1]:.1f} ms at batch 1 ({_times(speed, 'faster', 'slower')} than the "
-        f"original), file {row['file MB']:.1f} MB vs {base['file MB']:.1f} MB ({_times(size, 'smaller', 'larger')}), "
+        f"**Here:** {row[b1]:.1f} ms vs {base[b1]:.1f} ms at batch 1 ({_than(speed, 'faster', 'slower', 'as fast as')} "
+        f"the original), file {row['file MB']:.1f} MB vs {base['file MB']:.1f} MB ({_times(size, 'smaller', 'larger', 'same size')}), "
         f"agreement with the original {row['agreement']:.0%}"
         + (f", top-1 {row['top-1']:.1%} vs {base['top-1']:.1%}." if not pd.isna(row["top-1"]) else ".")
     )
@@ -1395,9 +1410,9 @@ def explain(technique: str, table: pd.DataFrame, cpu: CpuFeatures) -> str:
     elif technique in ("fp16", "bf16"):
         label = technique.upper()
         hardware = (
-            "This CPU has BF16 dot-product instructions (AVX512-BF16), which PyTorch's oneDNN convolutions use"
+            "this CPU has BF16 dot-product instructions (AVX512-BF16), which PyTorch's oneDNN convolutions use"
             if technique == "bf16" and cpu.bf16
-            else f"This CPU has no {label} arithmetic instructions"
+            else f"this CPU has no {label} arithmetic instructions"
             + (" (AVX512-FP16 is missing), so every FP16 layer falls back to slow converting kernels" if technique == "fp16"
                else ", so BF16 layers convert to FP32 and back")
         )
@@ -1475,6 +1490,13 @@ def explain_distillation(table: pd.DataFrame, labeled: int, transfer: int) -> st
 
 def thread_count() -> int:
     return torch.get_num_threads()
+
+
+def openmp_wait_policy() -> str:
+    """How idle OpenMP threads wait (``OMP_WAIT_POLICY``, read when torch loaded); unset = the runtime's default."""
+    import os
+
+    return os.environ.get("OMP_WAIT_POLICY", "default (spin, then sleep)")
 
 
 def results_csv(table: pd.DataFrame) -> bytes:

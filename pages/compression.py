@@ -29,6 +29,11 @@ with st.sidebar.expander("This CPU", icon=":material/memory:"):
     st.markdown(cpu.summary())
     st.caption("Instruction sets that matter here: " + (", ".join(cpu.relevant_flags) or "none found in /proc/cpuinfo"))
     st.caption(f"Every latency on this page uses {cx.thread_count()} thread(s), PyTorch and ONNX Runtime alike.")
+    st.caption(
+        f"OpenMP wait policy for PyTorch: {cx.openmp_wait_policy()}. Passive threads sleep between layers, which "
+        "spares other sessions' cores but adds wake-up time to every small layer of PyTorch eager at batch 1; "
+        "ONNX Runtime's threads do not spin either."
+    )
 
 tab_compress, tab_distill, tab_upload = st.tabs(
     ["Compress a pretrained model", "Distillation: teacher and student", "Measure your own compressed model"]
@@ -73,15 +78,16 @@ def trade_off_chart(table: pd.DataFrame, reference: str = "original") -> None:
         table,
         x="latency b1 ms",
         y=accuracy,
-        color="runtime",
-        symbol="precision",
+        color="model",
         size="file MB",
-        size_max=28,
+        size_max=26,
+        log_x=True,
         hover_name="model",
-        hover_data={"file MB": ":.2f", "MMACs": ":.0f", "agreement": ":.0%"},
+        hover_data={"model": False, "file MB": ":.2f", "MMACs": ":.0f", "agreement": ":.0%"},
     )
-    fig.update_layout(yaxis_tickformat=".1%", height=440, legend_orientation="h", legend_y=-0.3, margin_t=30)
-    st.markdown(f"**Latency (batch 1) vs {accuracy}**: up and to the left is better; marker size = file size")
+    fig.update_layout(yaxis_tickformat=".1%", height=480, legend_orientation="h", legend_y=-0.25, margin_t=30,
+                      legend_title_text="", xaxis_title="latency at batch 1, ms (log scale)")
+    st.markdown(f"**Latency vs {accuracy}**: up and to the left is better; marker size = file size")
     st.plotly_chart(fig)
 
 
@@ -110,7 +116,7 @@ def layer_chart(variant: cx.Variant) -> None:
                      title="Rank kept per layer (overlay on the full rank)")
     else:
         layers["precision"] = layers["quantized"].map({True: "INT8", False: "FP32"})
-        fig = px.histogram(layers, x="op", color="precision", title="Layers by operator and precision")
+        fig = px.histogram(layers, x="op", color="precision", text_auto=True, title="Layers by operator and precision")
     fig.update_layout(height=380, xaxis_tickangle=-60, legend_orientation="h", legend_y=1.12)
     st.plotly_chart(fig)
     with st.expander("Layer table"):
@@ -303,8 +309,9 @@ with tab_distill:
                                          "mobilenetv3_small": "MobileNetV3-Small (1.5M, random init)"}.get)
     labeled = d1.slider("Labeled training images per class", 1, 30, 10, key="kd_labeled",
                         help="The teacher's head is fitted on these too.")
-    transfer = d1.toggle("Teacher labels the unlabeled training images", True, key="kd_transfer",
-                         help="Hinton's transfer set: the distilled student also learns from images without labels.")
+    transfer = d3.toggle("Transfer set", True, key="kd_transfer",
+                         help="Hinton's transfer set: the teacher also labels the training images that have no label, "
+                         "and the distilled student learns from them; the hard-label student cannot use them.")
     temperature = d2.slider("Temperature T", 1.0, 10.0, 4.0, 0.5, key="kd_t",
                             help="Softens both distributions: higher T shows more of the teacher's 'dark knowledge'.")
     alpha = d2.slider("alpha (weight of the hard labels)", 0.0, 1.0, 0.5, 0.05, key="kd_alpha")
@@ -334,14 +341,15 @@ with tab_distill:
     if "kd_result" in state:
         outcome, table = state["kd_result"]
         show_table(table)
-        history = pd.concat([
-            outcome.distilled.history.assign(student=f"distilled (T={outcome.distilled.temperature:g}, "
-                                                     f"alpha={outcome.distilled.alpha:g})"),
-            outcome.hard_only.history.assign(student="hard labels only"),
-        ])
+        distilled_name = f"distilled (T={outcome.distilled.temperature:g}, alpha={outcome.distilled.alpha:g})"
+        history = pd.concat([outcome.distilled.history.assign(student=distilled_name),
+                             outcome.hard_only.history.assign(student="hard labels only")])
+        losses = history.melt(id_vars=["epoch", "student"], value_vars=["hard-label loss", "soft-target loss"],
+                              var_name="term", value_name="value").dropna()
         c1, c2 = st.columns(2)
-        c1.plotly_chart(px.line(history, x="epoch", y="loss", color="student", title="Training loss", markers=True)
-                        .update_layout(legend_orientation="h", legend_y=-0.25))
+        c1.plotly_chart(px.line(losses, x="epoch", y="value", color="student", line_dash="term", markers=True,
+                                title="Training losses: cross-entropy on labels, T²·KL to the teacher")
+                        .update_layout(legend_orientation="h", legend_y=-0.25, legend_title_text="", yaxis_title="loss"))
         c2.plotly_chart(px.line(history, x="epoch", y="train accuracy", color="student", markers=True,
                                 title="Accuracy on the labeled training images")
                         .update_layout(yaxis_tickformat=".0%", legend_orientation="h", legend_y=-0.25))

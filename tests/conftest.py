@@ -11,7 +11,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see cvdemo/__init__.py
+# OpenMP threads sleep instead of spinning while they wait: the suite runs Gradio servers and
+# subprocesses beside torch on 2 cores, where spinning made training several times slower.
+# (Not set for the app: on an idle CPU spinning halves PyTorch's batch-1 latency.) Before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Point at the classroom folders unless the caller chose others (CI sets them explicitly).
 os.environ.setdefault("CVDEMO_WEIGHTS_DIR", str(SHARED / "weights"))

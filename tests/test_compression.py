@@ -93,6 +93,11 @@ def test_structured_pruning_removes_channels():
     assert variant.layers[-1]["channels after"] == 10
     assert cx.count_macs(variant.module, (3, 32, 32)) < 0.4 * cx.count_macs(model, (3, 32, 32))
     assert len(variant.file_bytes()) < 0.45 * len(cx.original_variant(model).file_bytes())
+    deployed = cx.to_onnx_runtime(variant.module, (3, 32, 32), like=variant)
+    assert (deployed.technique, deployed.runtime, deployed.layers) == ("prune_structured", cx.RUNTIME_ORT, variant.layers)
+    assert deployed.name == "Structured 50% channels, ONNX Runtime"
+    x = _images(4)
+    torch.testing.assert_close(deployed.predict(x), variant.predict(x), atol=1e-4, rtol=1e-4)
 
 
 # --- low-rank ------------------------------------------------------------------------------------------------
@@ -247,6 +252,20 @@ def test_explain_separates_runtime_from_int8():
     vnni = cx.CpuFeatures("new", frozenset({"avx2", "avx512f", "avx512_vnni"}), 2)
     assert "has an INT8 dot-product instruction" in cx.explain("int8_static", table, vnni)
     assert "runtime's effect alone" in cx.explain("onnx_fp32", table, vnni)
+    assert "noise" not in cx.explain("int8_static", table, vnni) and "**Here:** 22.0 ms vs 90.0 ms" in text
+
+
+def test_explain_structured_pruning_in_both_runtimes():
+    base = {"file MB": 18.8, "zipped MB": 17.0, "agreement": 1.0, "top-1": 0.85, "params": 100, "non-zeros": 100}
+    table = pd.DataFrame([
+        {**base, "technique": "original", "runtime": cx.RUNTIME_TORCH, "latency b1 ms": 10.0, "MMACs": 385.0},
+        {**base, "technique": "onnx_fp32", "runtime": cx.RUNTIME_ORT, "latency b1 ms": 5.0, "MMACs": 385.0},
+        {**base, "technique": "prune_structured", "runtime": cx.RUNTIME_TORCH, "latency b1 ms": 7.0, "MMACs": 103.0},
+        {**base, "technique": "prune_structured", "runtime": cx.RUNTIME_ORT, "latency b1 ms": 2.0, "MMACs": 103.0},
+    ])
+    text = cx.explain("prune_structured", table, cx.CpuFeatures("x", frozenset(), 2))
+    assert "MACs 385 M -> 103 M (3.7x fewer) made it 1.43x faster at batch 1" in text
+    assert "less than proportionally" in text and "In ONNX Runtime the pruned model is 2.50x faster" in text
 
 
 # --- distillation -------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zipfile
 
 import pytest
 import torch
@@ -70,6 +71,18 @@ def test_sparsity_of_100_percent_is_explained(measured):
     _button(measured, "cx_run").click().run()
     assert not measured.exception, measured.exception
     assert "would remove every weight" in _texts(measured, "error")
+
+
+def test_empty_labeled_zip_is_explained():
+    at = _page()
+    at.radio(key="cx_eval").set_value("zip").run()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("ants/notes.txt", "no pictures here")
+    at.file_uploader(key="cx_zip").set_value(("mine.zip", buffer.getvalue(), "application/zip")).run()
+    _button(at, "cx_run").click().run()
+    assert not at.exception, at.exception
+    assert "is empty" in _texts(at, "error")
 
 
 def test_pickle_upload_is_refused():

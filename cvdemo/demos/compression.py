@@ -8,18 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from cvdemo import cache
 from cvdemo.datasets import DataUnavailable
 from cvdemo.weights import WeightsUnavailable
 
 if TYPE_CHECKING:
     import gradio as gr
+    import pandas as pd
 
 MODEL = "efficientnet_lite0"
 
-# technique key -> (knob label, min, max, default, step, what the knob becomes)
+# technique key -> (knob label, min, max, default, step); spec_for() turns the knob into the technique's argument
 KNOBS: dict[str, tuple[str, float, float, float, float]] = {
     "int8_static": ("Calibration images", 2, 64, 16, 1),
     "int8_dynamic": ("(no knob)", 0, 1, 0, 1),
