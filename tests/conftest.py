@@ -45,8 +45,12 @@ def bus_jpg() -> Path:
     return packaged_images()["bus.jpg"]
 
 
-def app_test(page: str, timeout: float = 120):
-    """An AppTest of one page script run through the real app's navigation."""
+def open_page(page: str, timeout: float = 240):
+    """An AppTest of the real app (app.py's navigation and sidebar) switched to ``page``, run once."""
     from streamlit.testing.v1 import AppTest
 
-    return AppTest.from_file(str(REPO / page), default_timeout=timeout)
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=timeout)
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at

@@ -9,17 +9,13 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO
+from conftest import REPO, open_page
 
 PAGE = "pages/compression.py"
 
 
 def _page() -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300)
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, at.exception
-    return at
+    return open_page(PAGE, timeout=300)
 
 
 def _texts(at: AppTest, *kinds: str) -> str:

@@ -9,18 +9,14 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO
+from conftest import REPO, open_page
 from cvdemo import fewshot as fs
 
 PAGE = "pages/fewshot.py"
 
 
 def _page() -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=240)
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, at.exception
-    return at
+    return open_page(PAGE, timeout=240)
 
 
 def _texts(at: AppTest, *kinds: str) -> str:

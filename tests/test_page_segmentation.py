@@ -13,17 +13,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import pytest  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from conftest import REPO  # noqa: E402
+from conftest import REPO, open_page  # noqa: E402
 
 PAGE = "pages/segmentation.py"
 
 
 def _page() -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=180)
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, at.exception
-    return at
+    return open_page(PAGE, timeout=180)
 
 
 def _texts(at: AppTest) -> str:
