@@ -411,6 +411,15 @@ def _profile_module(model: nn.Module, input_size: tuple[int, ...], label: str) -
                 module.training = training
 
 
+def _named_input_size(name: str, input_size: tuple[int, ...] | None) -> tuple[int, ...]:
+    """``input_size``, or the zoo architecture's own channels and native resolution."""
+    try:
+        channels, native = zoo.input_channels(name), zoo.native_resolution(name)
+    except zoo.UnknownModel as exc:
+        raise ProfileError(str(exc)) from None
+    return _check_input_size(input_size or (channels, native, native))
+
+
 def _check_input_size(input_size: Sequence[int]) -> tuple[int, ...]:
     size = tuple(int(s) for s in input_size)
     if len(size) < 1 or any(s <= 0 for s in size):
@@ -428,11 +437,7 @@ def profile(model: "nn.Module | str", input_size: Sequence[int] | None = None, *
     for modules. Raises :class:`ProfileError` with a readable message.
     """
     if isinstance(model, str):
-        try:
-            channels, native = zoo.input_channels(model), zoo.native_resolution(model)
-        except zoo.UnknownModel as exc:
-            raise ProfileError(str(exc)) from None
-        size = _check_input_size(input_size or (channels, native, native))
+        size = _named_input_size(model, input_size)
         resolution = size[-1] if len(size) < 3 or size[-1] == size[-2] else (size[-2], size[-1])
         label = name or zoo.label(model)
         try:
@@ -1025,11 +1030,7 @@ def compare_counters(model: "nn.Module | str", input_size: Sequence[int] | None 
     running them on their laptop would. Names are built untrained on the CPU.
     """
     if isinstance(model, str):
-        try:
-            channels, native = zoo.input_channels(model), zoo.native_resolution(model)
-        except zoo.UnknownModel as exc:
-            raise ProfileError(str(exc)) from None
-        size = _check_input_size(input_size or (channels, native, native))
+        size = _named_input_size(model, input_size)
         label = zoo.label(model)
         module = _cpu_model(model, size[-1], label)
     else:

@@ -1104,7 +1104,7 @@ class InstanceResult:
 
 def load_instance_model(name: str = "yolov8n-seg"):
     """An ultralytics YOLO-seg model (raises ``WeightsUnavailable`` naming the missing file)."""
-    from cvdemo.detection import import_ultralytics  # safe switches: no auto-install, no thread pinning
+    from cvdemo.yolo_runtime import import_ultralytics  # no auto-install, no thread pinning
 
     path = weights.resolve(name)
     import_ultralytics()

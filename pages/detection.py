@@ -145,33 +145,21 @@ def show_detections(det: Detections, image: Image.Image, key: str) -> None:
             st.caption("Nothing above the confidence threshold.")
     stem = PurePosixPath(det.image_name).stem or "image"
     with st.container(horizontal=True):
-        st.download_button(
-            "Annotated PNG",
-            data=det.png,  # encoded only when clicked
-            file_name=f"{stem}_detections.png",
-            mime="image/png",
-            on_click="ignore",
-            icon=":material/image:",
-            key=f"{key}_png",
-        )
-        st.download_button(
-            "Detections JSON",
-            data=det.to_json(),
-            file_name=f"{stem}_detections.json",
-            mime="application/json",
-            on_click="ignore",
-            icon=":material/data_object:",
-            key=f"{key}_json",
-        )
-        st.download_button(
-            "Detections CSV",
-            data=det.to_csv(),
-            file_name=f"{stem}_detections.csv",
-            mime="text/csv",
-            on_click="ignore",
-            icon=":material/table:",
-            key=f"{key}_csv",
-        )
+        downloads = [
+            ("Annotated PNG", det.png, "png", "image/png", ":material/image:"),  # PNG encoded only when clicked
+            ("Detections JSON", det.to_json(), "json", "application/json", ":material/data_object:"),
+            ("Detections CSV", det.to_csv(), "csv", "text/csv", ":material/table:"),
+        ]
+        for label, data, ext, mime, icon in downloads:
+            st.download_button(
+                label,
+                data=data,
+                file_name=f"{stem}_detections.{ext}",
+                mime=mime,
+                on_click="ignore",
+                icon=icon,
+                key=f"{key}_{ext}",
+            )
 
 
 if detector is None:

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cvdemo import detection
+from cvdemo import yolo_runtime
 from cvdemo.detection import (
     Detector,
     LabeledSetError,
@@ -311,7 +311,7 @@ def test_pt_checkpoints_load_safely(tmp_path):
     assert result.input_shape[1] == 320 and result.latency.inference > 0
     lesson = model.nms_lesson(Image.new("RGB", (320, 240), (90, 120, 200)), conf=0.0001, imgsz=320)
     assert len(lesson.survivors(0.5)) <= len(lesson)
-    assert detection._ULTRALYTICS_ENV["ULTRALYTICS_SAFE_LOAD"] == "1"
+    assert yolo_runtime._ULTRALYTICS_ENV["ULTRALYTICS_SAFE_LOAD"] == "1"
 
 
 class _RunsCodeWhenUnpickled:

@@ -347,7 +347,7 @@ def test_yolo_seg_missing_then_instances_code_path(bus_jpg):
     if not weights.available("yolov8n-seg"):
         with pytest.raises(weights.WeightsUnavailable, match=r"yolov8n-seg\.pt"):
             seg.load_instance_model()
-    from cvdemo.detection import import_ultralytics
+    from cvdemo.yolo_runtime import import_ultralytics
 
     import_ultralytics()
     from ultralytics import YOLO
