@@ -8,7 +8,6 @@ They are read-only: anything that writes (ultralytics' label caches) works on a 
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import shutil
 import sys
@@ -152,18 +151,15 @@ def fetch(name: str) -> Path:
         return dataset_path(name)
     if not ds.url:
         raise DataUnavailable(f"'{name}' has no download address; copy it from a classroom machine.")
-    import zipfile
+    from cvdemo.archives import read_zip  # the same path-trick and zip-bomb checks as user uploads
 
     target = data_dirs()[-1]
-    target.mkdir(parents=True, exist_ok=True)
     with urllib.request.urlopen(ds.url, timeout=60) as response:
-        blob = response.read()
-    with zipfile.ZipFile(io.BytesIO(blob)) as archive:
-        # Official zips are trusted sources but still must not escape the folder.
-        for member in archive.namelist():
-            if member.startswith("/") or ".." in Path(member).parts:
-                raise DataUnavailable(f"Refusing unsafe path {member} in {ds.url}")
-        archive.extractall(target)
+        contents = read_zip(response.read())
+    for relpath, blob in contents.files.items():
+        path = target / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(blob)
     return dataset_path(name)
 
 

@@ -75,3 +75,22 @@ def test_temp_copy_is_writable_and_separate(data_dir):
     assert copy != data_dir / "coco8" and (copy / "data.yaml").is_file()
     (copy / "labels" / "x.cache").write_text("ok")
     assert not (data_dir / "coco8" / "labels" / "x.cache").exists()
+
+
+def test_fetch_unpacks_safely_into_the_cache(monkeypatch, tmp_path):
+    """A downloaded data set zip gets the same checks as an upload: path tricks never land."""
+    blob = _zip({"coco8/data.yaml": b"names: {}", "coco8/images/val/a.jpg": b"x", "../escape.txt": b"no"})
+
+    class _Response(io.BytesIO):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setenv("CVDEMO_DATA_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("CVDEMO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(datasets.urllib.request, "urlopen", lambda url, timeout: _Response(blob))
+    path = datasets.fetch("coco8")
+    assert path == tmp_path / "cache" / "data" / "coco8" and (path / "data.yaml").is_file()
+    assert not list(tmp_path.rglob("escape.txt"))
