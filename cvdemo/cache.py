@@ -36,6 +36,11 @@ def shared(factory: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return _objects[key]
 
 
+def has(factory: Callable, *args: Any, **kwargs: Any) -> bool:
+    """Whether ``shared(factory, *args, **kwargs)`` is already built (no work, no waiting)."""
+    return _key(factory, args, kwargs) in _objects
+
+
 def clear() -> None:
     with _guard:
         _objects.clear()

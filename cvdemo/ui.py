@@ -30,8 +30,11 @@ def shared(factory: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     hashable; a failure is not cached, so a model that appears later is picked up.
     """
     key = f"{factory.__module__}.{getattr(factory, '__qualname__', repr(factory))}"
+    frozen_kwargs = tuple(sorted(kwargs.items()))
+    if cache.has(factory, *args, **kwargs):  # the common case on a rerun: no spinner flash
+        return _shared(factory, key, args, frozen_kwargs)
     with st.spinner(f"Loading {getattr(factory, '__name__', 'model')} (once per server)…", show_time=True):
-        return _shared(factory, key, args, tuple(sorted(kwargs.items())))
+        return _shared(factory, key, args, frozen_kwargs)
 
 
 def ensure_app_shell() -> None:
