@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-from cvdemo import weights
+from cvdemo import runtime, weights
 from cvdemo.images import ImageInputError, is_image_name, load_image
 
 if TYPE_CHECKING:
@@ -114,6 +114,7 @@ class EmbeddingEngine:
     """
 
     name: str = "engine"  # identity incl. variant: names the on-disk index folder
+    backend_label: str = "PyTorch"  # what runs the image network (subclasses report their runtime)
     label: str = "engine"  # what the page shows
     dim: int = 0
     is_clip: bool = False
@@ -244,7 +245,8 @@ class ClipModel(EmbeddingEngine):
     ``ClipModel("clip")`` loads ViT-B-32 LAION-2B from the weights registry (raises
     :class:`cvdemo.weights.WeightsUnavailable` when the file is missing). ``pretrained=False``
     builds the same architecture (or ``arch``) randomly initialised: the mechanics without the
-    knowledge, used by the tests (``model_kwargs`` can shrink it further).
+    knowledge, used by the tests (``model_kwargs`` can shrink it further). ``accelerated`` runs
+    the image tower through :func:`cvdemo.runtime.accelerate` (exported once, parity-checked).
     """
 
     is_clip = True
@@ -257,6 +259,7 @@ class ClipModel(EmbeddingEngine):
         arch: str | None = None,
         cache_dir: Path | str | None | bool = None,
         model_kwargs: dict[str, Any] | None = None,
+        accelerated: bool = True,
     ) -> None:
         super().__init__(cache_dir)
         import open_clip
@@ -294,6 +297,28 @@ class ClipModel(EmbeddingEngine):
         self.dim = self._probe_dim()  # towers differ in where the projection lives; ask the model
         # CLIP's learned temperature: logits = cos * exp(logit_scale).
         self.default_temperature = float(1.0 / model.logit_scale.exp().item())
+        self.image_runner = self._accelerate_image_tower() if accelerated else None
+
+    def _accelerate_image_tower(self) -> runtime.AcceleratedModel:
+        import torch
+
+        from cvdemo.fewshot import parity_images
+
+        class ImageTower(torch.nn.Module):  # encode_image as a module's forward, so it exports
+            def __init__(self, clip_model: torch.nn.Module) -> None:
+                super().__init__()
+                self.clip_model = clip_model
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return self.clip_model.encode_image(x, normalize=True)
+
+        parity = self.preprocess_batch(parity_images())
+        return runtime.accelerate(ImageTower(self.model), parity[:1], name=f"{self.name}-image", parity_inputs=parity)
+
+    @property
+    def backend_label(self) -> str:
+        """What runs the image tower, for the latency badge."""
+        return self.image_runner.label if self.image_runner is not None else "PyTorch"
 
     def _probe_dim(self) -> int:
         import torch
@@ -308,6 +333,8 @@ class ClipModel(EmbeddingEngine):
         return self.model.encode_image(batch)
 
     def _embed_batch(self, batch: "torch.Tensor") -> np.ndarray:
+        if self.image_runner is not None:
+            return self.image_runner(batch).float().numpy()
         return self.model.encode_image(batch, normalize=True).float().numpy()
 
     def _encode_text_batch(self, texts: list[str]) -> np.ndarray:
@@ -337,19 +364,23 @@ class ConSEEngine(EmbeddingEngine):
     default_threshold = 0.3
 
     def __init__(
-        self, classifier: str = "efficientnet_lite0", top_t: int = 10, cache_dir: Path | str | None | bool = None
+        self,
+        classifier: str = "efficientnet_lite0",
+        top_t: int = 10,
+        cache_dir: Path | str | None | bool = None,
+        accelerated: bool = True,
     ) -> None:
         super().__init__(cache_dir)
-        import torch
-
-        from cvdemo.backbones import BACKBONES, create_backbone, eval_transform, imagenet_class_names
+        from cvdemo import cache
+        from cvdemo.backbones import BACKBONES, eval_transform, imagenet_class_names
 
         self.classifier_name = classifier
         self.top_t = int(top_t)
-        # channels_last: ~1.8x faster depthwise convolutions on CPU for EfficientNet.
-        self.classifier = create_backbone(classifier).to(memory_format=torch.channels_last)
+        # The networks are shared by the PyTorch and the accelerated engine (a page's toggle).
+        self.classifier = cache.shared(_frozen_classifier, classifier)
         self._preprocess = eval_transform(self.classifier)
-        self.text_model = _sentence_model()
+        self.classifier_runner = cache.shared(_accelerated_classifier, classifier) if accelerated else None
+        self.text_model = cache.shared(_sentence_model)
         self.class_names = imagenet_class_names()
         self.name = f"conse-{classifier}-top{self.top_t}"
         self.label = (
@@ -362,9 +393,16 @@ class ConSEEngine(EmbeddingEngine):
     def preprocess(self, image: Image.Image) -> "torch.Tensor":
         return self._preprocess(image)
 
+    @property
+    def backend_label(self) -> str:
+        """What runs the ImageNet classifier, for the latency badge."""
+        return self.classifier_runner.label if self.classifier_runner is not None else "PyTorch"
+
     def _forward(self, batch: "torch.Tensor") -> "torch.Tensor":
         import torch
 
+        if self.classifier_runner is not None:
+            return self.classifier_runner(batch)
         return self.classifier(batch.contiguous(memory_format=torch.channels_last))
 
     def class_probabilities(self, batch: "torch.Tensor") -> "torch.Tensor":
@@ -393,6 +431,29 @@ class ConSEEngine(EmbeddingEngine):
         return self.text_model.encode(
             texts, batch_size=128, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
         )
+
+
+def _frozen_classifier(name: str) -> "torch.nn.Module":
+    """An ImageNet classifier for ConSE, frozen; channels-last: ~1.8x faster depthwise convs on CPU."""
+    import torch
+
+    from cvdemo.backbones import create_backbone
+
+    return create_backbone(name).requires_grad_(False).to(memory_format=torch.channels_last)
+
+
+def _accelerated_classifier(name: str) -> runtime.AcceleratedModel:
+    """The classifier behind an exported runtime; parity includes the top-1 class of real photos."""
+    import torch
+
+    from cvdemo import cache
+    from cvdemo.backbones import eval_transform
+    from cvdemo.fewshot import parity_images
+
+    model = cache.shared(_frozen_classifier, name)
+    transform = eval_transform(model)
+    batch = torch.stack([transform(img) for img in parity_images()])
+    return runtime.accelerate(model, batch[:1], name=f"{name}-classifier", parity_inputs=batch, classifier=True)
 
 
 def _sentence_model():
@@ -434,12 +495,17 @@ def available_engines() -> list[str]:
     return [key for key in ENGINE_ORDER if engine_available(key)]
 
 
-def create_engine(key: str, cache_dir: Path | str | None | bool = None) -> EmbeddingEngine:
-    """Build engine ``key`` (``clip``, ``mobileclip_s0`` or ``conse``); use via a process-wide cache."""
+def create_engine(
+    key: str, cache_dir: Path | str | None | bool = None, accelerated: bool = True
+) -> EmbeddingEngine:
+    """Build engine ``key`` (``clip``, ``mobileclip_s0`` or ``conse``); use via a process-wide cache.
+
+    ``accelerated``: image networks run in an exported runtime (see :mod:`cvdemo.runtime`).
+    """
     if key in CLIP_MODELS:
-        return ClipModel(key, cache_dir=cache_dir)
+        return ClipModel(key, cache_dir=cache_dir, accelerated=accelerated)
     if key == "conse":
-        return ConSEEngine(cache_dir=cache_dir)
+        return ConSEEngine(cache_dir=cache_dir, accelerated=accelerated)
     raise KeyError(f"Unknown engine '{key}'. Known: {', '.join(ENGINE_ORDER)}")
 
 
@@ -755,8 +821,7 @@ def sample_gallery(key: str, per_class: int | None = None) -> Gallery:
 
 def cache_root() -> Path:
     """cvdemo's cache folder: ``$CVDEMO_CACHE_DIR`` or ``~/.cache/cvdemo``."""
-    value = os.environ.get(weights.CACHE_ENV, "").strip()
-    return Path(value).expanduser() if value else Path.home() / ".cache" / "cvdemo"
+    return weights.cache_root()
 
 
 def default_index_dir(engine_name: str) -> Path:

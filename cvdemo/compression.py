@@ -35,6 +35,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cvdemo.runtime import export_onnx, ort_session  # one exporter and session setup for the app
+
 RUNTIME_TORCH = "PyTorch eager"
 RUNTIME_ORT = "ONNX Runtime"
 
@@ -239,46 +241,7 @@ def original_variant(model: nn.Module, name: str = "Original (FP32, PyTorch)") -
     return Variant(name=name, technique="original", runtime=RUNTIME_TORCH, precision="FP32", module=model.eval())
 
 
-# --- ONNX export and ONNX Runtime -------------------------------------------------------------
-
-
-def export_onnx(model: nn.Module, input_size: tuple[int, int, int] = (3, 224, 224), opset: int = 18) -> bytes:
-    """The model as an ONNX graph with a dynamic batch axis (input ``input``, output ``logits``).
-
-    The torch.export-based exporter comes first: it fixes the image size, so padding that timm
-    computes at run time ("same" padding) becomes constants and the graph is just Conv/Clip/Add.
-    The TorchScript exporter keeps that arithmetic as float ops on shapes, which static
-    quantization would then quantize too (wrong padding); it is only the fallback.
-    """
-    model = model.eval()
-    example = torch.randn(2, *input_size)  # batch 2: a batch of 1 could be specialised as a constant
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            program = torch.onnx.export(
-                model,
-                (example,),
-                dynamo=True,
-                verbose=False,
-                opset_version=opset,
-                input_names=["input"],
-                output_names=["logits"],
-                dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
-            )
-            return program.model_proto.SerializeToString()
-        except Exception:  # a model torch.export cannot trace: the TorchScript exporter
-            buffer = io.BytesIO()
-            torch.onnx.export(
-                model,
-                (example,),
-                buffer,
-                dynamo=False,
-                opset_version=17,
-                input_names=["input"],
-                output_names=["logits"],
-                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-            )
-            return buffer.getvalue()
+# --- ONNX export and ONNX Runtime (the exporter and session settings live in cvdemo.runtime) -----
 
 
 def shape_computation_nodes(onnx_model: bytes) -> list[str]:
@@ -303,22 +266,6 @@ def shape_computation_nodes(onnx_model: bytes) -> list[str]:
         elif node.op_type == "Constant":
             constant.update(node.output)
     return names
-
-
-def ort_session(onnx_model: bytes, threads: int | None = None):
-    """A CPU ONNX Runtime session using ``threads`` intra-op threads (same as torch's by default)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    # Idle ORT threads otherwise busy-wait after each run and steal the cores from whatever runs
-    # next (PyTorch, in an interleaved comparison): measured here, that doubled PyTorch's latency.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
 
 
 def to_onnx_runtime(

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence, r
 import numpy as np
 from PIL import Image
 
-from cvdemo import archives, weights
+from cvdemo import archives, runtime, weights
 from cvdemo.backbones import BACKBONES
 from cvdemo.images import ImageInputError, is_image_name, load_image
 
@@ -100,7 +100,7 @@ def _frozen_backbone(name: str, pretrained: bool) -> "torch.nn.Module":
     return model.to(memory_format=torch.channels_last).eval()
 
 
-def _load_encoder(name: str) -> ImageEncoder:
+def _load_encoder(name: str, accelerated: bool = True) -> ImageEncoder:
     """The CLIP page's image encoder, once that page's module exists (``cvdemo.clip.ClipModel``)."""
     weights.resolve(name)  # missing weights: WeightsUnavailable with the registry's advice
     try:
@@ -109,7 +109,53 @@ def _load_encoder(name: str) -> ImageEncoder:
         raise weights.WeightsUnavailable(
             weights.get(name), "The CLIP module (cvdemo/clip.py) is not part of this installation yet."
         ) from None
-    return ClipModel(name)
+    return ClipModel(name, accelerated=accelerated)
+
+
+def parity_images(count: int = 4) -> list[Image.Image]:
+    """A few real photos (packaged with ultralytics, else from the data sets) for parity checks."""
+    from cvdemo.datasets import sample_images
+
+    paths = list(sample_images().values())
+    step = max(1, len(paths) // count)
+    return [load_image(p) for p in paths[::step][:count]]
+
+
+def _pooled_features_module(model: "torch.nn.Module") -> "torch.nn.Module":
+    """Every stage's feature map (averaged over space) and the pooled head, from one forward pass.
+
+    One exported graph then serves any layer choice on the page; the stage averages cost
+    next to nothing beside the network itself.
+    """
+    import torch
+
+    class PooledFeatures(torch.nn.Module):
+        def __init__(self, backbone: torch.nn.Module) -> None:
+            super().__init__()
+            self.backbone = backbone
+            self.stages = list(range(len(backbone.feature_info)))
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            final, maps = self.backbone.forward_intermediates(x, indices=self.stages)
+            return (*[fmap.mean(dim=(2, 3)) for fmap in maps], self.backbone.forward_head(final))
+
+    return PooledFeatures(model).eval()
+
+
+def _accelerated_backbone(name: str, pretrained: bool) -> "runtime.AcceleratedModel":
+    """The backbone's pooled features behind an exported runtime (once per process and weights)."""
+    import torch
+
+    from cvdemo import cache
+
+    pytorch = FeatureExtractor(name, pretrained=pretrained, accelerated=False)
+    size = tuple(pytorch.data_config["input_size"])
+    return runtime.accelerate(
+        _pooled_features_module(cache.shared(_frozen_backbone, name, pretrained)),
+        torch.zeros(1, *size),
+        name=f"{name}-features" + ("" if pretrained else "-random-init"),
+        parity_inputs=pytorch.preprocess(parity_images(), channels_last=False),
+    )
 
 
 class FeatureExtractor:
@@ -119,25 +165,34 @@ class FeatureExtractor:
     :mod:`cvdemo.weights`), a name from :data:`ENCODER_BACKBONES`, or any :class:`ImageEncoder`.
     ``layer`` (timm backbones only) is an index into the model's ``feature_info`` stages: that
     stage's feature map is global-average pooled; ``None`` is the model's own pooled head.
+    ``accelerated`` runs the network through :func:`cvdemo.runtime.accelerate` (exported once,
+    parity-checked; PyTorch when that is refused); ``backend_label`` says which runs.
     Raises :class:`cvdemo.weights.WeightsUnavailable` when pretrained weights are missing.
     """
 
     def __init__(
-        self, backbone: str | ImageEncoder = DEFAULT_BACKBONE, layer: int | None = None, pretrained: bool = True
+        self,
+        backbone: str | ImageEncoder = DEFAULT_BACKBONE,
+        layer: int | None = None,
+        pretrained: bool = True,
+        accelerated: bool = True,
     ):
         from cvdemo import cache
 
         self.layer = layer
         self.pretrained = pretrained
         self._model = None
+        self._accelerated: runtime.AcceleratedModel | None = None
         self._encoder: ImageEncoder | None = None
         if isinstance(backbone, str):
             self.backbone = backbone
             if backbone in ENCODER_BACKBONES:
-                self._encoder = cache.shared(_load_encoder, backbone)
+                self._encoder = cache.shared(_load_encoder, backbone, accelerated)
             elif backbone in BACKBONES:
                 self._model = cache.shared(_frozen_backbone, backbone, pretrained)
                 self._prepare_preprocessing()
+                if accelerated:  # shared by every layer's extractor: one export, one session
+                    self._accelerated = cache.shared(_accelerated_backbone, backbone, pretrained)
             else:
                 raise KeyError(f"Unknown backbone '{backbone}'. Known: {', '.join([*BACKBONES, *ENCODER_BACKBONES])}")
         elif callable(getattr(backbone, "encode_images", None)):  # duck typing: ``name`` is optional
@@ -164,12 +219,23 @@ class FeatureExtractor:
         self._mean = torch.tensor(config["mean"]).view(1, 3, 1, 1) * 255
         self._std = torch.tensor(config["std"]).view(1, 3, 1, 1) * 255
 
-    def preprocess(self, images: Sequence[Image.Image]) -> "torch.Tensor":
-        """A normalised float batch, channels-last, exactly as timm's eval pipeline prepares it."""
+    def preprocess(self, images: Sequence[Image.Image], channels_last: bool = True) -> "torch.Tensor":
+        """A normalised float batch exactly as timm's eval pipeline prepares it.
+
+        Channels-last suits PyTorch's CPU convolutions; exported runtimes take plain NCHW.
+        """
         import torch
 
         batch = torch.stack([self._transform(img) for img in images]).float()
-        return batch.sub_(self._mean).div_(self._std).contiguous(memory_format=torch.channels_last)
+        batch = batch.sub_(self._mean).div_(self._std)
+        return batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
+
+    @property
+    def backend_label(self) -> str:
+        """What computes the features, for the latency badge ("OpenVINO", "PyTorch", ...)."""
+        if self._encoder is not None:
+            return str(getattr(self._encoder, "backend_label", "PyTorch"))
+        return self._accelerated.label if self._accelerated is not None else "PyTorch"
 
     @property
     def key(self) -> str:
@@ -226,10 +292,11 @@ class FeatureExtractor:
         total = len(images)
         if progress:
             progress(0, total)
+        exported = self._accelerated is not None and self._accelerated.accelerated
         with torch.inference_mode():
             for start in range(0, total, batch_size):
                 batch = images[start : start + batch_size]
-                x = self.preprocess(batch)
+                x = self.preprocess(batch, channels_last=not exported)
                 for layer, feats in self._forward(x, layers).items():
                     chunks[layer].append(torch.nn.functional.normalize(feats.float(), dim=1).numpy())
                 if progress:
@@ -241,6 +308,9 @@ class FeatureExtractor:
         }
 
     def _forward(self, x: "torch.Tensor", layers: list[int | None]) -> dict[int | None, "torch.Tensor"]:
+        if self._accelerated is not None and self._accelerated.accelerated:
+            outputs = self._accelerated(x)  # (stage 1, ..., stage n, head), all pooled
+            return {layer: outputs[-1 if layer is None else layer] for layer in layers}
         model = self._model
         stages = sorted(layer for layer in layers if layer is not None)
         if not stages:

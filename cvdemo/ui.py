@@ -122,9 +122,44 @@ def _process_memory_mb() -> float | None:
         return None
 
 
+RUNTIME_KEY = "cvdemo_runtime"
+RUNTIME_ACCELERATED, RUNTIME_PYTORCH = "Accelerated", "PyTorch"
+
+
+def runtime_choice() -> None:
+    """The sidebar's "PyTorch / accelerated" switch, so a lecturer can show the difference live."""
+    st.segmented_control(
+        "Inference runtime",
+        [RUNTIME_PYTORCH, RUNTIME_ACCELERATED],
+        default=RUNTIME_ACCELERATED,
+        key=RUNTIME_KEY,
+        help="Accelerated: each network is exported once to ONNX and run by OpenVINO or ONNX Runtime, "
+        "whichever is faster here and matches PyTorch's outputs on real photos. PyTorch: eager mode, "
+        "op by op. Latency badges on the pages name the runtime that answered.",
+    )
+
+
+def accelerated() -> bool:
+    """Whether this session asked for the accelerated runtime (the default)."""
+    return st.session_state.get(RUNTIME_KEY) != RUNTIME_PYTORCH
+
+
+def latency_badge(milliseconds: float, backend: str, what: str = "") -> str:
+    """Markdown for a latency badge naming the runtime, e.g. "⏱ 6 ms · OpenVINO"."""
+    label = backend.split(" (")[0]  # a fallback's reason goes in the caption, not the badge
+    return f":green-badge[:material/timer: {what}{milliseconds:,.0f} ms · {label}]"
+
+
+def runtime_note(backend: str) -> None:
+    """When the accelerated path was refused, say why (the badge then says PyTorch)."""
+    if accelerated() and " (" in backend:
+        st.caption(f"Running in {backend}.")
+
+
 def sidebar_status() -> None:
-    """Model assets, torch threads and process memory, for the lecturer's peace of mind."""
+    """Runtime switch, model assets, torch threads and process memory, for the lecturer's peace of mind."""
     with st.sidebar:
+        runtime_choice()
         rows = _asset_rows()
         ready = sum(r["available"] for r in rows)
         with st.expander(f"Model assets: {ready}/{len(rows)} on this machine"):

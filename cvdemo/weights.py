@@ -236,10 +236,15 @@ def weights_dir() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def cache_dir() -> Path:
+def cache_root() -> Path:
+    """cvdemo's cache folder: ``$CVDEMO_CACHE_DIR`` or ``~/.cache/cvdemo`` (never inside the repo)."""
     value = os.environ.get(CACHE_ENV, "").strip()
-    base = Path(value).expanduser() if value else Path.home() / ".cache" / "cvdemo"
-    return base / "weights"
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "cvdemo"
+
+
+def cache_dir() -> Path:
+    """Where downloaded weights are kept."""
+    return cache_root() / "weights"
 
 
 def get(name: str) -> Asset:

@@ -5,6 +5,7 @@ Layout only: the work is in :mod:`cvdemo.clip` (engines, zero-shot, index, map, 
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any, Callable
 
@@ -51,7 +52,7 @@ if len(available) > 1:
         or available[0]
     )
 try:
-    engine = ui.shared(clip.create_engine, engine_key)
+    engine = ui.shared(clip.create_engine, engine_key, accelerated=ui.accelerated())
 except (weights.WeightsUnavailable, OSError, ValueError, RuntimeError) as exc:
     ui.weights_missing(exc)
     st.stop()
@@ -87,21 +88,29 @@ def engines_for_comparison() -> list[clip.EmbeddingEngine]:
     out = []
     for key in available:
         try:
-            out.append(ui.shared(clip.create_engine, key))
+            out.append(ui.shared(clip.create_engine, key, accelerated=ui.accelerated()))
         except (weights.WeightsUnavailable, OSError, ValueError, RuntimeError) as exc:
             ui.weights_missing(exc)
     return out
 
 
 def image_embedding(eng: clip.EmbeddingEngine, image) -> np.ndarray:
-    """One image's embedding, remembered per session so sliders do not re-run the model."""
+    """One image's embedding, remembered per session so sliders do not re-run the model.
+
+    Keyed by runtime too: switching it in the sidebar re-embeds, so the badge shows the new latency.
+    """
     memo: dict = st.session_state.setdefault("clip_image_embeddings", {})
-    key = (eng.name, clip.digest_of(image))
+    key = (eng.name, eng.backend_label, clip.digest_of(image))
     if key not in memo:
-        memo[key] = eng.encode_images([image])[0]
+        started = time.perf_counter()
+        vector = eng.encode_images([image])[0]
+        memo[key] = (vector, 1000 * (time.perf_counter() - started))
         while len(memo) > 32:
             memo.pop(next(iter(memo)))
-    return memo[key]
+    vector, elapsed_ms = memo[key]
+    st.markdown(ui.latency_badge(elapsed_ms, eng.backend_label, "image embedded in "))
+    ui.runtime_note(eng.backend_label)
+    return vector
 
 
 def text_work_note(eng: clip.EmbeddingEngine, labels: list[str], template: str) -> str:
@@ -229,7 +238,10 @@ def build_gallery(loader: Callable[[], clip.Gallery], source: str, quiet: bool =
 
     def progress(done: int, total: int) -> None:
         if bar is not None:
-            bar.progress(done / max(total, 1), text=f"Embedding images with {short_name(engine)}: {done}/{total}")
+            bar.progress(
+                done / max(total, 1),
+                text=f"Embedding images with {short_name(engine)} ({engine.backend_label.split(' (')[0]}): {done}/{total}",
+            )
 
     report = index.add(gallery.images, progress=progress)
     if bar is not None:
@@ -242,7 +254,11 @@ def build_gallery(loader: Callable[[], clip.Gallery], source: str, quiet: bool =
 
 def current_gallery() -> dict[str, Any] | None:
     state = st.session_state.get(GALLERY)
-    return state if state and state["engine"] == engine.name else None
+    if not state or state["engine"] != engine.name:
+        return None
+    # Same engine in the other runtime (sidebar switch): same vector space, so only queries change hands.
+    state["index"].engine = engine
+    return state
 
 
 def set_query_image(image_id: str | None) -> None:

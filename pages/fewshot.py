@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -135,7 +136,7 @@ if backbone is None:
     st.error("No backbone has its weights on this machine; see the list above for what to install.")
 else:
     try:
-        head = ui.shared(fs.FeatureExtractor, backbone, None, pretrained)
+        head = ui.shared(fs.FeatureExtractor, backbone, None, pretrained, ui.accelerated())
         layer_infos = head.layers()
         short = {i: ("head" if info.index is None else f"stage {info.index + 1}") for i, info in enumerate(layer_infos)}
         choice = col_layer.segmented_control(
@@ -154,7 +155,7 @@ else:
             + f" → one {layer_infos[choice].channels}-d vector per image."
         )
         layer = layer_infos[choice].index
-        extractor = head if layer is None else ui.shared(fs.FeatureExtractor, backbone, layer, pretrained)
+        extractor = head if layer is None else ui.shared(fs.FeatureExtractor, backbone, layer, pretrained, ui.accelerated())
     except WeightsUnavailable as exc:
         ui.weights_missing(exc)
     except Exception as exc:  # e.g. an image tower whose module changed: say so, keep the page alive
@@ -260,13 +261,18 @@ if not problems and extractor is not None:
         if bar is not None:
             bar.progress(done / max(total, 1), text=f"Embedding images with {extractor.key}: {done}/{total}")
 
+    started = time.perf_counter()
     X = cache.embed(extractor, [e.image for e in items], digests, progress=progress)
     if bar is not None:
         bar.empty()
-    st.caption(
+        state["fewshot_embed_speed"] = (1000 * (time.perf_counter() - started) / todo, extractor.backend_label)
+    speed = state.get("fewshot_embed_speed")
+    st.markdown(
         f"{len(items)} examples → {X.shape[1]}-d vectors from `{extractor.key}` "
-        f"(each image embedded once; {cache.computed} images embedded in this session)."
+        f"(each image embedded once; {cache.computed} images embedded in this session)"
+        + (" " + ui.latency_badge(speed[0], speed[1], "last batch: ") + " per image" if speed else "")
     )
+    ui.runtime_note(extractor.backend_label)
 
 
 # --- 2 + 3 · classify and evaluate: a fragment, so moving k reruns only this part --------------------
@@ -306,12 +312,15 @@ def classify_and_evaluate(extractor: fs.FeatureExtractor, X: np.ndarray, items: 
     query_vec = None
     if queries:
         name, image = queries[0]
-        query_vec = cache.embed(extractor, [image])
+        started = time.perf_counter()  # embedded afresh each time: the badge shows the live runtime
+        query_vec = extractor.embed([image])
+        elapsed_ms = 1000 * (time.perf_counter() - started)
         proba = knn.predict_proba(query_vec)[0]
         dist, idx = knn.kneighbors(query_vec)
         best = int(np.argmax(proba))
         col_query, col_proba = st.columns([1, 2])
         col_query.image(image, caption=name, width="stretch")
+        col_query.markdown(ui.latency_badge(elapsed_ms, extractor.backend_label, "query embedded in "))
         with col_proba:
             st.markdown(f"#### Prediction: **{knn.classes_[best]}** ({proba[best]:.0%} of the vote)")
             st.plotly_chart(fs.probability_figure(list(knn.classes_), proba), key="fewshot_proba")
