@@ -1,7 +1,9 @@
 """Object detection with ultralytics YOLO: detect, explain NMS, measure mAP.
 
 * :class:`Detector` wraps ``ultralytics.YOLO`` for any detect model the weights registry
-  resolves (``.pt`` or an ONNX export run through onnxruntime). :meth:`Detector.detect`
+  resolves (``.pt`` or an ONNX export run through onnxruntime). A ``.pt`` is by default exported
+  once with ultralytics' own ``YOLO.export`` (OpenVINO, else ONNX) into cvdemo's cache and run
+  from there; :attr:`Detector.backend_label` names what runs. :meth:`Detector.detect`
   returns :class:`Detections`, a thin layer over ultralytics' own ``Results`` (boxes,
   ``plot()``, ``summary()``, ``speed``) with the table and downloads the page shows.
 * :meth:`Detector.nms_lesson` keeps the network's raw output once and re-runs ultralytics'
@@ -20,12 +22,16 @@ auto-install, downloads and code-unpickling switched off: see :mod:`cvdemo.yolo_
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import logging
 import math
+import os
 import shutil
 import tempfile
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
@@ -48,7 +54,11 @@ DETECTION_MODELS = ("yolov8n", "yolo11n")  # registry names of the COCO detector
 IMAGE_SIZES = (320, 416, 512, 640, 800, 960, 1280)
 MAX_EVAL_IMAGES = 500  # a user zip larger than this is cut: CPU evaluation must stay interactive
 
-# Set before ultralytics is first imported (it reads them at import time).
+# What the latency badge calls each ultralytics backend format.
+RUNTIME_NAMES = {"pt": "PyTorch", "onnx": "ONNX Runtime", "openvino": "OpenVINO", "torchscript": "TorchScript"}
+
+log = logging.getLogger("cvdemo.runtime")
+_warned: set[tuple[str, str]] = set()  # (model file, reason) already logged: one warning per process
 
 
 @lru_cache(maxsize=1)
@@ -124,6 +134,7 @@ class Detections:
     input_shape: tuple[int, int]  # (height, width) of the letterboxed network input
     conf: float
     iou: float
+    backend: str = ""  # what ran the network, for the latency badge (Detector.backend_label)
 
     def __len__(self) -> int:
         return len(self.result.boxes)
@@ -808,11 +819,15 @@ class Detector:
     """A YOLO detect model from the weights registry (or a file path), shared across sessions.
 
     ``Detector("yolov8n")`` resolves the registry asset: the official ``.pt`` online, or the
-    classroom INT8 ONNX export offline. Calls are serialized with a lock: one ultralytics
-    predictor is not safe to use from two threads at once.
+    classroom INT8 ONNX export offline. With ``accelerated`` (the default) a ``.pt`` is exported
+    once with ultralytics' own ``YOLO.export`` (OpenVINO when installed, else ONNX) into
+    cvdemo's cache and that export runs; if exporting fails the ``.pt`` runs in PyTorch and
+    :attr:`fallback_reason` says why. A file that is already an export runs as it is.
+    Calls are serialized with a lock: one ultralytics predictor is not safe to use from two
+    threads at once.
     """
 
-    def __init__(self, weights_name: str = "yolov8n"):
+    def __init__(self, weights_name: str = "yolov8n", accelerated: bool = True):
         if weights_name in weights.REGISTRY:
             self.path = weights.resolve(weights_name)  # WeightsUnavailable says which file to put where
             self.name = weights_name
@@ -821,11 +836,29 @@ class Detector:
             self.name = self.path.stem
             if not self.path.is_file():
                 raise FileNotFoundError(f"No model file at {self.path}.")
+        self.accelerated = accelerated
+        self.exported_path: Path | None = None  # the export that runs, when one was made from the .pt
+        self.fallback_reason: str | None = None  # why the .pt runs in PyTorch although accelerated was asked
+        self._lock = threading.Lock()
         import_ultralytics()
+        if self.path.suffix == ".pt" and accelerated:
+            try:
+                exported = export_pt(self.path)
+                self._load(exported)
+                self.exported_path = exported
+            except Exception as exc:  # anything: a missing package, an exporter or runtime error
+                self.fallback_reason = _short_reason(exc)
+                if (str(self.path), self.fallback_reason) not in _warned:
+                    _warned.add((str(self.path), self.fallback_reason))
+                    log.warning("%s: accelerated export failed, running PyTorch: %s", self.path, self.fallback_reason)
+        if self.exported_path is None:
+            self._load(self.path)
+
+    def _load(self, path: Path) -> None:
+        """Load a model file (or OpenVINO folder) and read what the page needs from its backend."""
         from ultralytics import YOLO
 
-        self.model = YOLO(str(self.path), task="detect")
-        self._lock = threading.Lock()
+        self.model = YOLO(str(path), task="detect")
         self._predict(Image.new("RGB", (64, 64)))  # builds the predictor now, not in the first student's request
         backend = self.model.predictor.model
         self.format: str = str(backend.format)
@@ -834,10 +867,27 @@ class Detector:
         # Static exports (like the classroom ONNX) only take the size they were exported at.
         self.fixed_imgsz: int | None = int(max(backend.imgsz)) if static else None
         self.end2end: bool = bool(getattr(backend, "end2end", False))
+        self.precision: str | None = _openvino_precision(backend) if self.format == "openvino" else None
 
     @property
     def description(self) -> str:
         return f"{self.name} ({self.path.name}, {self.format})"
+
+    @property
+    def backend_label(self) -> str:
+        """What runs, for the latency badge: e.g. "OpenVINO (exported from yolov8n.pt)"."""
+        runtime = RUNTIME_NAMES.get(self.format, self.format)
+        if self.precision and self.precision != "f32":
+            runtime += f" {self.precision}"  # OpenVINO chose a lower precision on this CPU: say so
+        if self.exported_path is not None:
+            return f"{runtime} (exported from {self.path.name})"
+        if self.fallback_reason is not None:
+            return f"{runtime} (export failed: {self.fallback_reason})"
+        if self.format == "pt":
+            return runtime
+        kind = f"INT8 {self.format.upper()}" if _is_int8_onnx(self.path) else self.format.upper()
+        # accelerated=False cannot switch an export back to PyTorch: there are no PyTorch weights.
+        return f"{runtime} ({kind} file{'' if self.accelerated else ', no PyTorch weights to run'})"
 
     def _predict(self, image: Image.Image, **kwargs: Any) -> tuple["Results", tuple[int, int], Any]:
         """One ultralytics predict call; the result, the network input shape and the raw output."""
@@ -861,7 +911,7 @@ class Detector:
         result, input_shape, _ = self._predict(
             rgb, conf=conf, iou=iou, classes=list(classes) if classes else None, imgsz=imgsz, max_det=max_det
         )
-        return Detections(result, name, self.description, input_shape, conf, iou)
+        return Detections(result, name, self.description, input_shape, conf, iou, self.backend_label)
 
     def nms_lesson(
         self,
@@ -971,6 +1021,103 @@ class Detector:
             speed_ms={k: float(v) for k, v in validator.speed.items() if k != "loss"},
             seconds=seconds,
         )
+
+
+def export_folder(pt: Path) -> Path:
+    """The cache folder of one ``.pt``'s exports, keyed by its bytes: a changed file gets a new export."""
+    from cvdemo import runtime
+
+    digest = hashlib.sha256()
+    with open(pt, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return runtime.cache_folder() / "yolo" / f"{pt.stem}-{digest.hexdigest()[:16]}"
+
+
+def export_format() -> str:
+    """OpenVINO when its package imports (fastest on Intel CPUs), else ONNX (onnxruntime is always installed)."""
+    import importlib
+
+    try:
+        importlib.import_module("openvino")
+    except Exception:  # not installed, or a broken install: ONNX still works
+        return "onnx"
+    return "openvino"
+
+
+def export_pt(pt: Path, fmt: str | None = None) -> Path:
+    """The ultralytics export of ``pt`` in cvdemo's cache (made once, then reused): an ONNX file or OpenVINO folder.
+
+    ultralytics writes its export beside the ``.pt`` and weights folders may be read-only, so the
+    ``.pt`` is copied into a private temp folder in the cache, exported there, and the export moved
+    into place with one rename: a half-written export is never found by a later load.
+    """
+    fmt = fmt or export_format()
+    folder = export_folder(pt)
+    final = folder / (f"{pt.stem}_openvino_model" if fmt == "openvino" else f"{pt.stem}.onnx")
+    if _export_complete(final):
+        return final
+    folder.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".export-", dir=folder))
+    try:
+        copy = work / pt.name
+        shutil.copyfile(pt, copy)
+        import_ultralytics()
+        from ultralytics import YOLO
+
+        # fp32 (quantize=32: ultralytics' replacement of half=False/int8=False), dynamic so any page image
+        # size works; no onnxslim (not installed, and auto-install is off), CPU only.
+        options: dict[str, Any] = {"format": fmt, "dynamic": True, "quantize": 32, "device": "cpu"}
+        if fmt == "onnx":
+            options["simplify"] = False  # the OpenVINO exporter refuses this argument
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace deprecation noise inside the exporter
+            out = Path(YOLO(str(copy), task="detect").export(**options))
+        if not _export_complete(out):
+            raise RuntimeError(f"ultralytics reported {out.name} but wrote no complete export")
+        try:
+            os.replace(out, final)
+        except OSError:
+            if not _export_complete(final):  # not another process that finished first: a real error
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return final
+
+
+def _export_complete(path: Path) -> bool:
+    if path.suffix == ".onnx":
+        return path.is_file()
+    return path.is_dir() and any(path.glob("*.xml")) and (path / "metadata.yaml").is_file()
+
+
+def _openvino_precision(backend: Any) -> str | None:
+    """The precision OpenVINO computes in, e.g. "f32", or "bf16" (its CPU default where the CPU has AMX/AVX512-BF16)."""
+    try:
+        return str(backend.ov_compiled_model.get_property("INFERENCE_PRECISION_HINT").get_type_name())
+    except Exception:
+        return None
+
+
+def _short_reason(exc: BaseException) -> str:
+    """An exception as one short line for a badge (ultralytics messages can span screens)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+@lru_cache(maxsize=16)
+def _is_int8_onnx(path: Path) -> bool:
+    """Whether an ONNX graph holds quantized ops (QDQ or QLinear/Integer kernels)."""
+    if path.suffix != ".onnx":
+        return False
+    try:
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception:
+        return False
+    return any(n.op_type in ("QuantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger") for n in graph.node)
 
 
 def available_detectors() -> dict[str, bool]:

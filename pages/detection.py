@@ -40,7 +40,7 @@ def _model_label(name: str) -> str:
 
 def load_detector(name: str) -> Detector | None:
     try:
-        return ui.shared(Detector, name)
+        return ui.shared(Detector, name, accelerated=ui.accelerated())
     except weights.WeightsUnavailable as exc:
         ui.weights_missing(exc)
     except Exception as exc:  # a damaged or foreign model file must not take the page down
@@ -116,9 +116,11 @@ def show_detections(det: Detections, image: Image.Image, key: str) -> None:
     w, h = det.image_size
     st.markdown(
         f":blue-badge[:material/center_focus_strong: {len(det)} objects] "
-        f":green-badge[:material/timer: {det.latency.badge()}] "
+        f":green-badge[:material/timer: {det.latency.badge()} · {det.backend.split(' (')[0] or 'ultralytics'}] "
         f":gray-badge[input {det.input_shape[1]}×{det.input_shape[0]}]"
     )
+    if det.backend:
+        st.caption(f"Network run by {det.backend}.")
     left, right = st.columns(2)
     left.image(image, caption=f"Original · {w}×{h}", width="stretch")
     right.image(det.annotated(), caption=f"{len(det)} detections (confidence ≥ {det.conf:.2f})", width="stretch")

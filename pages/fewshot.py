@@ -267,7 +267,7 @@ if not problems and extractor is not None:
         bar.empty()
         state["fewshot_embed_speed"] = (1000 * (time.perf_counter() - started) / todo, extractor.backend_label)
     speed = state.get("fewshot_embed_speed")
-    st.markdown(
+    st.caption(
         f"{len(items)} examples → {X.shape[1]}-d vectors from `{extractor.key}` "
         f"(each image embedded once; {cache.computed} images embedded in this session)"
         + (" " + ui.latency_badge(speed[0], speed[1], "last batch: ") + " per image" if speed else "")

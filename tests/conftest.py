@@ -54,3 +54,13 @@ def open_page(page: str, timeout: float = 240):
     at.switch_page(page).run()
     assert not at.exception, at.exception
     return at
+
+
+def set_runtime(at, choice: str) -> None:
+    """Flip the sidebar's "PyTorch / Accelerated" switch and rerun.
+
+    AppTest does not list app.py's sidebar widgets after switch_page, so set its state by key.
+    """
+    at.session_state["cvdemo_runtime"] = choice
+    at.run()
+    assert not at.exception, at.exception

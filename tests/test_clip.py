@@ -272,7 +272,7 @@ def test_engine_choice_falls_back_to_conse_without_clip_weights(conse, monkeypat
     assert clip.available_engines() == ["conse"]
     with pytest.raises(weights.WeightsUnavailable, match="python -m cvdemo.weights fetch clip"):
         clip.ClipModel("clip")
-    monkeypatch.setattr(clip, "ConSEEngine", lambda cache_dir=None: conse)
+    monkeypatch.setattr(clip, "ConSEEngine", lambda cache_dir=None, accelerated=True: conse)
     assert clip.load_engine("clip") is conse
 
 

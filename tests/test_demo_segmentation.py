@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 
 # See tests/test_segmentation.py: sleeping (not spinning) OpenMP threads, if torch is not loaded yet.

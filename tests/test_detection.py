@@ -1,4 +1,8 @@
-"""cvdemo.detection with the real classroom YOLOv8n (INT8 ONNX) and the real coco8 set."""
+"""cvdemo.detection with the real classroom YOLOv8n (INT8 ONNX) and the real coco8 set.
+
+No real YOLO ``.pt`` is on these machines: the accelerated-export tests use a random-init
+YOLOv8n checkpoint, so they compare raw network tensors, not detections.
+"""
 
 from __future__ import annotations
 
@@ -305,7 +309,7 @@ def test_pt_checkpoints_load_safely(tmp_path):
 
     path = tmp_path / "tiny_random.pt"
     YOLO("yolov8n.yaml", task="detect").save(str(path))  # architecture only: random weights, no download
-    model = Detector(str(path))
+    model = Detector(str(path), accelerated=False)
     assert model.format == "pt" and model.fixed_imgsz is None
     result = model.detect(Image.new("RGB", (320, 240), (90, 120, 200)), conf=0.0001, imgsz=320)
     assert result.input_shape[1] == 320 and result.latency.inference > 0
@@ -331,3 +335,122 @@ def test_pt_file_that_runs_code_is_refused(tmp_path):
     with pytest.raises(Exception):
         Detector(str(path))
     assert not marker.exists()
+
+
+# --- accelerated export of .pt checkpoints ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def random_pt(tmp_path_factory) -> Path:
+    """A random-init YOLOv8n checkpoint (architecture only, no download) in its own weights folder."""
+    yolo_runtime.import_ultralytics()
+    from ultralytics import YOLO
+
+    path = tmp_path_factory.mktemp("weights") / "tiny_random.pt"
+    YOLO("yolov8n.yaml", task="detect").save(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def accelerated(random_pt) -> Detector:
+    return Detector(str(random_pt))
+
+
+@pytest.fixture(scope="module")
+def pytorch(random_pt) -> Detector:
+    return Detector(str(random_pt), accelerated=False)
+
+
+def _raw(detector: Detector, image: Image.Image, imgsz: int) -> np.ndarray:
+    """The network's raw (1, 84, anchors) output; a high conf keeps NMS on a random net's output trivial."""
+    return detector.nms_lesson(image, conf=0.9, imgsz=imgsz)._raw.numpy()
+
+
+def _no_export(*args, **kwargs):
+    raise RuntimeError("exporter disabled in this test")
+
+
+def test_shared_int8_onnx_runs_as_it_is(detector):
+    assert detector.exported_path is None and detector.fallback_reason is None
+    assert detector.backend_label == "ONNX Runtime (INT8 ONNX file)"
+    assert detector.description == "yolov8n (yolov8n_coco_int8_qdq.onnx, onnx)"
+    # There are no PyTorch weights to switch to: the same ONNX runs, and the label says why.
+    plain = Detector("yolov8n", accelerated=False)
+    assert plain.format == "onnx" and plain.path == detector.path
+    assert plain.backend_label.startswith("ONNX Runtime (INT8 ONNX file") and "no PyTorch" in plain.backend_label
+
+
+def test_pt_is_exported_once_into_the_cache(random_pt, accelerated, monkeypatch):
+    from cvdemo import runtime
+    from ultralytics.engine.model import Model
+
+    assert accelerated.format in ("openvino", "onnx") and accelerated.fallback_reason is None
+    assert accelerated.fixed_imgsz is None  # dynamic export: the page's image-size choice still applies
+    runtime_name = {"openvino": "OpenVINO", "onnx": "ONNX Runtime"}[accelerated.format]
+    assert accelerated.backend_label.startswith(runtime_name)
+    assert accelerated.backend_label.endswith("(exported from tiny_random.pt)")
+    assert accelerated.description == f"tiny_random (tiny_random.pt, {accelerated.format})"
+    folder = accelerated.exported_path.parent
+    assert folder.parent == runtime.cache_folder() / "yolo"
+    assert folder.name.startswith("tiny_random-") and len(folder.name) == len("tiny_random-") + 16
+    assert [p.name for p in folder.iterdir()] == [accelerated.exported_path.name]  # no temp folder left behind
+    assert [p.name for p in random_pt.parent.iterdir()] == ["tiny_random.pt"]  # nothing beside the weights
+
+    monkeypatch.setattr(Model, "export", _no_export)  # a second load must not export again
+    again = Detector(str(random_pt))
+    assert again.exported_path == accelerated.exported_path and again.fallback_reason is None
+    assert again.format == accelerated.format
+
+
+def test_export_matches_pytorch(accelerated, pytorch, bus):
+    assert pytorch.format == "pt" and pytorch.backend_label == "PyTorch"
+    assert pytorch.exported_path is None and pytorch.fallback_reason is None
+    # OpenVINO computes in bf16 on CPUs with AMX/AVX512-BF16 (the label says so): ~3 significant digits.
+    low_precision = accelerated.precision not in (None, "f32")
+    assert ("bf16" in accelerated.backend_label) == (accelerated.precision == "bf16")
+    shapes = set()
+    for imgsz in (640, 320):
+        fast, slow = _raw(accelerated, bus, imgsz), _raw(pytorch, bus, imgsz)
+        assert fast.shape == slow.shape
+        shapes.add(fast.shape)
+        # Boxes in input pixels; class scores compared as logits (a random net's scores are ~1e-4).
+        np.testing.assert_allclose(fast[:, :4], slow[:, :4], atol=0.5 if low_precision else 0.01)
+        logit = lambda p: np.log(p) - np.log1p(-p)  # noqa: E731
+        np.testing.assert_allclose(
+            logit(fast[:, 4:].astype(np.float64)), logit(slow[:, 4:].astype(np.float64)), atol=0.2 if low_precision else 0.01
+        )
+    assert len(shapes) == 2  # the export took both input sizes (dynamic shapes)
+
+
+def test_exported_model_evaluates(accelerated):
+    with sample_set("coco8", ["val"]) as labeled:
+        evaluation = accelerated.evaluate(labeled, imgsz=320)
+    assert evaluation.n_images == 4 and 0 <= evaluation.map50 <= 1  # a random net: the pipeline, not the score
+    assert accelerated.format in evaluation.model_name
+
+
+def test_failed_export_falls_back_to_pytorch(random_pt, monkeypatch, tmp_path, caplog):
+    from ultralytics.engine.model import Model
+
+    monkeypatch.setenv("CVDEMO_CACHE_DIR", str(tmp_path / "cache"))  # no export from other tests to reuse
+    monkeypatch.setattr(Model, "export", _no_export)
+    with caplog.at_level("WARNING", logger="cvdemo.runtime"):
+        model = Detector(str(random_pt))
+    assert model.format == "pt" and model.exported_path is None
+    assert model.fallback_reason == "exporter disabled in this test"
+    assert model.backend_label == "PyTorch (export failed: exporter disabled in this test)"
+    assert [r.name for r in caplog.records] == ["cvdemo.runtime"] and "exporter disabled" in caplog.text
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]  # the temp export folder is gone
+    assert model.detect(Image.new("RGB", (320, 240)), conf=0.9).latency.inference > 0
+
+
+def test_onnx_export_without_openvino(random_pt, pytorch, monkeypatch, tmp_path, bus):
+    import sys
+
+    monkeypatch.setenv("CVDEMO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` now raises ImportError
+    model = Detector(str(random_pt))
+    assert model.format == "onnx" and model.fallback_reason is None and model.fixed_imgsz is None
+    assert model.exported_path.name == "tiny_random.onnx"
+    assert model.backend_label == "ONNX Runtime (exported from tiny_random.pt)"
+    np.testing.assert_allclose(_raw(model, bus, 416), _raw(pytorch, bus, 416), rtol=1e-3, atol=1e-4)

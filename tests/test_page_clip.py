@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO
+from conftest import REPO, set_runtime as _set_runtime
 from cvdemo import cache, clip
 
 CIFAR = "CIFAR-10 subset (500 tiny photos, 10 classes)"
@@ -51,6 +51,11 @@ def test_engine_banner_and_zero_shot_on_a_photo(page):
     verdict = _texts(at.success)
     assert "**bus**" in verdict  # bus.jpg with the "Street scene" labels and the 80-prompt ensemble
     assert len(at.get("plotly_chart")) >= 1
+    badge = _texts(at.markdown)
+    assert "image embedded in" in badge and ("· OpenVINO]" in badge or "· ONNX Runtime]" in badge)
+    _set_runtime(at, "PyTorch")
+    assert "**bus**" in _texts(at.success) and "· PyTorch]" in _texts(at.markdown)  # re-embedded in PyTorch
+    _set_runtime(at, "Accelerated")
 
     at.radio(key="clip_template").set_value("a photo of a {}.").run()
     assert "**bus**" in _texts(at.success)
@@ -114,10 +119,12 @@ def test_engine_toggle_and_comparison_when_clip_is_present(monkeypatch, cache_ro
 
     real_create = clip.create_engine
 
-    def create_engine(key: str, cache_dir=None):
+    def create_engine(key: str, cache_dir=None, accelerated=True):
         if key == "clip":
-            return clip.ClipModel("clip", pretrained=False, arch="ViT-B-32", cache_dir=False, model_kwargs=TINY)
-        return real_create(key, cache_dir)
+            return clip.ClipModel(
+                "clip", pretrained=False, arch="ViT-B-32", cache_dir=False, model_kwargs=TINY, accelerated=accelerated
+            )
+        return real_create(key, cache_dir, accelerated)
 
     monkeypatch.setenv("CVDEMO_CACHE_DIR", str(cache_root))
     monkeypatch.setattr(clip, "available_engines", lambda: ["clip", "conse"])

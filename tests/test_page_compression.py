@@ -9,7 +9,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO, open_page
+from conftest import open_page
 
 PAGE = "pages/compression.py"
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO, open_page
+from conftest import open_page
 
 PAGE = "pages/detection.py"
 
@@ -42,6 +42,7 @@ def test_sample_image_shows_detections_table_counts_and_downloads(page):
     assert any(s.value == "5 detections in 1 image" for s in at.subheader)
     text = _texts(at)
     assert "inference" in text and "NMS" in text and "input 640×640" in text  # latency badge
+    assert "NMS · ONNX Runtime]" in text  # the badge names the runtime (the classroom INT8 ONNX file)
     table, counts = _frames(at)[:2]
     assert {"class", "score", "x1", "y1", "x2", "y2", "area"} <= set(table.columns)
     assert (table["class"] == "bus").sum() == 1 and (table["class"] == "person").sum() >= 3

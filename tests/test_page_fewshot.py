@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO, open_page
+from conftest import open_page, set_runtime as _set_runtime
 from cvdemo import fewshot as fs
 
 PAGE = "pages/fewshot.py"
@@ -81,9 +81,24 @@ def test_changing_k_metric_or_query_does_not_recompute_examples(loaded):
     assert at.session_state["fewshot_cache"].computed == before
     assert "the 1 nearest examples (euclidean distance" in _texts(at, "markdown")
     at.selectbox(key="fewshot_query_sample").set_value("bus.jpg").run()
-    assert at.session_state["fewshot_cache"].computed == before + 1  # only the new query image
+    # the examples stay cached; the query is embedded afresh (its badge shows the live latency)
+    assert at.session_state["fewshot_cache"].computed == before
     assert "Prediction:" in _texts(at, "markdown")
     assert "cannot say \"none of these\"" in _texts(at, "warning")  # a bus is far from every ant and bee
+
+
+def test_runtime_switch_is_named_on_the_latency_badge(loaded):
+    at = loaded
+    accelerated = _texts(at, "markdown")
+    assert "query embedded in" in accelerated
+    assert "· OpenVINO]" in accelerated or "· ONNX Runtime]" in accelerated
+    assert "last batch: " in _texts(at, "caption")  # the examples' per-image time, with its runtime
+    _set_runtime(at, "PyTorch")
+    assert not at.exception, at.exception
+    markdown = _texts(at, "markdown")
+    assert "· PyTorch]" in markdown and "#### Prediction: **" in markdown
+    _set_runtime(at, "Accelerated")
+    assert "· PyTorch]" not in _texts(at, "markdown")
 
 
 def test_bad_uploads_and_names_get_a_sentence(loaded):
@@ -153,6 +168,6 @@ def test_import_of_an_exported_set_restores_its_features():
     _uploader(at, "Import a zip").set_value(("prepared.zip", blob, "application/zip")).run()
     assert not at.exception, at.exception
     assert "carried 4 precomputed embeddings" in _texts(at, "info")
-    # the four examples were not embedded again: only the query image was
-    assert at.session_state["fewshot_cache"].computed == 1
+    # the four examples were not embedded again (the query is embedded outside the cache)
+    assert at.session_state["fewshot_cache"].computed == 0
     assert "Prediction:" in _texts(at, "markdown")

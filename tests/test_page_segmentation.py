@@ -13,7 +13,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import pytest  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from conftest import REPO, open_page  # noqa: E402
+from conftest import open_page  # noqa: E402
 
 PAGE = "pages/segmentation.py"
 

@@ -18,6 +18,13 @@ def photos():
     return fs.parity_images(6)
 
 
+TINY_CLIP = {  # a 2-layer ViT image tower and a 1-layer text tower: seconds to build and export
+    "embed_dim": 64,
+    "vision_cfg": {"layers": 2, "width": 64, "patch_size": 32},
+    "text_cfg": {"layers": 1, "width": 64, "heads": 2},
+}
+
+
 def _small_cnn(seed: int = 0, classes: int = 5) -> torch.nn.Module:
     torch.manual_seed(seed)
     return torch.nn.Sequential(
@@ -213,3 +220,20 @@ def test_conse_classifier_runs_accelerated_with_the_same_top1(photos):
     assert [t[0][1] for t in fast_top] == pytest.approx([t[0][1] for t in slow_top], abs=1e-4)
     np.testing.assert_allclose(fast.encode_images(photos), slow.encode_images(photos), atol=1e-4)
     assert slow.classifier is fast.classifier  # one copy of the network per process
+
+
+def test_clip_image_tower_runs_accelerated(photos):
+    """open_clip's encode_image exports too (a tiny random ViT: no CLIP weights on this machine)."""
+    from cvdemo import clip
+
+    tiny = clip.ClipModel("clip", pretrained=False, arch="ViT-B-32", cache_dir=False, model_kwargs=TINY_CLIP)
+    assert tiny.image_runner.accelerated, tiny.image_runner.reason
+    assert tiny.backend_label in ("OpenVINO", "ONNX Runtime")
+    batch = tiny.preprocess_batch(photos)
+    with torch.inference_mode():
+        want = tiny.model.encode_image(batch, normalize=True).numpy()
+    np.testing.assert_allclose(tiny.encode_images(photos), want, atol=1e-4)
+    slow = clip.ClipModel(
+        "clip", pretrained=False, arch="ViT-B-32", cache_dir=False, model_kwargs=TINY_CLIP, accelerated=False
+    )
+    assert slow.image_runner is None and slow.backend_label == "PyTorch"
