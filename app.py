@@ -10,5 +10,6 @@ st.set_page_config(page_title="cvdemo", page_icon=":material/visibility:", layou
 home = st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)
 pages = [st.Page(p.path, title=p.title, icon=p.icon) for p in PAGES]
 navigation = st.navigation({"cvdemo": [home], "Lessons": pages})
-ui.sidebar_status()
+ui.sidebar_status()  # the runtime switch must exist before the page reads it
 navigation.run()
+ui.sidebar_footer()  # after the page: threads and memory as the page left them

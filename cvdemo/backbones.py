@@ -75,6 +75,16 @@ def create_backbone(name: str, pretrained: bool = True, num_classes: int | None 
     return model.eval()
 
 
+def warm_up(model: "nn.Module") -> None:
+    """One batch-1 channels-last forward now: oneDNN builds its kernels on the first call (hundreds
+    of ms), which would otherwise land on the first student's query and make PyTorch look slow."""
+    import torch
+
+    size = data_config(model)["input_size"]
+    with torch.inference_mode():
+        model(torch.zeros(1, *size).contiguous(memory_format=torch.channels_last))
+
+
 def data_config(model: "nn.Module") -> dict:
     """timm's preprocessing for this model (size, interpolation, crop, mean/std)."""
     import timm

@@ -88,7 +88,7 @@ def _frozen_backbone(name: str, pretrained: bool) -> "torch.nn.Module":
     """The timm model without classifier, channels-last, shared by every layer's extractor."""
     import torch
 
-    from cvdemo.backbones import create_backbone
+    from cvdemo.backbones import create_backbone, warm_up
 
     if pretrained:
         model = create_backbone(name, pretrained=True, num_classes=0)
@@ -97,7 +97,9 @@ def _frozen_backbone(name: str, pretrained: bool) -> "torch.nn.Module":
             torch.manual_seed(0)
             model = create_backbone(name, pretrained=False, num_classes=0)
     model.requires_grad_(False)
-    return model.to(memory_format=torch.channels_last).eval()
+    model = model.to(memory_format=torch.channels_last).eval()
+    warm_up(model)
+    return model
 
 
 def _load_encoder(name: str, accelerated: bool = True) -> ImageEncoder:

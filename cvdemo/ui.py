@@ -144,10 +144,10 @@ def accelerated() -> bool:
     return st.session_state.get(RUNTIME_KEY) != RUNTIME_PYTORCH
 
 
-def latency_badge(milliseconds: float, backend: str, what: str = "") -> str:
-    """Markdown for a latency badge naming the runtime, e.g. "⏱ 6 ms · OpenVINO"."""
+def latency_badge(milliseconds: float, backend: str, what: str = "", per: str = "") -> str:
+    """Markdown for a latency badge naming the runtime, e.g. "⏱ query embedded in 6 ms · OpenVINO"."""
     label = backend.split(" (")[0]  # a fallback's reason goes in the caption, not the badge
-    return f":green-badge[:material/timer: {what}{milliseconds:,.0f} ms · {label}]"
+    return f":green-badge[:material/timer: {what}{milliseconds:,.0f} ms{per} · {label}]"
 
 
 def runtime_note(backend: str) -> None:
@@ -157,7 +157,7 @@ def runtime_note(backend: str) -> None:
 
 
 def sidebar_status() -> None:
-    """Runtime switch, model assets, torch threads and process memory, for the lecturer's peace of mind."""
+    """Runtime switch and model assets, for the lecturer's peace of mind (see also :func:`sidebar_footer`)."""
     with st.sidebar:
         runtime_choice()
         rows = _asset_rows()
@@ -171,6 +171,11 @@ def sidebar_status() -> None:
                 f"Weights folder: `{folder}`" if folder else f"Set `${weights.WEIGHTS_ENV}` to a folder of weights."
             )
             st.caption("Prefetch for class: `python -m cvdemo.weights fetch`")
+
+
+def sidebar_footer() -> None:
+    """Torch threads, cores and server memory, written after the page ran (so torch is loaded)."""
+    with st.sidebar:
         torch = sys.modules.get("torch")
         threads = f"{torch.get_num_threads()} torch threads" if torch else "torch not loaded yet"
         memory = _process_memory_mb()

@@ -270,7 +270,7 @@ if not problems and extractor is not None:
     st.caption(
         f"{len(items)} examples → {X.shape[1]}-d vectors from `{extractor.key}` "
         f"(each image embedded once; {cache.computed} images embedded in this session)"
-        + (" " + ui.latency_badge(speed[0], speed[1], "last batch: ") + " per image" if speed else "")
+        + (" " + ui.latency_badge(speed[0], speed[1], "last embedding run: ", " per image") if speed else "")
     )
     ui.runtime_note(extractor.backend_label)
 

@@ -92,7 +92,7 @@ def test_runtime_switch_is_named_on_the_latency_badge(loaded):
     accelerated = _texts(at, "markdown")
     assert "query embedded in" in accelerated
     assert "· OpenVINO]" in accelerated or "· ONNX Runtime]" in accelerated
-    assert "last batch: " in _texts(at, "caption")  # the examples' per-image time, with its runtime
+    assert "last embedding run: " in _texts(at, "caption")  # the examples' per-image time, with its runtime
     _set_runtime(at, "PyTorch")
     assert not at.exception, at.exception
     markdown = _texts(at, "markdown")
