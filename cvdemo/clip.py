@@ -239,6 +239,34 @@ CLIP_MODELS: dict[str, ClipSpec] = {
 }
 
 
+def _frozen_kwargs(kwargs: dict[str, Any] | None) -> str:
+    return json.dumps(kwargs or {}, sort_keys=True)  # hashable, for the process-wide cache key
+
+
+def _pretrained_open_clip(name: str, arch: str, model_kwargs: str = "{}") -> tuple[Any, Any]:
+    """open_clip model and its image preprocessing, weights from the registry (eval mode)."""
+    import open_clip
+
+    spec = CLIP_MODELS[name]
+    path = weights.resolve(spec.asset)
+    # A file path gets open_clip's default preprocessing; take the tag's (MobileCLIP: mean 0, std 1).
+    tag_cfg = open_clip.get_pretrained_cfg(arch, spec.tag) or {}
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        arch,
+        pretrained=str(path),
+        image_mean=tag_cfg.get("mean"),
+        image_std=tag_cfg.get("std"),
+        image_interpolation=tag_cfg.get("interpolation"),
+        image_resize_mode=tag_cfg.get("resize_mode"),
+        **json.loads(model_kwargs),
+    )
+    if "MobileCLIP" in arch:
+        from timm.utils import reparameterize_model  # fuse MobileOne branches for inference
+
+        model = reparameterize_model(model)
+    return model.eval().requires_grad_(False), preprocess
+
+
 class ClipModel(EmbeddingEngine):
     """A real CLIP from open_clip: contrastively trained image and text towers.
 
@@ -269,27 +297,19 @@ class ClipModel(EmbeddingEngine):
         spec = CLIP_MODELS[name]
         arch = arch or spec.arch
         if pretrained:
-            path = weights.resolve(spec.asset)
-            # A file path gets open_clip's default preprocessing; take the tag's (MobileCLIP: mean 0, std 1).
-            tag_cfg = open_clip.get_pretrained_cfg(arch, spec.tag) or {}
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                arch,
-                pretrained=str(path),
-                image_mean=tag_cfg.get("mean"),
-                image_std=tag_cfg.get("std"),
-                image_interpolation=tag_cfg.get("interpolation"),
-                image_resize_mode=tag_cfg.get("resize_mode"),
-                **(model_kwargs or {}),
-            )
+            from cvdemo import cache
+
+            # One copy per process, shared by the PyTorch and the accelerated engine (the sidebar switch).
+            model, preprocess = cache.shared(_pretrained_open_clip, name, arch, _frozen_kwargs(model_kwargs))
             self.name, self.label = spec.asset, spec.label
         else:
             # model_kwargs override config entries (e.g. a tiny text_cfg for quick experiments).
             model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None, **(model_kwargs or {}))
-            self.name, self.label = f"{arch}-random-init", f"{arch} (random init, untrained)"
-        if "MobileCLIP" in arch:
-            from timm.utils import reparameterize_model  # fuse MobileOne branches for inference
+            if "MobileCLIP" in arch:
+                from timm.utils import reparameterize_model  # fuse MobileOne branches for inference
 
-            model = reparameterize_model(model)
+                model = reparameterize_model(model)
+            self.name, self.label = f"{arch}-random-init", f"{arch} (random init, untrained)"
         self.model = model.eval()
         self._preprocess = preprocess
         self.tokenizer = open_clip.get_tokenizer(arch)
