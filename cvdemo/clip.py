@@ -340,7 +340,8 @@ class ClipModel(EmbeddingEngine):
             def forward(self, x: torch.Tensor) -> torch.Tensor:
                 return self.clip_model.encode_image(x, normalize=True)
 
-        parity = self.preprocess_batch(parity_images())
+        photos = parity_images() or [Image.new("RGB", (224, 224), (128, 128, 128))]
+        parity = self.preprocess_batch(photos)
         return runtime.accelerate(ImageTower(self.model), parity[:1], name=f"{self.name}-image", parity_inputs=parity)
 
     @property
@@ -482,7 +483,8 @@ def _accelerated_classifier(name: str) -> runtime.AcceleratedModel:
 
     model = cache.shared(_frozen_classifier, name)
     transform = eval_transform(model)
-    batch = torch.stack([transform(img) for img in parity_images()])
+    photos = parity_images() or [Image.new("RGB", (224, 224), (128, 128, 128))]
+    batch = torch.stack([transform(img) for img in photos])
     return runtime.accelerate(model, batch[:1], name=f"{name}-classifier", parity_inputs=batch, classifier=True)
 
 

@@ -115,7 +115,8 @@ def _load_encoder(name: str, accelerated: bool = True) -> ImageEncoder:
 
 
 def parity_images(count: int = 4) -> list[Image.Image]:
-    """A few real photos (packaged with ultralytics, else from the data sets) for parity checks."""
+    """A few real photos (packaged with ultralytics, else from the data sets) for parity checks;
+    empty when a machine has none (parity then runs on a random input)."""
     from cvdemo.datasets import sample_images
 
     paths = list(sample_images().values())
@@ -152,11 +153,12 @@ def _accelerated_backbone(name: str, pretrained: bool) -> "runtime.AcceleratedMo
 
     pytorch = FeatureExtractor(name, pretrained=pretrained, accelerated=False)
     size = tuple(pytorch.data_config["input_size"])
+    photos = parity_images()
     return runtime.accelerate(
         _pooled_features_module(cache.shared(_frozen_backbone, name, pretrained)),
         torch.zeros(1, *size),
         name=f"{name}-features" + ("" if pretrained else "-random-init"),
-        parity_inputs=pytorch.preprocess(parity_images(), channels_last=False),
+        parity_inputs=pytorch.preprocess(photos, channels_last=False) if photos else None,
     )
 
 

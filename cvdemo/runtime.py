@@ -321,7 +321,7 @@ class AcceleratedModel:
 
     name: str
     backend: str
-    module: "nn.Module"
+    module: "nn.Module" = field(repr=False)
     reason: str | None = None
     parity: Parity | None = None
     path: Path | None = None
@@ -418,10 +418,11 @@ def accelerate(
     if any(c != TORCH_COMPILE for c in installed):
         try:
             path = exported_file(model, tuple(example_input.shape[1:]), name, output_names)
-        except Exception as exc:  # e.g. an op the exporters do not support
+        except Exception as exc:  # e.g. an op the exporters do not support, or a read-only cache folder
             installed = [c for c in installed if c == TORCH_COMPILE]
             if not installed:
-                return _fallback(model, name, f"ONNX export failed ({type(exc).__name__}: {exc})"[:300], tuple_output)
+                what = f"cannot write to {cache_folder()}" if isinstance(exc, OSError) else "ONNX export failed"
+                return _fallback(model, name, f"{what} ({type(exc).__name__}: {exc})"[:300], tuple_output)
 
     passed: dict[str, tuple[Runner, Parity]] = {}
     problems = []

@@ -237,3 +237,18 @@ def test_clip_image_tower_runs_accelerated(photos):
         "clip", pretrained=False, arch="ViT-B-32", cache_dir=False, model_kwargs=TINY_CLIP, accelerated=False
     )
     assert slow.image_runner is None and slow.backend_label == "PyTorch"
+
+
+def test_an_unwritable_cache_folder_falls_back_with_the_folder_named(monkeypatch, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("CVDEMO_CACHE_DIR", str(blocker / "cache"))
+    fast = runtime.accelerate(_small_cnn(10), torch.randn(1, 3, 32, 32), name="tiny-readonly")
+    assert fast.backend == runtime.PYTORCH and "cannot write to" in fast.reason and "not-a-folder" in fast.reason
+
+
+def test_a_machine_without_sample_photos_still_accelerates(monkeypatch):
+    """No packaged or data-set photos: parity runs on the example input instead of failing the page."""
+    monkeypatch.setattr(fs, "parity_images", lambda count=4: [])
+    fast = fs._accelerated_backbone("mobilenetv3_small_100", False)
+    assert fast.accelerated and fast.parity.images == 1
