@@ -20,5 +20,7 @@ for i, page in enumerate(PAGES):
         st.page_link(page.path, label=f"Open {page.title}", icon=":material/arrow_forward:")
 st.caption(
     "Teaching tip: every page works offline with the models listed in the sidebar; "
-    "pages say exactly which file is missing when a model is not on this machine."
+    "pages say exactly which file is missing when a model is not on this machine. "
+    "The sidebar's **Inference runtime** switch runs the same networks in plain PyTorch or exported "
+    "to OpenVINO / ONNX Runtime: the latency badges on the pages show the difference."
 )
