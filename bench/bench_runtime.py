@@ -40,7 +40,7 @@ def bench_backbone(name: str, pretrained: bool, repeats: int, batch: int, with_c
     model = create_backbone(name, pretrained=pretrained)
     channels_last = create_backbone(name, pretrained=pretrained).to(memory_format=torch.channels_last)
     transform = eval_transform(model)
-    photos = fs.parity_images(4)
+    photos = runtime.parity_images(4)
     real = torch.stack([transform(img) for img in photos])
     one = real[:1]
     many = real.repeat((batch + len(real) - 1) // len(real), 1, 1, 1)[:batch]
@@ -90,7 +90,7 @@ def bench_embed_overhead(repeats: int) -> float:
     if not fast.accelerated:
         print(f"\nembed overhead: skipped, the extractor runs in PyTorch ({fast.reason})")
         return float("nan")
-    photo = fs.parity_images(1)[0]
+    photo = runtime.parity_images(1)[0]
     transform = eval_transform(extractor._model)
     runner = fast._runner
 

@@ -75,6 +75,25 @@ def create_backbone(name: str, pretrained: bool = True, num_classes: int | None 
     return model.eval()
 
 
+def create_frozen(name: str, pretrained: bool = True, num_classes: int | None = None) -> "nn.Module":
+    """:func:`create_backbone` for inference only: no gradients, channels-last (about 1.8x faster
+    depthwise convolutions on CPU), and warmed up. Share it: ``cache.shared(create_frozen, name)``.
+
+    ``pretrained=False`` is seeded, so "untrained" gives the same numbers every time.
+    """
+    import torch
+
+    if pretrained:
+        model = create_backbone(name, pretrained=True, num_classes=num_classes)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = create_backbone(name, pretrained=False, num_classes=num_classes)
+    model = model.requires_grad_(False).to(memory_format=torch.channels_last).eval()
+    warm_up(model)
+    return model
+
+
 def warm_up(model: "nn.Module") -> None:
     """One batch-1 channels-last forward now: oneDNN builds its kernels on the first call (hundreds
     of ms), which would otherwise land on the first student's query and make PyTorch look slow."""

@@ -114,7 +114,7 @@ class EmbeddingEngine:
     """
 
     name: str = "engine"  # identity incl. variant: names the on-disk index folder
-    backend_label: str = "PyTorch"  # what runs the image network (subclasses report their runtime)
+    runtime_info: runtime.RuntimeInfo = runtime.PYTORCH_RUNTIME  # what runs the image network
     label: str = "engine"  # what the page shows
     dim: int = 0
     is_clip: bool = False
@@ -140,6 +140,11 @@ class EmbeddingEngine:
             if folder not in self._text_stores:
                 self._text_stores[folder] = EmbeddingStore(folder, self.name, self.dim, filename="texts.npz")
             return self._text_stores[folder]
+
+    @property
+    def backend_label(self) -> str:
+        """E.g. "OpenVINO", "PyTorch", or "PyTorch (accelerated path off: …)"."""
+        return self.runtime_info.label
 
     # --- to implement ---
     def preprocess(self, image: Image.Image) -> "torch.Tensor":
@@ -173,22 +178,19 @@ class EmbeddingEngine:
             return _latency_pool().submit(self._encode_one_image, images[0]).result()
         out = np.zeros((len(images), self.dim), dtype=np.float32)
         starts = list(range(0, len(images), batch_size))
-        if self.backend_label != "PyTorch":  # an exported runtime keeps every core busy by itself:
-            with torch.inference_mode():  # overlapping Pillow with it measured slower than taking turns
-                for start in starts:
-                    batch = self.preprocess_batch(images[start : start + batch_size])
-                    out[start : start + len(batch)] = self._embed_batch(batch)
-                    if progress is not None:
-                        progress(start + len(batch), len(images))
-            return out
-        # Resize/normalise the next batch (Pillow releases the GIL) while the model runs on this one.
+
+        def prepare(start: int) -> "torch.Tensor":
+            return self.preprocess_batch(images[start : start + batch_size])
+
+        # In PyTorch, resize/normalise the next batch (Pillow releases the GIL) while the model runs on
+        # this one. An exported runtime keeps every core busy by itself: there, taking turns measured faster.
+        overlap = not self.runtime_info.accelerated and len(starts) > 1
         with ThreadPoolExecutor(max_workers=1) as pool, torch.inference_mode():
-            pending = pool.submit(self.preprocess_batch, images[:batch_size]) if starts else None
+            pending = pool.submit(prepare, starts[0]) if overlap else None
             for n, start in enumerate(starts):
-                batch = pending.result()  # type: ignore[union-attr]
-                if n + 1 < len(starts):
-                    nxt = starts[n + 1]
-                    pending = pool.submit(self.preprocess_batch, images[nxt : nxt + batch_size])
+                batch = pending.result() if pending is not None else prepare(start)
+                if overlap and n + 1 < len(starts):
+                    pending = pool.submit(prepare, starts[n + 1])
                 out[start : start + len(batch)] = self._embed_batch(batch)
                 if progress is not None:
                     progress(start + len(batch), len(images))
@@ -330,8 +332,6 @@ class ClipModel(EmbeddingEngine):
     def _accelerate_image_tower(self) -> runtime.AcceleratedModel:
         import torch
 
-        from cvdemo.fewshot import parity_images
-
         class ImageTower(torch.nn.Module):  # encode_image as a module's forward, so it exports
             def __init__(self, clip_model: torch.nn.Module) -> None:
                 super().__init__()
@@ -340,14 +340,13 @@ class ClipModel(EmbeddingEngine):
             def forward(self, x: torch.Tensor) -> torch.Tensor:
                 return self.clip_model.encode_image(x, normalize=True)
 
-        photos = parity_images() or [Image.new("RGB", (224, 224), (128, 128, 128))]
-        parity = self.preprocess_batch(photos)
+        parity = self.preprocess_batch(runtime.parity_images())
         return runtime.accelerate(ImageTower(self.model), parity[:1], name=f"{self.name}-image", parity_inputs=parity)
 
     @property
-    def backend_label(self) -> str:
+    def runtime_info(self) -> runtime.RuntimeInfo:
         """What runs the image tower, for the latency badge."""
-        return self.image_runner.label if self.image_runner is not None else "PyTorch"
+        return self.image_runner.runtime_info if self.image_runner is not None else runtime.PYTORCH_RUNTIME
 
     def _probe_dim(self) -> int:
         import torch
@@ -401,12 +400,12 @@ class ConSEEngine(EmbeddingEngine):
     ) -> None:
         super().__init__(cache_dir)
         from cvdemo import cache
-        from cvdemo.backbones import BACKBONES, eval_transform, imagenet_class_names
+        from cvdemo.backbones import BACKBONES, create_frozen, eval_transform, imagenet_class_names
 
         self.classifier_name = classifier
         self.top_t = int(top_t)
         # The networks are shared by the PyTorch and the accelerated engine (a page's toggle).
-        self.classifier = cache.shared(_frozen_classifier, classifier)
+        self.classifier = cache.shared(create_frozen, classifier)
         self._preprocess = eval_transform(self.classifier)
         self.classifier_runner = cache.shared(_accelerated_classifier, classifier) if accelerated else None
         self.text_model = cache.shared(_sentence_model)
@@ -423,9 +422,9 @@ class ConSEEngine(EmbeddingEngine):
         return self._preprocess(image)
 
     @property
-    def backend_label(self) -> str:
+    def runtime_info(self) -> runtime.RuntimeInfo:
         """What runs the ImageNet classifier, for the latency badge."""
-        return self.classifier_runner.label if self.classifier_runner is not None else "PyTorch"
+        return self.classifier_runner.runtime_info if self.classifier_runner is not None else runtime.PYTORCH_RUNTIME
 
     def _forward(self, batch: "torch.Tensor") -> "torch.Tensor":
         import torch
@@ -462,29 +461,16 @@ class ConSEEngine(EmbeddingEngine):
         )
 
 
-def _frozen_classifier(name: str) -> "torch.nn.Module":
-    """An ImageNet classifier for ConSE, frozen; channels-last: ~1.8x faster depthwise convs on CPU."""
-    import torch
-
-    from cvdemo.backbones import create_backbone, warm_up
-
-    model = create_backbone(name).requires_grad_(False).to(memory_format=torch.channels_last)
-    warm_up(model)
-    return model
-
-
 def _accelerated_classifier(name: str) -> runtime.AcceleratedModel:
     """The classifier behind an exported runtime; parity includes the top-1 class of real photos."""
     import torch
 
     from cvdemo import cache
-    from cvdemo.backbones import eval_transform
-    from cvdemo.fewshot import parity_images
+    from cvdemo.backbones import create_frozen, eval_transform
 
-    model = cache.shared(_frozen_classifier, name)
+    model = cache.shared(create_frozen, name)
     transform = eval_transform(model)
-    photos = parity_images() or [Image.new("RGB", (224, 224), (128, 128, 128))]
-    batch = torch.stack([transform(img) for img in photos])
+    batch = torch.stack([transform(img) for img in runtime.parity_images()])
     return runtime.accelerate(model, batch[:1], name=f"{name}-classifier", parity_inputs=batch, classifier=True)
 
 

@@ -22,9 +22,7 @@ auto-install, downloads and code-unpickling switched off: see :mod:`cvdemo.yolo_
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import logging
 import math
 import os
 import shutil
@@ -40,7 +38,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cvdemo import datasets, weights
+from cvdemo import datasets, runtime, weights
 from cvdemo.archives import ArchiveError, read_zip
 from cvdemo.yolo_runtime import import_ultralytics
 from cvdemo.images import ImageInputError, is_image_name, load_image, to_png_bytes
@@ -54,11 +52,8 @@ DETECTION_MODELS = ("yolov8n", "yolo11n")  # registry names of the COCO detector
 IMAGE_SIZES = (320, 416, 512, 640, 800, 960, 1280)
 MAX_EVAL_IMAGES = 500  # a user zip larger than this is cut: CPU evaluation must stay interactive
 
-# What the latency badge calls each ultralytics backend format.
-RUNTIME_NAMES = {"pt": "PyTorch", "onnx": "ONNX Runtime", "openvino": "OpenVINO", "torchscript": "TorchScript"}
-
-log = logging.getLogger("cvdemo.runtime")
-_warned: set[tuple[str, str]] = set()  # (model file, reason) already logged: one warning per process
+# cvdemo.runtime's backend key for each ultralytics backend format (the latency badge's name).
+FORMAT_BACKENDS = {"pt": "pytorch", "onnx": "onnxruntime", "openvino": "openvino"}
 
 
 @lru_cache(maxsize=1)
@@ -134,7 +129,7 @@ class Detections:
     input_shape: tuple[int, int]  # (height, width) of the letterboxed network input
     conf: float
     iou: float
-    backend: str = ""  # what ran the network, for the latency badge (Detector.backend_label)
+    runtime_info: runtime.RuntimeInfo | None = None  # what ran the network, for the latency badge
 
     def __len__(self) -> int:
         return len(self.result.boxes)
@@ -848,9 +843,7 @@ class Detector:
                 self.exported_path = exported
             except Exception as exc:  # anything: a missing package, an exporter or runtime error
                 self.fallback_reason = _short_reason(exc)
-                if (str(self.path), self.fallback_reason) not in _warned:
-                    _warned.add((str(self.path), self.fallback_reason))
-                    log.warning("%s: accelerated export failed, running PyTorch: %s", self.path, self.fallback_reason)
+                runtime.warn_once(str(self.path), f"export failed: {self.fallback_reason}")
         if self.exported_path is None:
             self._load(self.path)
 
@@ -874,20 +867,26 @@ class Detector:
         return f"{self.name} ({self.path.name}, {self.format})"
 
     @property
-    def backend_label(self) -> str:
-        """What runs, for the latency badge: e.g. "OpenVINO (exported from yolov8n.pt)"."""
-        runtime = RUNTIME_NAMES.get(self.format, self.format)
+    def runtime_info(self) -> runtime.RuntimeInfo:
+        """What runs, for the latency badge: e.g. OpenVINO, "exported from yolov8n.pt"."""
+        name = runtime.BACKEND_LABELS.get(FORMAT_BACKENDS.get(self.format, ""), self.format)
         if self.precision and self.precision != "f32":
-            runtime += f" {self.precision}"  # OpenVINO chose a lower precision on this CPU: say so
+            name += f" {self.precision}"  # OpenVINO chose a lower precision on this CPU: say so
+        accelerated = self.format != "pt"
         if self.exported_path is not None:
-            return f"{runtime} (exported from {self.path.name})"
+            return runtime.RuntimeInfo(name, accelerated, f"exported from {self.path.name}")
         if self.fallback_reason is not None:
-            return f"{runtime} (export failed: {self.fallback_reason})"
+            return runtime.RuntimeInfo(name, accelerated, f"export failed: {self.fallback_reason}")
         if self.format == "pt":
-            return runtime
+            return runtime.RuntimeInfo(name, accelerated)
         kind = f"INT8 {self.format.upper()}" if _is_int8_onnx(self.path) else self.format.upper()
         # accelerated=False cannot switch an export back to PyTorch: there are no PyTorch weights.
-        return f"{runtime} ({kind} file{'' if self.accelerated else ', no PyTorch weights to run'})"
+        return runtime.RuntimeInfo(name, accelerated, f"{kind} file{'' if self.accelerated else ', no PyTorch weights to run'}")
+
+    @property
+    def backend_label(self) -> str:
+        """E.g. "OpenVINO (exported from yolov8n.pt)" or "ONNX Runtime (INT8 ONNX file)"."""
+        return self.runtime_info.label
 
     def _predict(self, image: Image.Image, **kwargs: Any) -> tuple["Results", tuple[int, int], Any]:
         """One ultralytics predict call; the result, the network input shape and the raw output."""
@@ -911,7 +910,7 @@ class Detector:
         result, input_shape, _ = self._predict(
             rgb, conf=conf, iou=iou, classes=list(classes) if classes else None, imgsz=imgsz, max_det=max_det
         )
-        return Detections(result, name, self.description, input_shape, conf, iou, self.backend_label)
+        return Detections(result, name, self.description, input_shape, conf, iou, self.runtime_info)
 
     def nms_lesson(
         self,
@@ -1025,13 +1024,7 @@ class Detector:
 
 def export_folder(pt: Path) -> Path:
     """The cache folder of one ``.pt``'s exports, keyed by its bytes: a changed file gets a new export."""
-    from cvdemo import runtime
-
-    digest = hashlib.sha256()
-    with open(pt, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return runtime.cache_folder() / "yolo" / f"{pt.stem}-{digest.hexdigest()[:16]}"
+    return runtime.cache_folder() / "yolo" / f"{pt.stem}-{weights.sha256_of(pt)[:16]}"
 
 
 def export_format() -> str:

@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from cvdemo import archives, runtime, weights
-from cvdemo.backbones import BACKBONES
+from cvdemo.backbones import BACKBONES, create_frozen
 from cvdemo.images import ImageInputError, is_image_name, load_image
 
 if TYPE_CHECKING:
@@ -84,24 +84,6 @@ class LayerInfo:
     reduction: int | None  # input pixels per feature-map pixel (None: pooled head)
 
 
-def _frozen_backbone(name: str, pretrained: bool) -> "torch.nn.Module":
-    """The timm model without classifier, channels-last, shared by every layer's extractor."""
-    import torch
-
-    from cvdemo.backbones import create_backbone, warm_up
-
-    if pretrained:
-        model = create_backbone(name, pretrained=True, num_classes=0)
-    else:  # random init, seeded so "untrained" gives the same numbers every time
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            model = create_backbone(name, pretrained=False, num_classes=0)
-    model.requires_grad_(False)
-    model = model.to(memory_format=torch.channels_last).eval()
-    warm_up(model)
-    return model
-
-
 def _load_encoder(name: str, accelerated: bool = True) -> ImageEncoder:
     """The CLIP page's image encoder, once that page's module exists (``cvdemo.clip.ClipModel``)."""
     weights.resolve(name)  # missing weights: WeightsUnavailable with the registry's advice
@@ -112,16 +94,6 @@ def _load_encoder(name: str, accelerated: bool = True) -> ImageEncoder:
             weights.get(name), "The CLIP module (cvdemo/clip.py) is not part of this installation yet."
         ) from None
     return ClipModel(name, accelerated=accelerated)
-
-
-def parity_images(count: int = 4) -> list[Image.Image]:
-    """A few real photos (packaged with ultralytics, else from the data sets) for parity checks;
-    empty when a machine has none (parity then runs on a random input)."""
-    from cvdemo.datasets import sample_images
-
-    paths = list(sample_images().values())
-    step = max(1, len(paths) // count)
-    return [load_image(p) for p in paths[::step][:count]]
 
 
 def _pooled_features_module(model: "torch.nn.Module") -> "torch.nn.Module":
@@ -153,12 +125,11 @@ def _accelerated_backbone(name: str, pretrained: bool) -> "runtime.AcceleratedMo
 
     pytorch = FeatureExtractor(name, pretrained=pretrained, accelerated=False)
     size = tuple(pytorch.data_config["input_size"])
-    photos = parity_images()
     return runtime.accelerate(
-        _pooled_features_module(cache.shared(_frozen_backbone, name, pretrained)),
+        _pooled_features_module(cache.shared(create_frozen, name, pretrained, 0)),
         torch.zeros(1, *size),
         name=f"{name}-features" + ("" if pretrained else "-random-init"),
-        parity_inputs=pytorch.preprocess(photos, channels_last=False) if photos else None,
+        parity_inputs=pytorch.preprocess(runtime.parity_images(), channels_last=False),
     )
 
 
@@ -193,7 +164,8 @@ class FeatureExtractor:
             if backbone in ENCODER_BACKBONES:
                 self._encoder = cache.shared(_load_encoder, backbone, accelerated)
             elif backbone in BACKBONES:
-                self._model = cache.shared(_frozen_backbone, backbone, pretrained)
+                # num_classes=0: pooled features, no classifier; one copy shared by every layer's extractor
+                self._model = cache.shared(create_frozen, backbone, pretrained, 0)
                 self._prepare_preprocessing()
                 if accelerated:  # shared by every layer's extractor: one export, one session
                     self._accelerated = cache.shared(_accelerated_backbone, backbone, pretrained)
@@ -235,11 +207,16 @@ class FeatureExtractor:
         return batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
 
     @property
-    def backend_label(self) -> str:
-        """What computes the features, for the latency badge ("OpenVINO", "PyTorch", ...)."""
+    def runtime_info(self) -> runtime.RuntimeInfo:
+        """What computes the features, for the latency badge."""
         if self._encoder is not None:
-            return str(getattr(self._encoder, "backend_label", "PyTorch"))
-        return self._accelerated.label if self._accelerated is not None else "PyTorch"
+            return getattr(self._encoder, "runtime_info", runtime.PYTORCH_RUNTIME)
+        return self._accelerated.runtime_info if self._accelerated is not None else runtime.PYTORCH_RUNTIME
+
+    @property
+    def backend_label(self) -> str:
+        """E.g. "OpenVINO", "PyTorch", or "PyTorch (accelerated path off: …)"."""
+        return self.runtime_info.label
 
     @property
     def key(self) -> str:

@@ -39,6 +39,7 @@ from cvdemo import weights
 
 if TYPE_CHECKING:  # heavy imports stay lazy
     import torch
+    from PIL import Image
     import torch.nn as nn
 
 log = logging.getLogger("cvdemo.runtime")
@@ -69,6 +70,48 @@ def cpu_threads() -> int:
 def cache_folder() -> Path:
     """Where exported models live: ``<cvdemo cache>/runtime`` (never inside the repo)."""
     return weights.cache_root() / "runtime"
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """What runs a network, for latency badges: ``name`` fits in a badge ("OpenVINO", "PyTorch");
+    ``detail`` is the longer story (where an export came from, or why acceleration is off)."""
+
+    name: str
+    accelerated: bool
+    detail: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.detail})" if self.detail else self.name
+
+
+PYTORCH_RUNTIME = RuntimeInfo(BACKEND_LABELS[PYTORCH], accelerated=False)
+
+_warned: set[tuple[str, str]] = set()
+
+
+def warn_once(name: str, reason: str) -> None:
+    """Log why ``name`` runs in PyTorch, once per process and reason (not once per request)."""
+    if (name, reason) not in _warned:
+        _warned.add((name, reason))
+        log.warning("%s runs in PyTorch: %s", name, reason)
+
+
+def parity_images(count: int = 4) -> list["Image.Image"]:
+    """A few real photos for parity checks: packaged with ultralytics, else from the data sets.
+
+    A machine with none gets one plain grey picture, so callers never special-case it (the
+    check is then weaker, not skipped).
+    """
+    from PIL import Image
+
+    from cvdemo.datasets import sample_images
+    from cvdemo.images import load_image
+
+    paths = list(sample_images().values())
+    step = max(1, len(paths) // count)
+    return [load_image(p) for p in paths[::step][:count]] or [Image.new("RGB", (224, 224), (128, 128, 128))]
 
 
 def backend_installed(backend: str) -> bool:
@@ -335,10 +378,15 @@ class AcceleratedModel:
         return self.backend != PYTORCH
 
     @property
+    def runtime_info(self) -> RuntimeInfo:
+        """What runs, for the latency badge; a refusal's reason goes in ``detail``."""
+        detail = f"accelerated path off: {self.reason}" if self.reason else None
+        return RuntimeInfo(BACKEND_LABELS[self.backend], self.accelerated, detail)
+
+    @property
     def label(self) -> str:
-        """For a latency badge: "OpenVINO", "PyTorch", "PyTorch (OpenVINO refused: …)"."""
-        label = BACKEND_LABELS.get(self.backend, self.backend)
-        return f"{label} (accelerated path off: {self.reason})" if self.reason else label
+        """"OpenVINO", "PyTorch", "PyTorch (accelerated path off: …)"."""
+        return self.runtime_info.label
 
     def __call__(self, batch: "torch.Tensor") -> Any:
         import torch
@@ -352,13 +400,9 @@ class AcceleratedModel:
         return tuple(outputs) if self._tuple_output else outputs[0]
 
 
-_warned: set[tuple[str, str]] = set()
-
-
 def _fallback(model: "nn.Module", name: str, reason: str | None, tuple_output: bool) -> AcceleratedModel:
-    if reason and (name, reason) not in _warned:  # once per model and reason, not per request
-        _warned.add((name, reason))
-        log.warning("%s runs in PyTorch: %s", name, reason)
+    if reason:
+        warn_once(name, reason)
     return AcceleratedModel(name, PYTORCH, model, reason=reason, _tuple_output=tuple_output)
 
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Any, Callable, TypeVar
 
 import streamlit as st
 
 from cvdemo import cache, datasets, weights
 from cvdemo.images import ImageInputError, load_image
+from cvdemo.runtime import RuntimeInfo
 
 T = TypeVar("T")
 
@@ -144,16 +146,31 @@ def accelerated() -> bool:
     return st.session_state.get(RUNTIME_KEY) != RUNTIME_PYTORCH
 
 
-def latency_badge(milliseconds: float, backend: str, what: str = "", per: str = "") -> str:
+def latency_badge(milliseconds: float, runtime_info: RuntimeInfo, what: str = "", per: str = "") -> str:
     """Markdown for a latency badge naming the runtime, e.g. "⏱ query embedded in 6 ms · OpenVINO"."""
-    label = backend.split(" (")[0]  # a fallback's reason goes in the caption, not the badge
-    return f":green-badge[:material/timer: {what}{milliseconds:,.0f} ms{per} · {label}]"
+    return f":green-badge[:material/timer: {what}{milliseconds:,.0f} ms{per} · {runtime_info.name}]"
 
 
-def runtime_note(backend: str) -> None:
-    """When the accelerated path was refused, say why (the badge then says PyTorch)."""
-    if accelerated() and " (" in backend:
-        st.caption(f"Running in {backend}.")
+def runtime_note(runtime_info: RuntimeInfo) -> None:
+    """When the accelerated path was asked for and refused, say why (the badge then says PyTorch)."""
+    if accelerated() and not runtime_info.accelerated and runtime_info.detail:
+        st.caption(f"Running in {runtime_info.label}.")
+
+
+def remembered(key: tuple, compute: Callable[[], T], max_entries: int = 32) -> tuple[T, float]:
+    """``compute()`` once per ``key`` in this session, with the milliseconds that first run took.
+
+    For one-image work behind a latency badge: sliders rerun the page without re-running the
+    model, and a key that names the runtime re-runs it (and re-times it) when the switch flips.
+    """
+    memo: dict = st.session_state.setdefault("cvdemo_remembered", {})
+    if key not in memo:
+        started = time.perf_counter()
+        value = compute()
+        memo[key] = (value, 1000 * (time.perf_counter() - started))
+        while len(memo) > max_entries:
+            memo.pop(next(iter(memo)))
+    return memo[key]
 
 
 def sidebar_status() -> None:

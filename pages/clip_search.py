@@ -5,7 +5,6 @@ Layout only: the work is in :mod:`cvdemo.clip` (engines, zero-shot, index, map, 
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from typing import Any, Callable
 
@@ -95,21 +94,13 @@ def engines_for_comparison() -> list[clip.EmbeddingEngine]:
 
 
 def image_embedding(eng: clip.EmbeddingEngine, image) -> np.ndarray:
-    """One image's embedding, remembered per session so sliders do not re-run the model.
-
-    Keyed by runtime too: switching it in the sidebar re-embeds, so the badge shows the new latency.
-    """
-    memo: dict = st.session_state.setdefault("clip_image_embeddings", {})
-    key = (eng.name, eng.backend_label, clip.digest_of(image))
-    if key not in memo:
-        started = time.perf_counter()
-        vector = eng.encode_images([image])[0]
-        memo[key] = (vector, 1000 * (time.perf_counter() - started))
-        while len(memo) > 32:
-            memo.pop(next(iter(memo)))
-    vector, elapsed_ms = memo[key]
-    st.markdown(ui.latency_badge(elapsed_ms, eng.backend_label, "image embedded in "))
-    ui.runtime_note(eng.backend_label)
+    """One image's embedding, remembered per session so sliders do not re-run the model; its badge."""
+    info = eng.runtime_info  # in the key: flipping the runtime switch re-embeds and re-times
+    vector, elapsed_ms = ui.remembered(
+        ("clip_image", eng.name, info, clip.digest_of(image)), lambda: eng.encode_images([image])[0]
+    )
+    st.markdown(ui.latency_badge(elapsed_ms, info, "image embedded in "))
+    ui.runtime_note(info)
     return vector
 
 
@@ -240,7 +231,7 @@ def build_gallery(loader: Callable[[], clip.Gallery], source: str, quiet: bool =
         if bar is not None:
             bar.progress(
                 done / max(total, 1),
-                text=f"Embedding images with {short_name(engine)} ({engine.backend_label.split(' (')[0]}): {done}/{total}",
+                text=f"Embedding images with {short_name(engine)} ({engine.runtime_info.name}): {done}/{total}",
             )
 
     report = index.add(gallery.images, progress=progress)

@@ -116,11 +116,12 @@ def show_detections(det: Detections, image: Image.Image, key: str) -> None:
     w, h = det.image_size
     st.markdown(
         f":blue-badge[:material/center_focus_strong: {len(det)} objects] "
-        f":green-badge[:material/timer: {det.latency.badge()} · {det.backend.split(' (')[0] or 'ultralytics'}] "
-        f":gray-badge[input {det.input_shape[1]}×{det.input_shape[0]}]"
+        f":green-badge[:material/timer: {det.latency.badge()}"
+        + (f" · {det.runtime_info.name}] " if det.runtime_info else "] ")
+        + f":gray-badge[input {det.input_shape[1]}×{det.input_shape[0]}]"
     )
-    if det.backend:
-        st.caption(f"Network run by {det.backend}.")
+    if det.runtime_info:
+        st.caption(f"Network run by {det.runtime_info.label}.")
     left, right = st.columns(2)
     left.image(image, caption=f"Original · {w}×{h}", width="stretch")
     right.image(det.annotated(), caption=f"{len(det)} detections (confidence ≥ {det.conf:.2f})", width="stretch")

@@ -265,14 +265,14 @@ if not problems and extractor is not None:
     X = cache.embed(extractor, [e.image for e in items], digests, progress=progress)
     if bar is not None:
         bar.empty()
-        state["fewshot_embed_speed"] = (1000 * (time.perf_counter() - started) / todo, extractor.backend_label)
+        state["fewshot_embed_speed"] = (1000 * (time.perf_counter() - started) / todo, extractor.runtime_info)
     speed = state.get("fewshot_embed_speed")
     st.caption(
         f"{len(items)} examples → {X.shape[1]}-d vectors from `{extractor.key}` "
         f"(each image embedded once; {cache.computed} images embedded in this session)"
         + (" " + ui.latency_badge(speed[0], speed[1], "last embedding run: ", " per image") if speed else "")
     )
-    ui.runtime_note(extractor.backend_label)
+    ui.runtime_note(extractor.runtime_info)
 
 
 # --- 2 + 3 · classify and evaluate: a fragment, so moving k reruns only this part --------------------
@@ -312,15 +312,16 @@ def classify_and_evaluate(extractor: fs.FeatureExtractor, X: np.ndarray, items: 
     query_vec = None
     if queries:
         name, image = queries[0]
-        started = time.perf_counter()  # embedded afresh each time: the badge shows the live runtime
-        query_vec = extractor.embed([image])
-        elapsed_ms = 1000 * (time.perf_counter() - started)
+        info = extractor.runtime_info  # in the key: flipping the runtime switch re-embeds and re-times
+        query_vec, elapsed_ms = ui.remembered(
+            ("fewshot_query", extractor.key, info, fs.image_digest(image)), lambda: extractor.embed([image])
+        )
         proba = knn.predict_proba(query_vec)[0]
         dist, idx = knn.kneighbors(query_vec)
         best = int(np.argmax(proba))
         col_query, col_proba = st.columns([1, 2])
         col_query.image(image, caption=name, width="stretch")
-        col_query.markdown(ui.latency_badge(elapsed_ms, extractor.backend_label, "query embedded in "))
+        col_query.markdown(ui.latency_badge(elapsed_ms, info, "query embedded in "))
         with col_proba:
             st.markdown(f"#### Prediction: **{knn.classes_[best]}** ({proba[best]:.0%} of the vote)")
             st.plotly_chart(fs.probability_figure(list(knn.classes_), proba), key="fewshot_proba")

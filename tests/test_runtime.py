@@ -15,7 +15,7 @@ from cvdemo.backbones import BACKBONES
 
 @pytest.fixture(scope="module")
 def photos():
-    return fs.parity_images(6)
+    return runtime.parity_images(6)
 
 
 TINY_CLIP = {  # a 2-layer ViT image tower and a 1-layer text tower: seconds to build and export
@@ -248,7 +248,9 @@ def test_an_unwritable_cache_folder_falls_back_with_the_folder_named(monkeypatch
 
 
 def test_a_machine_without_sample_photos_still_accelerates(monkeypatch):
-    """No packaged or data-set photos: parity runs on the example input instead of failing the page."""
-    monkeypatch.setattr(fs, "parity_images", lambda count=4: [])
+    """No packaged or data-set photos: parity runs on one plain picture instead of failing the page."""
+    from cvdemo import datasets
+
+    monkeypatch.setattr(datasets, "sample_images", lambda: {})
     fast = fs._accelerated_backbone("mobilenetv3_small_100", False)
     assert fast.accelerated and fast.parity.images == 1
