@@ -22,7 +22,7 @@ Where things are (``from cvdemo import segmentation as seg`` reaches every name 
 * ``segmenter.py``  — ``Segmenter`` (image in, class per pixel out) and ``labels_at_size``
 * ``encoders.py``   — the timm encoder under smp's ``tu-`` name and its ImageNet weights
 * ``model.py``      — ``ModelConfig``, ``build_network``, ``SegModel`` (predict, safetensors save/load)
-* ``training.py``   — the two-stage recipe: ``TrainConfig``, ``Trainer``, ``train_model``, ``sample_model``
+* ``training.py``   — the two-stage recipe: ``Trainer``, ``train_model``, ``sample_model`` and its held-out pets
 * ``pretrained.py`` — published models: SegFormer-B0 ADE20K, LR-ASPP MobileNetV3 VOC
 * ``yolo_seg.py``   — YOLO-seg instances and the semantic mask they merge into
 """
@@ -69,10 +69,12 @@ from cvdemo.segmentation.model import (
 from cvdemo.segmentation.pretrained import ADE20K_CLASSES, PRETRAINED, PretrainedSegmenter
 from cvdemo.segmentation.segmenter import MAX_UPSAMPLED_VALUES, Segmenter, labels_at_size
 from cvdemo.segmentation.training import (
+    SAMPLE_HELD_OUT,
     EpochRecord,
     TrainConfig,
     Trainer,
     augmentation,
+    sample_held_out,
     sample_model,
     train_model,
 )
@@ -126,10 +128,12 @@ __all__ = [
     "SegModel",
     "build_network",
     # training
+    "SAMPLE_HELD_OUT",
     "EpochRecord",
     "TrainConfig",
     "Trainer",
     "augmentation",
+    "sample_held_out",
     "sample_model",
     "train_model",
     # pretrained

@@ -294,11 +294,23 @@ def train_model(
     return model, trainer
 
 
+SAMPLE_HELD_OUT = 6  # sample images the server's model never trains on (6 of the 26 pets)
+
+
 def sample_model(dataset_name: str = SAMPLE_DATASET, architecture: str = "Unet") -> SegModel:
     """The U-Net that the demos use when nobody trained one: fine-tuned on the sample pets, once per process.
 
     Use it through ``cvdemo.cache.shared(sample_model)`` / ``ui.shared(sample_model)``.
     """
-    model, _ = train_model(load_sample(dataset_name), model_config=ModelConfig(architecture=architecture))
+    model, _ = train_model(load_sample(dataset_name), n_val=SAMPLE_HELD_OUT,
+                           model_config=ModelConfig(architecture=architecture))
     model.title = f"{architecture} fine-tuned on {dataset_name} (this server)"
     return model
+
+
+def sample_held_out(samples: Sequence[SegSample]) -> list[SegSample]:
+    """The samples :func:`sample_model` holds out (never trains on): the same split with the same seed.
+
+    The page and the demo use it to say which pets give an honest look at the server's model.
+    """
+    return split(samples, SAMPLE_HELD_OUT, seed=TrainConfig().seed)[1]
