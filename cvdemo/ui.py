@@ -39,24 +39,8 @@ def shared(factory: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return _shared(factory, key, args, frozen_kwargs)
 
 
-def ensure_app_shell() -> None:
-    """Run pages inside app.py's navigation, even for a deep link to a freshly started server.
-
-    Because a ``pages/`` folder exists, Streamlit's first run on a new server uses its legacy
-    multipage mode and executes ``pages/<page>.py`` alone (no app.py: raw file names in the
-    sidebar, narrow layout, no status). Leave that mode and rerun through app.py.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        if len(st.session_state) == 0:  # a fresh session: nothing (no click) is lost by rerunning
-            st.rerun()
-
-
 def page_header(title: str, lesson: str) -> None:
     """Title plus the one-sentence lesson of the page."""
-    ensure_app_shell()
     st.title(title)
     st.caption(lesson)
 

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 from conftest import REPO
 from cvdemo import complexity as cx
 
-PAGE = "pages/architectures.py"
+PAGE = "app_pages/architectures.py"
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from conftest import REPO, set_runtime as _set_runtime
 from cvdemo import cache, clip
 
 CIFAR = "CIFAR-10 subset (500 tiny photos, 10 classes)"
-PAGE = "pages/clip_search.py"
+PAGE = "app_pages/clip_search.py"
 
 
 @pytest.fixture(scope="module")

@@ -96,7 +96,7 @@ def test_page_share_section_embeds_the_running_demo():
     from conftest import REPO
 
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=240).run()
-    at.switch_page("pages/architectures.py").run()
+    at.switch_page("app_pages/architectures.py").run()
     at.toggle(key="share_architectures").set_value(True).run()
     try:
         assert not at.exception

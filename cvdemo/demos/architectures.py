@@ -1,6 +1,6 @@
 """Architecture calculator: a zoo model or a typed network in, totals and a per-layer table out.
 
-The Gradio twin of ``pages/architectures.py``; it calls the same :mod:`cvdemo.complexity`
+The Gradio twin of ``app_pages/architectures.py``; it calls the same :mod:`cvdemo.complexity`
 functions. Profiles are shape-only (meta device), so no model is ever held in memory.
 """
 

@@ -1,6 +1,6 @@
 """Gradio twin of the CLIP page: zero-shot labels for a photo, and text -> image search in a sample gallery.
 
-Same functions as ``pages/clip_search.py`` (:mod:`cvdemo.clip`); models and the gallery index are
+Same functions as ``app_pages/clip_search.py`` (:mod:`cvdemo.clip`); models and the gallery index are
 built once per process through :func:`cvdemo.cache.shared`.
 """
 

@@ -509,7 +509,7 @@ with eval_tab:
             st.plotly_chart(clip.confusion_figure(chosen), key="clip_confusion", width="stretch")
             st.caption("Rows: true class, columns: zero-shot prediction. The diagonal counts the hits.")
         st.page_link(
-            "pages/fewshot.py", label="Few-shot kNN page: build a classifier from your own examples",
+            "app_pages/fewshot.py", label="Few-shot kNN page: build a classifier from your own examples",
             icon=":material/school:",
         )
 
