@@ -272,7 +272,8 @@ def test_engine_choice_falls_back_to_conse_without_clip_weights(conse, monkeypat
     assert clip.available_engines() == ["conse"]
     with pytest.raises(weights.WeightsUnavailable, match="python -m cvdemo.weights fetch clip"):
         clip.ClipModel("clip")
-    monkeypatch.setattr(clip, "ConSEEngine", lambda cache_dir=None, accelerated=True: conse)
+    # create_engine looks ConSEEngine up in its own module (cvdemo.clip.engines), not in the facade
+    monkeypatch.setattr(clip.engines, "ConSEEngine", lambda cache_dir=None, accelerated=True: conse)
     assert clip.load_engine("clip") is conse
 
 
