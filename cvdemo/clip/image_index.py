@@ -73,6 +73,20 @@ class ImageIndex:
             )
         return self._matrix
 
+    def use_engine(self, engine: EmbeddingEngine) -> None:
+        """Answer queries with ``engine`` from now on: the same model in another runtime (the sidebar switch).
+
+        Same engine name, same vector space: the gallery's embeddings stay valid, only queries change hands.
+        """
+        if engine.name != self.engine.name:
+            raise ValueError(f"This index holds {self.engine.name} embeddings, not {engine.name} ones.")
+        self.engine = engine
+
+    def labeled(self) -> tuple[np.ndarray, list[str]]:
+        """The embeddings of the images that have a label, and those labels (what evaluation needs)."""
+        keep = [i for i, lab in enumerate(self.labels) if lab]
+        return self.embeddings[keep], [self.labels[i] for i in keep]
+
     def cached_count(self, images: Sequence[GalleryImage]) -> int:
         """How many of ``images`` already have an embedding on disk (nothing to compute)."""
         return sum(img.digest in self.store for img in images)
