@@ -247,8 +247,7 @@ def current_gallery() -> dict[str, Any] | None:
     state = st.session_state.get(GALLERY)
     if not state or state["engine"] != engine.name:
         return None
-    # Same engine in the other runtime (sidebar switch): same vector space, so only queries change hands.
-    state["index"].engine = engine
+    state["index"].use_engine(engine)  # the same engine in the other runtime (sidebar switch)
     return state
 
 
@@ -453,9 +452,7 @@ with eval_tab:
                     gallery = ui.shared(clip.sample_gallery, eval_choice)
                     index = clip.ImageIndex(engine)
                     index.add(gallery.images, progress=lambda d, t: bar.progress(d / max(t, 1), text=f"{d}/{t} images"))
-                keep = [i for i, lab in enumerate(index.labels) if lab]
-                embeddings = index.embeddings[keep]
-                truth = [index.labels[i] for i in keep]
+                embeddings, truth = index.labeled()
                 evaluations = []
                 for template_key, template_name in clip.TEMPLATE_CHOICES.items():
                     st.write(f"Zero-shot with {template_name}…")

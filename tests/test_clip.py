@@ -200,6 +200,20 @@ def test_search_order_matches_a_full_sort(tiny):
     assert index.search(query, k=3, exclude=["v" + str(hits[0].position)])[0].position == hits[1].position
 
 
+
+def test_index_keeps_its_vector_space_when_the_runtime_changes(tiny):
+    index = clip.ImageIndex(tiny, folder=False)
+    index.add_embeddings(["a", "b", "c"], np.eye(3, tiny.dim, dtype=np.float32), ["cat", None, "dog"])
+    embeddings, labels = index.labeled()
+    assert labels == ["cat", "dog"]
+    np.testing.assert_array_equal(embeddings, index.embeddings[[0, 2]])
+    twin = types.SimpleNamespace(name=tiny.name, dim=tiny.dim)  # the same engine in the other runtime
+    index.use_engine(twin)
+    assert index.engine is twin and index.search_by_id("c", 1)[0].id == "c"
+    with pytest.raises(ValueError, match="not someone-else"):
+        index.use_engine(types.SimpleNamespace(name="someone-else", dim=tiny.dim))
+    assert index.engine is twin
+
 # --- ConSE with real weights --------------------------------------------------------------------------
 
 
@@ -272,7 +286,8 @@ def test_engine_choice_falls_back_to_conse_without_clip_weights(conse, monkeypat
     assert clip.available_engines() == ["conse"]
     with pytest.raises(weights.WeightsUnavailable, match="python -m cvdemo.weights fetch clip"):
         clip.ClipModel("clip")
-    monkeypatch.setattr(clip, "ConSEEngine", lambda cache_dir=None, accelerated=True: conse)
+    # create_engine looks ConSEEngine up in its own module (cvdemo.clip.engines), not in the facade
+    monkeypatch.setattr(clip.engines, "ConSEEngine", lambda cache_dir=None, accelerated=True: conse)
     assert clip.load_engine("clip") is conse
 
 

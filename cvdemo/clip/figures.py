@@ -1,0 +1,58 @@
+"""Plotly figures shared by the page and the Gradio demo: zero-shot bars, the evaluation's confusion matrix."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cvdemo.clip.evaluation import ZeroShotEval
+from cvdemo.clip.zero_shot import ZeroShotResult
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+
+def zero_shot_figure(result: ZeroShotResult, i: int = 0, threshold: float | None = None) -> "go.Figure":
+    """Two bar charts per label: softmax probability (sums to 1) and raw cosine (with the threshold)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    rows = result.rows(i)[::-1]  # plotly draws the first bar at the bottom
+    labels = [r["label"] for r in rows]
+    cosine_title = "raw cosine" + (f" (dashed: threshold {threshold:.2f})" if threshold is not None else "")
+    fig = make_subplots(
+        rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06,
+        subplot_titles=(f"softmax probability (T = {result.temperature:g})", cosine_title),
+    )
+    fig.add_trace(
+        go.Bar(x=[r["probability"] for r in rows], y=labels, orientation="h", marker_color="#4c78a8",
+               text=[f"{r['probability']:.0%}" for r in rows], textposition="auto", name="probability"),
+        row=1, col=1,
+    )
+    below = [threshold is not None and r["cosine"] < threshold for r in rows]
+    fig.add_trace(
+        go.Bar(x=[r["cosine"] for r in rows], y=labels, orientation="h",
+               marker_color=["#bbbbbb" if b else "#f58518" for b in below],
+               text=[f"{r['cosine']:.3f}" for r in rows], textposition="auto", name="cosine"),
+        row=1, col=2,
+    )
+    if threshold is not None:
+        fig.add_vline(x=threshold, line_dash="dash", line_color="#d62728", row=1, col=2)
+    fig.update_xaxes(range=[0, 1], tickvals=[0, 0.25, 0.5, 0.75], tickformat=".0%", row=1, col=1)
+    low = min(0.0, min(r["cosine"] for r in rows))
+    fig.update_xaxes(range=[low, max(1e-3, max(max(r["cosine"] for r in rows), threshold or 0) * 1.15)], row=1, col=2)
+    fig.update_annotations(font_size=13)
+    fig.update_layout(
+        showlegend=False, height=max(220, 34 * len(rows) + 90), margin={"l": 10, "r": 10, "t": 40, "b": 10}
+    )
+    return fig
+
+
+def confusion_figure(evaluation: ZeroShotEval) -> "go.Figure":
+    import plotly.express as px
+
+    fig = px.imshow(
+        evaluation.confusion, x=evaluation.classes, y=evaluation.classes, text_auto=True,
+        color_continuous_scale="Blues", labels={"x": "predicted", "y": "true", "color": "images"},
+    )
+    fig.update_layout(height=520, margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    return fig
