@@ -65,7 +65,7 @@ def _load_encoder(name: str, accelerated: bool = True) -> ImageEncoder:
         from cvdemo.clip import ClipModel  # type: ignore[import-not-found]
     except ImportError:
         raise weights.WeightsUnavailable(
-            weights.get(name), "The CLIP module (cvdemo/clip.py) is not part of this installation yet."
+            weights.get(name), "The CLIP package (cvdemo/clip/) is not part of this installation yet."
         ) from None
     return ClipModel(name, accelerated=accelerated)
 
@@ -305,7 +305,7 @@ def backbone_status() -> list[BackboneStatus]:
                 from importlib.util import find_spec
 
                 if find_spec("cvdemo.clip") is None:
-                    reason = "The CLIP module (cvdemo/clip.py) is not part of this installation yet."
+                    reason = "The CLIP package (cvdemo/clip/) is not part of this installation yet."
         except weights.WeightsUnavailable as exc:
             reason = str(exc)
         except KeyError:
