@@ -57,7 +57,7 @@ def chromium_executable() -> str | None:
     """Debian's Chromium (or $CVDEMO_CHROMIUM); None lets Playwright use its own download, if any."""
     chosen = os.environ.get(CHROMIUM_ENV)
     if chosen:
-        return chosen
+        return chosen if Path(chosen).exists() else None
     for candidate in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
         if candidate and Path(candidate).exists():
             return candidate
@@ -86,8 +86,12 @@ def playwright_driver():
 @pytest.fixture(scope="package")
 def browser(playwright_driver):
     executable = chromium_executable()
-    if executable is None and not Path(playwright_driver.chromium.executable_path).exists():
-        unavailable("no Chromium found (/usr/bin/chromium is missing)")
+    if executable is None:
+        chosen = os.environ.get(CHROMIUM_ENV)
+        if chosen:
+            unavailable(f"{CHROMIUM_ENV}={chosen} does not exist")
+        if not Path(playwright_driver.chromium.executable_path).exists():
+            unavailable("no Chromium found (/usr/bin/chromium is missing)")
     try:
         launched = playwright_driver.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
     except Exception as exc:
