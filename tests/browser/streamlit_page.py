@@ -1,23 +1,26 @@
-"""Driving a Streamlit page in Playwright: wait for a run to finish, find widgets, catch exceptions.
+"""Driving a Streamlit page in Playwright: act as a user, wait for the run to finish, catch exceptions.
 
 AppTest runs scripts without a browser; these helpers work on what a student's browser shows.
+Every action that makes Streamlit rerun goes through :func:`rerun_after`, which waits for the run
+it started (seen by a MutationObserver, however short) and then for the page to settle.
 """
 
 from __future__ import annotations
 
-import re
 import time
+from typing import TYPE_CHECKING, Callable
 from urllib.parse import urljoin
 
-from typing import TYPE_CHECKING
-
 try:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
 except ImportError:  # the fixtures in conftest.py say what to install
-    expect = None
+    expect = PlaywrightTimeout = None
 
 if TYPE_CHECKING:
-    from playwright.sync_api import FrameLocator, Locator, Page
+    from pathlib import Path
+
+    from playwright.sync_api import Locator, Page
 
 # Streamlit's front end marks its root with the script's state ("running", "notRunning", ...) and
 # the websocket's; a run is over when it is connected, not running, and nothing is loading.
@@ -33,15 +36,23 @@ _BUSY_JS = """() => {
   return '';
 }"""
 
+# Counts the runs that start from now on, even one shorter than a polling interval.
+_WATCH_RUNS_JS = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  window.__cvdemoRuns = 0;
+  if (window.__cvdemoWatch) window.__cvdemoWatch.disconnect();
+  window.__cvdemoWatch = new MutationObserver(() => {
+    if (app.getAttribute('data-test-script-state') === 'running') window.__cvdemoRuns += 1;
+  });
+  window.__cvdemoWatch.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+}"""
+
 EXCEPTION = '[data-testid="stException"]'
+RUN_TIMEOUT = 240.0  # seconds a single run may take on a loaded 2-core machine (first model loads, exports)
 
 
-def settle(page: Page, timeout: float = 240, quiet_checks: int = 4, interval_ms: int = 250) -> None:
-    """Wait until Streamlit's run has finished: not running, no spinner or skeleton, several checks in a row.
-
-    A click starts a rerun a few milliseconds later, so one idle look is not enough; a run that
-    starts within ``quiet_checks * interval_ms`` is caught and waited for.
-    """
+def settle(page: Page, timeout: float = RUN_TIMEOUT, quiet_checks: int = 4, interval_ms: int = 250) -> None:
+    """Wait until Streamlit is idle: not running, no spinner or skeleton, several checks in a row; no exception."""
     deadline = time.monotonic() + timeout
     quiet, busy = 0, ""
     while quiet < quiet_checks:
@@ -53,6 +64,17 @@ def settle(page: Page, timeout: float = 240, quiet_checks: int = 4, interval_ms:
     assert_no_exception(page)
 
 
+def rerun_after(page: Page, action: Callable[[], object], timeout: float = RUN_TIMEOUT) -> None:
+    """Do ``action`` (a click, a key), wait for the run it starts to begin, then for the page to settle."""
+    page.evaluate(_WATCH_RUNS_JS)
+    action()
+    try:
+        page.wait_for_function("() => window.__cvdemoRuns > 0", timeout=10_000)
+    except PlaywrightTimeout:
+        pass  # nothing reran (e.g. opening an expander): settling still checks the page
+    settle(page, timeout)
+
+
 def assert_no_exception(page: Page) -> None:
     """No Streamlit exception box anywhere on the page (the redacted "error" element included)."""
     boxes = page.locator(EXCEPTION)
@@ -60,7 +82,8 @@ def assert_no_exception(page: Page) -> None:
         raise AssertionError(f"the page shows an exception: {boxes.first.inner_text()[:500]!r} on {page.url}")
 
 
-def open_page(page: Page, base_url: str, path: str = "", timeout: float = 240) -> None:
+def open_page(page: Page, base_url: str, path: str = "", timeout: float = RUN_TIMEOUT) -> None:
+    """Load a page by its URL (a new Streamlit session) and wait for its first run to finish."""
     page.goto(f"{base_url}/{path}", wait_until="domcontentloaded")
     page.wait_for_selector('[data-testid="stApp"]')
     settle(page, timeout)
@@ -71,21 +94,27 @@ def main(page: Page) -> Locator:
     return page.locator('[data-testid="stMain"]')
 
 
-def click_and_settle(target: Locator, page: Page, timeout: float = 240) -> None:
-    target.click()
-    settle(page, timeout)
+def click(page: Page, target: Locator, timeout: float = RUN_TIMEOUT) -> None:
+    rerun_after(page, target.click, timeout)
 
 
-def set_slider(page: Page, label: str, key: str, presses: int = 0, timeout: float = 240) -> None:
+def choose(page: Page, group: str, option: str, timeout: float = RUN_TIMEOUT) -> None:
+    """Pick ``option`` of the radio group labelled ``group``, as a user clicks its text."""
+    click(page, main(page).get_by_role("radiogroup", name=group).get_by_text(option, exact=True), timeout)
+
+
+def set_slider(page: Page, label: str, key: str, presses: int = 0, timeout: float = RUN_TIMEOUT) -> None:
     """Move the slider labelled ``label`` with the keyboard: ``key`` ("Home" / "End"), then ArrowRight x presses."""
-    widget = main(page).locator('[data-testid="stSlider"]').filter(has_text=label)
-    thumb = widget.get_by_role("slider").first
-    thumb.focus()
-    thumb.press(key)
-    for _ in range(presses):
-        thumb.press("ArrowRight")
-    page.keyboard.press("Tab")  # leave the slider: Streamlit sends the value on release
-    settle(page, timeout)
+    thumb = main(page).locator('[data-testid="stSlider"]').filter(has_text=label).get_by_role("slider").first
+
+    def move() -> None:
+        thumb.focus()
+        thumb.press(key)
+        for _ in range(presses):
+            thumb.press("ArrowRight")
+        page.keyboard.press("Tab")  # leave the slider: Streamlit sends the value on release
+
+    rerun_after(page, move, timeout)
 
 
 def slider_value(page: Page, label: str) -> str:
@@ -93,24 +122,23 @@ def slider_value(page: Page, label: str) -> str:
     return main(page).locator('[data-testid="stSlider"]').filter(has_text=label).get_by_role("slider").first.input_value()
 
 
-def choose(page: Page, group: str, option: str, timeout: float = 240) -> None:
-    """Pick ``option`` of the radio group labelled ``group``, as a user clicks its text."""
-    main(page).get_by_role("radiogroup", name=group).get_by_text(option, exact=True).click()
-    settle(page, timeout)
+def type_text(page: Page, field: Locator, text: str, submit: str = "Enter", timeout: float = RUN_TIMEOUT) -> None:
+    """Replace a text field's content and submit it (Enter; Control+Enter for a text area)."""
+    field.fill(text)
+    rerun_after(page, lambda: field.press(submit), timeout)
 
 
-def upload(page: Page, files: list, uploader: str | None = None, timeout: float = 240) -> None:
+def upload(page: Page, files: list[Path], uploader: str | None = None, timeout: float = RUN_TIMEOUT) -> None:
     """Choose ``files`` in the browser's file chooser, opened by the uploader's own button."""
     zones = main(page).get_by_test_id("stFileUploader")
     zone = zones.filter(has_text=uploader) if uploader else zones.first
     with page.expect_file_chooser() as chooser:
         zone.get_by_role("button", name="Upload", exact=True).click()
-    chooser.value.set_files(files)
-    settle(page, timeout)
+    rerun_after(page, lambda: chooser.value.set_files(files), timeout)
 
 
-def image_with_caption(page: Page, caption: str | re.Pattern) -> Locator:
-    """The ``<img>`` of the st.image whose caption matches."""
+def image_with_caption(page: Page, caption: object) -> Locator:
+    """The ``<img>`` of the st.image whose caption matches (a string or a compiled pattern)."""
     holder = main(page).locator('[data-testid="stImage"]').filter(
         has=page.locator('[data-testid="stImageCaption"]', has_text=caption)
     )
@@ -138,20 +166,14 @@ def download(page: Page, button_label: str) -> bytes:
     button = main(page).locator('[data-testid="stDownloadButton"]').filter(has_text=button_label).first
     with page.expect_download() as info:
         button.click()
-    path = info.value.path()
-    with open(path, "rb") as handle:
+    with open(info.value.path(), "rb") as handle:
         return handle.read()
 
 
-def frame_of(page: Page, selector: str = '[data-testid="stIFrame"]') -> FrameLocator:
-    return page.frame_locator(selector)
-
-
-def start_shared_demo(page: Page, timeout: float = 240) -> Locator:
-    """Open the page's "Share this demo" expander, start the demo; the expander (links, captions, iframe)."""
+def start_shared_demo(page: Page, timeout: float = RUN_TIMEOUT) -> Locator:
+    """Open the page's "Share this demo" expander and start the demo: the expander (links, captions, iframe)."""
     section = main(page).get_by_test_id("stExpander").filter(has_text="Share this demo")
     section.get_by_text("Share this demo").click()
-    section.get_by_text("Start the shareable demo").click()
-    settle(page, timeout)
+    click(page, section.get_by_text("Start the shareable demo"), timeout)
     expect(section.locator('[data-testid="stIFrame"]')).to_be_visible()
     return section

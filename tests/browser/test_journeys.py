@@ -21,6 +21,7 @@ from cvdemo.catalog import PAGES
 from .streamlit_page import (
     assert_no_exception,
     choose,
+    click,
     download,
     expect,
     expect_loaded,
@@ -32,6 +33,7 @@ from .streamlit_page import (
     settle,
     slider_value,
     start_shared_demo,
+    type_text,
     upload,
 )
 
@@ -47,17 +49,15 @@ def test_home_cards_open_every_page(page, app_url):
     open_page(page, app_url)
     expect(page.get_by_role("heading", level=1)).to_contain_text("cvdemo")
     for info in PAGES:
-        page.get_by_role("link", name=f"Open {info.title}").click()
-        page.wait_for_url(re.compile(rf"/{url_path(info.path)}$"))
-        settle(page)
+        click(page, main(page).get_by_role("link", name=f"Open {info.title}"))
+        expect(page).to_have_url(re.compile(rf"/{url_path(info.path)}$"))
         expect(main(page).get_by_role("heading", level=1).first).to_be_visible()
         # Every page ends with its "Share this demo" expander: the script ran to its last line.
         expect(main(page).get_by_text("Share this demo")).to_be_visible()
         main_text = main(page).inner_text()
         assert "Traceback" not in main_text, f"{info.title} shows a traceback"
-        page.get_by_test_id("stSidebarNav").get_by_role("link", name="Home").click()
-        page.wait_for_url(re.compile(r"/$"))
-        settle(page)
+        click(page, page.get_by_test_id("stSidebarNav").get_by_role("link", name="Home"))
+        expect(page).to_have_url(re.compile(r"/$"))
 
 
 def test_detection_sample_finds_a_bus_and_draws_boxes(page, app_url):
@@ -102,8 +102,7 @@ def test_upload_a_photo_and_a_non_image_through_the_file_chooser(page, app_url, 
 
 def test_fewshot_sample_gives_a_prediction_with_its_neighbours(page, app_url):
     open_page(page, app_url, "fewshot")
-    main(page).get_by_role("button", name=re.compile("Load ants vs bees")).click()
-    settle(page)
+    click(page, main(page).get_by_role("button", name=re.compile("Load ants vs bees")))
     expect(main(page).get_by_text(re.compile(r"^Added \d+ images from the ants/bees sample set"))).to_be_visible()
     prediction = main(page).get_by_role("heading", name=re.compile(r"^Prediction: (ants|bees) \(\d+% of the vote\)"))
     expect(prediction).to_be_visible()
@@ -120,10 +119,10 @@ def test_segmentation_trains_one_epoch_and_paints_an_overlay(page, app_url):
     set_slider(page, "Stage 1: epochs with the encoder frozen", "Home", presses=1)
     set_slider(page, "Stage 2: epochs fine-tuning everything", "Home")
     set_slider(page, "Training image size (px)", "Home")
-    main(page).get_by_role("button", name="Train", exact=True).click()
+    click(page, main(page).get_by_role("button", name="Train", exact=True))
     finished = main(page).get_by_text(re.compile(r"^Finished after 1 of 1 epochs"))
-    expect(finished).to_be_visible(timeout=180_000)
-    settle(page)
+    expect(finished).to_be_visible(timeout=240_000)
+    settle(page)  # the finished run reruns the whole page
     overlays = main(page).locator('[data-testid="stImage"]').filter(
         has=page.get_by_text(re.compile(r"^prediction · foreground IoU \d\.\d\d$"))
     )
@@ -139,9 +138,7 @@ def test_clip_new_labels_change_the_scores(page, app_url):
     expect(verdict.first).to_be_visible()
     before = verdict.first.inner_text()
     labels = main(page).get_by_label("Labels (comma-separated): each becomes a class")
-    labels.fill("a red double-decker bus, a bowl of soup, a sleeping cat")
-    labels.press("Control+Enter")
-    settle(page)
+    type_text(page, labels, "a red double-decker bus, a bowl of soup, a sleeping cat", submit="Control+Enter")
     expect(verdict.first).not_to_have_text(before)
     after = verdict.first.inner_text()
     assert any(label in after for label in ("a red double-decker bus", "a bowl of soup", "a sleeping cat")), after
@@ -154,15 +151,11 @@ def test_compression_int8_is_measured(page, app_url):
     open_page(page, app_url, "compression")
     main(page).get_by_text("Measurement settings").click()
     set_slider(page, "Evaluation images", "Home")
-    repeats = main(page).get_by_label("Timed runs per batch size (median)", exact=True)
-    repeats.fill("3")
-    repeats.press("Enter")
-    settle(page)
+    type_text(page, main(page).get_by_label("Timed runs per batch size (median)", exact=True), "3")
     set_slider(page, "Calibration images", "Home", presses=6)
-    main(page).get_by_role("button", name="Compress and measure").click()
+    click(page, main(page).get_by_role("button", name="Compress and measure"))
     done = main(page).get_by_text(re.compile(r"^Done: \d+ variant\(s\) measured"))
     expect(done).to_be_visible(timeout=240_000)
-    settle(page)
     expect(main(page).get_by_role("heading", name="Original vs compressed, measured here")).to_be_visible()
     errors = main(page).get_by_test_id("stAlertContentError")
     assert errors.count() == 0, errors.first.inner_text()
