@@ -23,6 +23,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -203,8 +204,6 @@ def embed(
     from the lecturer's machine, not from their own. ``app_address`` / ``app_port`` are Streamlit's
     ``server.address`` / ``server.port``.
     """
-    from urllib.parse import urljoin, urlsplit
-
     base = os.environ.get(PUBLIC_BASE_ENV, "").rstrip("/")
     if base:
         url = f"{base}/{name}/"
@@ -217,48 +216,59 @@ def embed(
     everywhere = running.host == ALL_INTERFACES
     if browser_host and (everywhere or running.host == browser_host):
         url = f"http://{_url_host(browser_host)}:{running.port}/"
-    else:  # no browser address known (or it is not one the demo listens on): the demo's own address
+    else:  # no browser address known (or not one the demo listens on): the demo's own address
         url = f"http://{'127.0.0.1' if everywhere else _url_host(running.host)}:{running.port}/"
-
-    if browser_host and ":" in browser_host and everywhere:
-        warnings_v6 = ("You opened this app by an IPv6 address; the demo server listens on IPv4 only, so open "
-                       "the app by its IPv4 address or host name to see the demo here.",)
-    else:
-        warnings_v6 = ()
+    warnings = _embed_warnings(page, browser_host, everywhere, running.port, app_port)
 
     if is_loopback(running.host):
-        how = (
-            "start Streamlit without `--server.address` (it then serves the network, and so do the demos) "
-            f"or set `{HOST_ENV}=0.0.0.0`"
+        audience = (
+            f"Only this computer can open it: the demo listens on {running.host}, like the app. For students, "
+            f"start Streamlit without `--server.address` (then the app and the demos serve the network) or set "
+            f"`{HOST_ENV}=0.0.0.0`."
         )
-        return Embed(url, None, f"Only this computer can open it: the demo listens on {running.host}. "
-                     f"For students, {how}.", running, warnings_v6)
-
+        return Embed(url, None, audience, running, warnings)
     if browser_host and not is_loopback(browser_host):
-        student_url = url
+        student_url: str | None = url  # this browser already came over the network
     else:  # the lecturer opened the app on this machine: hand out its network address instead
         lan = lan_address() if everywhere else running.host
         student_url = f"http://{_url_host(lan)}:{running.port}/" if lan else None
-    audience = (
-        f"Students on this computer's network can open it (port {running.port}; a firewall must allow it, "
-        "as it allows the app's port)."
-        if student_url
-        else "This computer has no network address right now, so only it can open the demo."
-    )
+    if student_url is None:
+        audience = "This computer has no network address right now, so only it can open the demo."
+    else:
+        audience = (
+            "Anyone who can reach this computer, such as students on the same network, can open it: like the app, "
+            f"the demo listens on every network interface (port {running.port}; a firewall must let it through "
+            f"as it does the app's port{f' {app_port}' if app_port else ''})."
+            if everywhere
+            else f"Anyone who can reach {running.host}, such as students on the same network, can open it."
+        )
+    return Embed(url, student_url, audience, running, warnings)
 
-    warnings = list(warnings_v6)
-    if page is not None and page.scheme == "https":
+
+def _embed_warnings(
+    page: SplitResult | None, browser_host: str | None, everywhere: bool, demo_port: int, app_port: int | None
+) -> tuple[str, ...]:
+    """Why the embedded demo may not load in the browser that opened ``page`` (a urlsplit result)."""
+    if page is None:
+        return ()
+    proxy_fix = f"serve the demos through the proxy instead (`deploy/nginx.conf`, `{PUBLIC_BASE_ENV}`)"
+    warnings = []
+    if browser_host and ":" in browser_host and everywhere:
+        warnings.append(
+            "You opened this app by an IPv6 address; the demo server listens on IPv4 only, so open the app by "
+            "its IPv4 address or host name to see the demo here."
+        )
+    if page.scheme == "https":
         warnings.append(
             "This page came over HTTPS but the demo server speaks plain HTTP, so browsers will not show it "
-            f"inside the page. Serve the demos through the same proxy (`deploy/nginx.conf`, `{PUBLIC_BASE_ENV}`)."
+            f"inside the page: {proxy_fix}."
         )
-    elif page is not None and app_port and (page.port or 80) != app_port:
+    elif app_port and (page.port or 80) != app_port:
         warnings.append(
-            f"You reached this app through a proxy or a forwarded port ({page.port or 80}, the app listens "
-            f"on {app_port}); port {running.port} must be reachable the same way, or serve the demos through "
-            f"the proxy (`deploy/nginx.conf`, `{PUBLIC_BASE_ENV}`)."
+            f"You reached this app through a proxy or a forwarded port ({page.port or 80}; the app listens on "
+            f"{app_port}), which may not forward the demo's port {demo_port}: if the demo stays blank, {proxy_fix}."
         )
-    return Embed(url, student_url, audience, running, tuple(warnings))
+    return tuple(warnings)
 
 
 def mount_all(prefix: str = "/gradio"):
