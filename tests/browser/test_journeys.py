@@ -41,7 +41,7 @@ pytestmark = pytest.mark.browser
 
 
 def url_path(script: str) -> str:
-    """Streamlit's URL path for a page script: pages/clip_search.py -> clip_search."""
+    """Streamlit's URL path for a page script: app_pages/clip_search.py -> clip_search."""
     return PurePosixPath(script).stem
 
 
