@@ -633,3 +633,19 @@ def test_the_estimate_is_above_the_real_peak_of_the_three_counters():
                          timeout=600, check=True)  # fmt: skip
     grew, estimate = (int(v) for v in out.stdout.split()[-2:])
     assert 30 * 2**20 < grew <= estimate, (grew, estimate)
+
+
+def test_a_model_needing_real_values_runs_for_real_only_if_its_weights_fit(monkeypatch):
+    real_run = cx._run
+
+    def meta_fails(model, example, *args):  # as a forward() calling .item() would on the meta device
+        if example.device.type == "meta":
+            raise RuntimeError("Tensor.item() cannot be called on meta tensors")
+        return real_run(model, example, *args)
+
+    monkeypatch.setattr(cx, "_run", meta_fails)
+    prof = cx.profile("resnet18", (3, 64, 64))
+    assert prof.method == "forward" and prof.total_params == 11_689_512
+    monkeypatch.setattr(memory_budget, "RUN_BUDGET_BYTES", 20 * 2**20)
+    with pytest.raises(cx.OverBudget, match=r"weights 44\.6 MB, activations unknown until it runs\); the limit here is 20 MB"):
+        cx.profile("resnet18", (3, 64, 64))
