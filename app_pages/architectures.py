@@ -18,7 +18,8 @@ with st.spinner("Loading PyTorch…"):
     import plotly.graph_objects as go
 
     from cvdemo import complexity as cx
-    from cvdemo import memory_budget, zoo
+    from cvdemo import zoo
+    from cvdemo.complexity import memory_budget
 
 RESOLUTIONS = [96, 128, 160, 192, 224, 256, 288, 320, 384, 448, 512]
 DEFAULT_COMPARE = ["alexnet", "vgg16", "googlenet", "resnet18", "resnet50", "mobilenetv1_100", "mobilenetv2_100",

@@ -58,8 +58,8 @@ MOBILENET_V1_WIDTHS: dict[str, float] = {
     "mobilenetv1_025": 0.25,
 }
 
-# LeNet-5 (LeCun et al. 1998) in the spec language of ``complexity.profile_spec``. C3 is fully
-# connected to S2 here (the common modern variant); the paper's sparse C3 table has 1,516 weights.
+# LeNet-5 (LeCun et al. 1998) in the typed-network language (``cvdemo.complexity.network_language``).
+# C3 is fully connected to S2 here (the common modern variant); the paper's sparse C3 table has 1,516 weights.
 LENET5_SPEC = """\
 input 32x32x1
 conv 6 5x5 padding valid   # C1
@@ -339,7 +339,7 @@ def build(name: str, resolution: int | None = None, device: str = "meta") -> "nn
 def _build(source: str, arch: str, resolution: int | None) -> "nn.Module":
     if source == "cvdemo":
         if arch == "lenet5":
-            from cvdemo.complexity import build_spec
+            from cvdemo.complexity.network_language import build_spec
 
             return build_spec(LENET5_SPEC).model
         return mobilenet_v1(MOBILENET_V1_WIDTHS[arch])

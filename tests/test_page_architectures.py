@@ -165,7 +165,7 @@ def test_compare_tab_scatter_separable_and_mobilenet_grid(page):
 
 
 def test_a_smaller_budget_refuses_counters_and_timing_with_the_sentence(page, monkeypatch):
-    from cvdemo import memory_budget
+    from cvdemo.complexity import memory_budget
 
     monkeypatch.setattr(memory_budget, "RUN_BUDGET_BYTES", 2**20)  # 1 MB: even LeNet-5's run is over it
     at = page

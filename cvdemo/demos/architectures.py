@@ -42,7 +42,7 @@ def _exact_and_compact(n: int) -> str:
 
 def _totals(prof: "Profile", key: str | None) -> str:
     from cvdemo import complexity as cx
-    from cvdemo.memory_budget import format_bytes
+    from cvdemo.complexity.memory_budget import format_bytes
 
     memory = cx.memory_estimate(prof)
     lines = [

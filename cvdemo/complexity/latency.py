@@ -1,0 +1,49 @@
+"""Latency: FLOPs are not speed. Warm CPU timings of one image, within the memory budget."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+import cvdemo.complexity.memory_budget as memory_budget
+from cvdemo import zoo
+from cvdemo.complexity.profiler import _check_named, _cpu_model, _input_for, _named_input_size
+
+
+@dataclass(frozen=True)
+class Latency:
+    median_ms: float
+    best_ms: float
+    repeats: int
+    threads: int
+
+
+def measure_latency(model: nn.Module, input_size: Sequence[int], repeats: int = 10, warmup: int = 2) -> Latency:
+    """Warm CPU latency of one image (batch 1): median and best of ``repeats`` timed runs."""
+    device, dtype = _input_for(model)
+    example = torch.randn((1, *input_size), device=device, dtype=dtype)
+    model.eval()
+    samples: list[float] = []
+    with torch.inference_mode():
+        for i in range(warmup + repeats):
+            start = time.perf_counter()
+            model(example)
+            if i >= warmup:
+                samples.append((time.perf_counter() - start) * 1e3)
+    return Latency(statistics.median(samples), min(samples), repeats, torch.get_num_threads())
+
+
+def latency_of(name: str, input_size: Sequence[int] | None = None, repeats: int = 10) -> Latency:
+    """Build ``name`` untrained on the CPU, time it, and let it go (weights do not change speed).
+
+    Refused with :class:`OverBudget` when the run would not fit the memory budget.
+    """
+    size = _named_input_size(name, input_size)
+    _check_named(name, size, zoo.label(name))
+    with memory_budget.run_slot():
+        return measure_latency(_cpu_model(name, size), size, repeats=repeats)
