@@ -212,34 +212,40 @@ st.subheader(literal(f"{title} at {cx.shape_text(prof.input_size)}"))
 if spec_text is not None:
     c, h, w = prof.input_size
     st.caption(f"Shapes are per image and channels first, as PyTorch stores them: your {h}x{w}x{c} is {c}×{h}×{w} here.")
-# Compact headline numbers (15.47 G) fit a fifth of a narrow window; the exact figure is on hover
-# and in the layer table.
-cols = st.columns(5)
-cols[0].metric(
+# Compact headline numbers (15.47 G), the exact figure on hover and in the layer table. Metrics of a fixed
+# width in a wrapping row: one line of five at 1400 px, two lines in a narrow window, never cut off.
+METRIC_WIDTH = 160
+headline = st.container(horizontal=True, gap="small")
+headline.metric(
     "Parameters", cx.compact(prof.total_params),
     help=f"Exactly {fmt(prof.total_params)}: elements of every nn.Parameter (BatchNorm γ/β included).",
+    width=METRIC_WIDTH,
 )  # fmt: skip
-cols[1].metric(
+headline.metric(
     unit, cx.compact(prof.total_macs * factor),
     help=f"Exactly {fmt(prof.total_macs * factor)} {unit}: conv, dense and attention matmuls, one image."
     + (" 1 MAC = one multiply-add." if unit == "MACs" else " FLOPs = 2 × MACs."),
+    width=METRIC_WIDTH,
 )  # fmt: skip
-cols[2].metric(
+headline.metric(
     "Weights", memory_budget.format_bytes(prof.total_params * 4),
     help=f"float32: {fmt(prof.total_params)} parameters × 4 bytes = {fmt(prof.total_params * 4)} bytes.",
+    width=METRIC_WIDTH,
 )  # fmt: skip
-cols[3].metric(
+headline.metric(
     "Activations",
     memory_budget.format_bytes(prof.activation_bytes),
     help=f"float32: {fmt(prof.activation_bytes)} bytes, the sum of every layer's output for one image (in-place layers "
     f"not counted twice). At most {memory_budget.format_bytes(prof.peak_activation_bytes)} of it is alive at "
     "once in a forward pass, since PyTorch frees an output when nothing needs it any more.",
+    width=METRIC_WIDTH,
 )
 final = fields.final if fields else None
-cols[4].metric(
+headline.metric(
     "Receptive field",
-    "—" if final is None else ("whole image" if not final.local else f"{final.size_text} px"),
+    "—" if final is None else f"{final.size_text} px",
     help=literal(fields.sentence() if fields else f"Receptive fields could not be traced: {fields_problem}"),
+    width=METRIC_WIDTH,
 )
 
 if spec_text is None:
@@ -381,8 +387,8 @@ def field_panel(fields: cx.ReceptiveField | None, problem: str, model_key: str, 
         )
         merges = fields.merge_sentences()
         if merges:
-            with st.expander(f"Where paths merge: {len(fields.merges)} additions or concatenations, the widest input "
-                             "sets the field"):  # fmt: skip
+            what = "1 addition or concatenation" if len(fields.merges) == 1 else f"{len(fields.merges)} additions or concatenations"
+            with st.expander(f"Where paths merge: {what}, the widest input sets the field"):
                 st.markdown("\n".join(f"- {literal(m)}" for m in merges))
     st.markdown("#### On a picture")
     picture_panel(fields, model_key, resolution, spec)
@@ -487,11 +493,12 @@ def design_panel() -> None:
         column_config={"parameters": st.column_config.NumberColumn(format="localized"),
                        "MACs": st.column_config.NumberColumn(format="localized")},
     )  # fmt: skip
-    st.markdown(rule.lesson)
-    buttons = st.columns(len(rows))
-    for button, r in zip(buttons, rows):
-        button.button(f"Open “{r.variant}”", key=f"arch_rule_open_{key}_{r.variant}", on_click=open_typed,
-                      args=(r.spec,), icon=":material/edit_note:", help="Put it in the typed-network box above")  # fmt: skip
+    st.markdown(cx.design_lesson(rule, rows))
+    buttons = st.container(horizontal=True, gap="small")  # wraps in a narrow window instead of cutting labels
+    for r in rows:
+        buttons.button(f"Open “{r.variant}”", key=f"arch_rule_open_{key}_{r.variant}", on_click=open_typed,
+                       args=(r.spec,), icon=":material/edit_note:", help="Put it in the typed-network box above",
+                       width="content")  # fmt: skip
 
 
 if tab_field.open:
@@ -750,19 +757,19 @@ def quiz_panel() -> None:
         "Work out one number of one layer by hand, type it, and check it. Everyone who uses the same **quiz code** "
         "gets the same questions, so a class can work on them together."
     )
-    a, b, c, d = st.columns([1, 1, 3, 2])
+    a, b, c = st.columns([1, 1, 3], vertical_alignment="bottom")
     seed = int(a.number_input("Quiz code", 0, 9999, 1, step=1, key="arch_quiz_seed"))
     count = int(b.number_input("Questions", 3, 15, 8, step=1, key="arch_quiz_count"))
-    kinds = c.multiselect("Ask for", list(cx.KINDS), default=list(cx.KINDS), format_func=cx.KINDS.get,
-                          key="arch_quiz_kinds") or list(cx.KINDS)  # fmt: skip
-    lecturer = d.toggle("Lecturer: reveal all answers", key="arch_quiz_reveal")
+    lecturer = c.toggle("Lecturer: reveal all answers", key="arch_quiz_reveal")
+    kinds = st.pills("Ask for", list(cx.KINDS), default=list(cx.KINDS), format_func=cx.KINDS.get, selection_mode="multi",
+                     key="arch_quiz_kinds") or list(cx.KINDS)  # fmt: skip
     state: cx.QuizState | None = st.session_state.get(QUIZ_KEY)
     if state is None or (state.seed, state.kinds, len(state.questions)) != (seed, tuple(k for k in cx.KINDS if k in kinds), count):
         with st.spinner("Preparing questions from the lecture's networks and the zoo (once per server)…"):
             quiz_pool()
             state = cx.make_quiz(seed, count, kinds)
         st.session_state[QUIZ_KEY] = state
-    st.metric("Score", f"{state.right} / {len(state.questions)}", help=literal(state.score()))
+    score = st.empty()  # filled after the answers below are checked
     st.caption(literal(cx.TOLERANCE))
     for q in state.questions:
         with st.container(border=True):
@@ -786,9 +793,12 @@ def quiz_panel() -> None:
                     st.error(literal(f"Not quite: you wrote “{attempt.text}”, read as {attempt.read_as}. {attempt.hint}"
                                      f" (try {attempt.tries})"), icon=":material/cancel:")  # fmt: skip
             if lecturer or (attempt is not None and (attempt.correct or attempt.tries >= 2)):
-                work = {"field": field_lines((q.symbols, q.worked)), "shape": f"{q.symbols}\n{q.worked}"}.get(
-                    q.kind, f"{q.symbols}\n= {q.worked}")
+                if q.kind == "field":
+                    work = field_lines((q.symbols, q.worked))
+                else:
+                    work = f"{q.symbols}\n{q.worked}" if q.kind == "shape" else f"{q.symbols}\n= {q.worked}"
                 st.code(f"{work}\nanswer: {q.answer_text}", language=None)
+    score.metric("Score", f"{state.right} / {len(state.questions)}", help=literal(state.score()))
 
 
 if tab_quiz.open:

@@ -61,3 +61,29 @@ def test_huge_typed_networks_are_counted_without_allocating():
         assert grew() < 200 * 2**20
         assert f"| {params:,}" in totals and f"| {macs:,} (" in totals and table["params"].sum() == params
         assert "for weights and activations" in totals and "the limit here is 1 GB per run" in totals.replace("\\", "")
+
+
+def test_receptive_field_summary_and_column():
+    totals, table = demo.count("Model zoo", "vgg16", 224, "")
+    assert "| receptive field of the last feature map | 212 px, effective stride 32 px |" in totals
+    assert "sees 212 px of the 224 px image" in totals.replace("\\", "")
+    assert table.set_index("layer").loc["features.30", "field (px)"] == 212
+    totals, table = demo.count("Typed network", "alexnet", 224, "input 64x64x3\nconv 8 3x3 dilation 2\nconv 8 3x3 dilation 4")
+    assert "| 13 px, effective stride 1 px |" in totals  # 1 + 2·2 = 5, 5 + 2·4 = 13
+    assert table["field (px)"].tolist() == [5, 13]
+
+
+def test_quiz_in_the_twin():
+    session, question, feedback, score = demo.quiz_start(1, 8, None)
+    assert session.quiz.questions == __import__("cvdemo.complexity", fromlist=["make_quiz"]).make_quiz(1, 8).questions
+    first = session.quiz.questions[0]
+    assert question.startswith("### Question 1 of 8") and feedback == "" and score.startswith("0 of 8 right")
+    session, question, feedback, score = demo.quiz_check(session, "**x** <b>")
+    assert "\\*\\*x\\*\\*" in feedback and "<b>" not in feedback  # shown as typed
+    session, question, feedback, score = demo.quiz_check(session, first.answer_text)
+    assert feedback.startswith("**Right**") and score.startswith("1 of 8 right") and "answer:" in question
+    session, question, _, _ = demo.quiz_move(session, 1)
+    assert question.startswith("### Question 2 of 8") and "answer:" not in question
+    _, revealed, _, _ = demo.quiz_move(session, 0, reveal=True)
+    assert f"answer: {session.quiz.questions[1].answer_text}" in revealed
+    assert demo.quiz_check(None, "1")[1] == "Press **Start** first."

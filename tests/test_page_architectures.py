@@ -185,3 +185,95 @@ def test_a_smaller_budget_refuses_counters_and_timing_with_the_sentence(page, mo
     assert any(shown(w.value).startswith("MobileNetV1 0.75 needs ~") and "not run for real" in shown(w.value)
                for w in at.warning)  # fmt: skip
     assert "Nothing timed yet" in " ".join(c.value for c in at.caption)
+
+
+# --- receptive fields, the picture, design rules, the quiz ----------------------------------------------
+
+
+def test_receptive_field_column_metric_and_tab(page):
+    at = page
+    at.selectbox(key="arch_model").set_value("vgg16").run()
+    layers = at.dataframe[1].value.set_index("layer")
+    assert layers.loc["features.30", "field (px)"] == 212 and layers.loc["features.30", "jump (px)"] == 32
+    assert layers.loc["features.0", "field (px)"] == 3
+    assert "sees 212 px of the 224 px image" in shown(next(m.help for m in at.metric if m.label == "Receptive field"))
+    at.session_state["arch_tab"] = "Receptive field"
+    at.run()
+    assert not at.exception, at.exception
+    assert any("sees 212 px of the 224 px image" in shown(i.value) for i in at.info)
+    charts = at.get("plotly_chart")
+    assert len(charts) == 3  # field vs depth, the field on the picture, the effective field
+    caption = " ".join(shown(c.value) for c in at.caption)
+    assert "EfficientNet-Lite0, pretrained on ImageNet sees" in caption and "95% of the gradient" in caption
+    assert "none outside" in caption
+
+
+def test_picture_with_the_models_own_random_weights(page):
+    at = page
+    at.selectbox(key="arch_model").set_value("resnet18").run()
+    at.session_state["arch_tab"] = "Receptive field"
+    at.run()
+    merges = " ".join(shown(m.value) for m in at.markdown)
+    assert "layer1.0 (add): layer1.0.bn2 27 px vs maxpool 11 px; the widest, layer1.0.bn2, sets the field." in merges
+    at.radio(key="arch_pic_net").set_value("ResNet-18, random weights").run()
+    assert not at.exception, at.exception
+    caption = " ".join(shown(c.value) for c in at.caption)
+    assert "Measured with random weights" in caption and "Random weights" in caption
+
+
+def test_a_model_the_tracer_cannot_follow_gets_a_sentence(page):
+    at = page
+    at.segmented_control(key="arch_source").set_value("Any timm / torchvision model").run()
+    at.text_input(key="arch_name").set_value("swin_t").run()
+    assert not at.exception, at.exception
+    assert {m.label: m.value for m in at.metric}["Receptive field"] == "—"
+    at.session_state["arch_tab"] = "Receptive field"
+    at.run()
+    assert not at.exception, at.exception
+    (warning,) = [shown(w.value) for w in at.warning]
+    assert warning.startswith("The tracer cannot follow aten.view (windows) in features.1.0.attn")
+
+
+def test_a_design_rule_opens_in_the_typed_network_box(page):
+    at = page
+    at.session_state["arch_tab"] = "Receptive field"
+    at.run()
+    at.segmented_control(key="arch_rule").set_value("dilation").run()
+    rows = next(d.value for d in at.dataframe if "variant" in d.value.columns).set_index("variant")
+    assert rows.loc["dilations 1-2-4", "field (px)"] == 15 and rows.loc["three 3×3", "field (px)"] == 7
+    at.button(key="arch_rule_open_dilation_dilations 1-2-4").click().run()
+    assert not at.exception, at.exception
+    assert at.segmented_control(key="arch_source").value == "Type a network"
+    assert "dilation 4" in at.text_area(key="arch_spec").value
+    assert {m.label: m.value for m in at.metric}["Receptive field"] == "15 px"
+
+
+def test_quiz_checks_answers_keeps_score_and_the_lecturer_reveals_all(page):
+    at = page
+    at.session_state["arch_tab"] = "Quiz"
+    at.run()
+    assert not at.exception, at.exception
+    state: cx.QuizState = at.session_state["arch_quiz"]
+    assert state.questions == cx.make_quiz(1, 8).questions  # quiz code 1 by default: the whole class gets these
+    first = state.questions[0]
+    at.text_input(key="arch_quiz_answer_1_1").set_value(first.answer_text)
+    at.button(key="FormSubmitter:arch_quiz_form_1_1-Check").click().run()
+    assert not at.exception, at.exception
+    assert any(shown(s.value).startswith("Right: read as") for s in at.success)
+    assert next(m.value for m in at.metric if m.label == "Score") == "1 / 8"
+    assert any(f"answer: {first.answer_text}" in c.value for c in at.code)  # the worked formula after a right answer
+    second = state.questions[1]
+    at.text_input(key="arch_quiz_answer_1_2").set_value("**bold** <b>x</b> $y$")
+    at.button(key="FormSubmitter:arch_quiz_form_1_2-Check").click().run()
+    (warning,) = [w.value for w in at.warning]
+    assert "**" not in warning and "<b>" not in warning and shown(warning).startswith("'**bold** <b>x</b> $y$' is not")
+    at.text_input(key="arch_quiz_answer_1_2").set_value("1")
+    at.button(key="FormSubmitter:arch_quiz_form_1_2-Check").click().run()
+    assert any(shown(e.value).startswith("Not quite: you wrote “1”") for e in at.error)
+    assert at.session_state["arch_quiz"].attempts[2].tries == 1 and second.kind == "params"
+    at.toggle(key="arch_quiz_reveal").set_value(True).run()
+    revealed = [c.value for c in at.code if "answer:" in c.value]
+    assert len(revealed) == 8
+    at.number_input(key="arch_quiz_seed").set_value(2).run()
+    assert at.session_state["arch_quiz"].questions == cx.make_quiz(2, 8).questions
+    assert next(m.value for m in at.metric if m.label == "Score") == "0 / 8"
