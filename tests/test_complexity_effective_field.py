@@ -70,15 +70,22 @@ def test_a_typed_network_with_one_channel_gets_a_grey_picture(bus):
 def test_figures(lite0, bus):
     fields = cx.receptive_field("vgg16")
     fig = field_depth_figure(fields)
-    texts = [a.text for a in fig.layout.annotations]
-    assert "input image: 224 px" in texts and "the last layer sees 212 px of a 224 px image" in texts
+    assert "input image: 224 px" in [a.text for a in fig.layout.annotations]
+    assert fig.layout.title.text == "The last layer sees 212 px of a 224 px image"
     assert fig.layout.shapes[0].y0 == 224  # the image size drawn as a line
+    resnet = field_depth_figure(cx.receptive_field("resnet18"))
+    assert list(resnet.data[0].y) == sorted(resnet.data[0].y)  # the widest path: a shortcut never makes it dip
+    assert resnet.layout.title.text == "The last layer's field is 435 px, wider than the 224 px image"
+    vit = field_depth_figure(cx.receptive_field("deit_tiny_patch16_224"))
+    assert vit.layout.title.text == "The last layer sees the whole 224 px image" and vit.layout.xaxis.dtick == 1
     row = cx.default_layer(lite0.fields())
     crop, tensor = cx.prepare(bus, lite0)
     erf = cx.effective_field(lite0, tensor, row, (0, 0))  # a corner unit: its field leaves the picture
     picture = field_on_image_figure(crop, erf.box, row.name, erf.unit)
     assert len(picture.layout.shapes) == 2  # dotted full square and the part on the picture
-    assert len(effective_field_figure(erf).layout.shapes) == 3
+    erf_figure = effective_field_figure(erf)
+    assert len(erf_figure.layout.shapes) == 3
+    assert erf_figure.data[0].type == "image" and np.asarray(erf_figure.data[0].z).shape[-1] == 3  # coloured here
 
 
 def test_crowded_labels_are_spread():

@@ -137,3 +137,10 @@ def test_design_rules_show_what_the_lecture_says():
     standard, split = separable["standard 3×3"], separable["depthwise 3×3 + pointwise 1×1"]
     assert standard.field == split.field == 3
     assert split.macs / standard.macs == pytest.approx(1 / 128 + 1 / 9)
+    # The sentences under the tables are filled in from these rows, not written by hand.
+    lessons = [cx.design_lesson(rule, cx.compare_design(rule)) for rule in cx.DESIGN_RULES]
+    assert lessons[0].startswith("Two 3×3 convolutions see 5 px like one 5×5 (5 px) with 28% fewer parameters and "
+                                 "MACs; three see 7 px like one 7×7 (7 px) with 45% fewer")  # 1 - 73,856 / 102,464
+    assert "see 15 px instead of 7 for the same parameters and MACs" in lessons[1] and "8.3× the parameters" in lessons[1]
+    assert "shrinks the map to 64×14×14" in lessons[1]
+    assert f"for {1 / 128 + 1 / 9:.3f} of its MACs" in lessons[2]

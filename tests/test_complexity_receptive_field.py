@@ -168,6 +168,14 @@ def test_a_concatenation_takes_its_widest_path():
     assert (merge.op, merge.widest, dict(merge.inputs)) == ("cat", "long", {"short": 3, "long": 5})
 
 
+def test_a_network_ending_in_a_concatenation_names_the_block_not_one_branch():
+    rf = cx.receptive_field("googlenet")  # inception5b concatenates four branches: 1024 channels
+    assert (rf.final.name, rf.final.output_shape) == ("inception5b", (1024, 7, 7))
+    last = rf.merges[-1]
+    assert (last.where, last.op) == ("inception5b", "cat") and rf.size == max(size for _, size in last.inputs)
+    assert rf.sentence().startswith(f"The last feature map, inception5b, 1024×7×7, sees {rf.size:.0f} px")
+
+
 def test_transformers_see_the_whole_image_after_the_first_attention():
     # Patch embedding 16×16/16: r = 16, j = 16. Attention mixes all 14×14 tokens: each sees
     # 16 + 13·16 = 224 px, the whole image.

@@ -15,10 +15,12 @@ Where things are:
 - ``memory_budget.py`` — the memory one real run needs, estimated from shapes; the per-run budget
 - ``formulas.py`` — :func:`formula`: a conv or dense layer worked out by the lecture's formulas
 - ``breakdown.py`` — :func:`breakdown`: where parameters, MACs and activation memory live
-- ``design_rules.py`` — :data:`DESIGN_RULES` as typed networks (stacked 3×3, dilation 1-2-4, separable)
+- ``design_rules.py`` — :data:`DESIGN_RULES` as typed networks (stacked 3×3, dilation 1-2-4, separable),
+  :func:`design_lesson`: what their measured rows show
 - ``receptive_field.py`` — :func:`receptive_field`: size, effective stride and start of every layer
 - ``field_types.py`` / ``field_rules.py`` / ``field_trace.py`` — the fields a tensor carries, one rule
   per aten operator, and the dispatch mode that follows the real data flow (merges, what it cannot follow)
+- ``field_layout.py`` — which tensor dimension is height, width or tokens through reshapes and permutes
 - ``effective_field.py`` — a unit's field on a picture and its effective field measured by gradients
 - ``answers.py`` — reading typed answers forgivingly ("55 × 55 × 96", "105M", "1.05e8") with a stated tolerance
 - ``quiz.py`` — :func:`make_quiz`: seeded classroom questions with worked formulas; :class:`QuizState`
@@ -37,7 +39,15 @@ from cvdemo.complexity import memory_budget
 from cvdemo.complexity.breakdown import Group, breakdown
 from cvdemo.complexity.counters import CounterComparison, CounterReading, compare_counters, compare_spec_counters
 from cvdemo.complexity.answers import TOLERANCE, AnswerError, Verdict
-from cvdemo.complexity.design_rules import DESIGN_RULES, DesignRow, DesignRule, SeparableSaving, compare_design, separable_saving
+from cvdemo.complexity.design_rules import (
+    DESIGN_RULES,
+    DesignRow,
+    DesignRule,
+    SeparableSaving,
+    compare_design,
+    design_lesson,
+    separable_saving,
+)
 from cvdemo.complexity.effective_field import (
     PRETRAINED_LABEL,
     EffectiveField,
@@ -90,7 +100,7 @@ __all__ = [
     "memory_budget", "MemoryEstimate", "format_bytes", "memory_estimate", "check_budget", "WORKING_COPIES",
     # formulas, where things live, design rules
     "Formula", "formula", "Group", "breakdown", "SeparableSaving", "separable_saving",
-    "DESIGN_RULES", "DesignRule", "DesignRow", "compare_design",
+    "DESIGN_RULES", "DesignRule", "DesignRow", "compare_design", "design_lesson",
     # receptive fields, on a picture
     "receptive_field", "ReceptiveField", "FieldRow", "AxisField", "Merge", "CANNOT_FOLLOW", "field_formula",
     "field_box", "clip_fraction", "grid_of", "PictureNetwork", "EffectiveField", "PRETRAINED_LABEL", "pretrained_network",

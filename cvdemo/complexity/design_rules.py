@@ -9,9 +9,10 @@ depthwise-separable convolution keeps the field of a standard one for 1/C_out + 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Mapping
 
 from cvdemo.complexity.profiler import profile_spec
-from cvdemo.complexity.receptive_field import receptive_field
+from cvdemo.complexity.receptive_field import number, receptive_field
 from cvdemo.complexity.results import Profile, shape_text
 
 
@@ -37,14 +38,6 @@ def separable_saving(kernel: int, c_in: int, c_out: int, size: int) -> Separable
 
 
 @dataclass(frozen=True)
-class DesignRule:
-    key: str
-    title: str
-    lesson: str  # what the numbers show, one sentence
-    variants: tuple[tuple[str, str], ...]  # (label, typed network)
-
-
-@dataclass(frozen=True)
 class DesignRow:
     rule: str
     variant: str
@@ -56,12 +49,48 @@ class DesignRow:
     output: str  # output shape, channels first
 
 
+@dataclass(frozen=True)
+class DesignRule:
+    key: str
+    title: str
+    lesson: Callable[[Mapping[str, DesignRow]], str]  # what the measured rows show, one sentence
+    variants: tuple[tuple[str, str], ...]  # (label, typed network)
+
+
+def _fewer(small: DesignRow, large: DesignRow) -> str:
+    """"28% fewer parameters and MACs" (or both percentages when they differ), from the rows."""
+    p, m = (round(100 * (1 - a / b)) for a, b in ((small.params, large.params), (small.macs, large.macs)))
+    return f"{p}% fewer parameters and MACs" if p == m else f"{p}% fewer parameters and {m}% fewer MACs"
+
+
+def _stacked(rows: Mapping[str, DesignRow]) -> str:
+    one5, two3, one7, three3 = (rows[k] for k in ("one 5×5", "two 3×3", "one 7×7", "three 3×3"))
+    return (f"Two 3×3 convolutions see {number(two3.field)} px like one 5×5 ({number(one5.field)} px) with "
+            f"{_fewer(two3, one5)}; three see {number(three3.field)} px like one 7×7 ({number(one7.field)} px) with "
+            f"{_fewer(three3, one7)}, and a nonlinearity between them.")  # fmt: skip
+
+
+def _dilation(rows: Mapping[str, DesignRow]) -> str:
+    plain, dilated, big, pooled = (rows[k] for k in ("three 3×3", "dilations 1-2-4", "one 15×15", "3×3 with pooling"))
+    same = "the same" if (plain.params, plain.macs) == (dilated.params, dilated.macs) else "similar"
+    return (f"Three 3×3 convolutions with dilations 1, 2, 4 see {number(dilated.field)} px instead of "
+            f"{number(plain.field)} for {same} parameters and MACs, and keep the full {dilated.output} map; one "
+            f"15×15 kernel sees {number(big.field)} px for {big.params / dilated.params:.1f}× the parameters; pooling "
+            f"between plain 3×3s sees {number(pooled.field)} px but shrinks the map to {pooled.output}.")  # fmt: skip
+
+
+def _separable(rows: Mapping[str, DesignRow]) -> str:
+    standard, split = rows["standard 3×3"], rows["depthwise 3×3 + pointwise 1×1"]
+    return (f"A depthwise 3×3 and a pointwise 1×1 see the same {number(split.field)} px as a standard 3×3 "
+            f"convolution for {split.macs / standard.macs:.3f} of its MACs, the lecture's 1/C_out + 1/k² (the "
+            "sliders under Compare models change k and the channels).")  # fmt: skip
+
+
 _MAP = "input 56x56x64\n"
 DESIGN_RULES: tuple[DesignRule, ...] = (
     DesignRule(
         "stacked", "Stacked 3×3 instead of one large kernel",
-        "Two 3×3 convolutions see 5 px like one 5×5, three see 7 px like one 7×7, with 28% and 45% fewer "
-        "parameters and MACs, and a nonlinearity between them.",
+        _stacked,
         (
             ("one 5×5", _MAP + "conv 64 5x5 padding same\nrelu"),
             ("two 3×3", _MAP + "conv 64 3x3 padding same\nrelu\nconv 64 3x3 padding same\nrelu"),
@@ -72,8 +101,7 @@ DESIGN_RULES: tuple[DesignRule, ...] = (
     ),
     DesignRule(
         "dilation", "Dilation 1-2-4",
-        "Three 3×3 convolutions with dilations 1, 2, 4 see 15 px instead of 7 for the same parameters and MACs, "
-        "and keep the full 56×56 map; one 15×15 kernel costs 8× more, pooling quarters the map.",
+        _dilation,
         (
             ("three 3×3", _MAP + "conv 64 3x3 padding same\nrelu\nconv 64 3x3 padding same\nrelu\n"
                                  "conv 64 3x3 padding same\nrelu"),
@@ -86,8 +114,7 @@ DESIGN_RULES: tuple[DesignRule, ...] = (
     ),
     DesignRule(
         "separable", "Depthwise-separable convolution",
-        "A depthwise 3×3 and a pointwise 1×1 see the same 3 px as a standard 3×3 convolution for "
-        "1/C_out + 1/k² of its MACs (the sliders under Compare models change k and the channels).",
+        _separable,
         (
             ("standard 3×3", _MAP + "conv 128 3x3 padding same nobias"),
             ("depthwise 3×3 + pointwise 1×1", _MAP + "dwconv 3x3 padding same nobias\nconv 128 1x1 nobias"),
@@ -106,3 +133,8 @@ def compare_design(rule: DesignRule) -> list[DesignRow]:
                               last.size if last and last.size else 0.0, last.stride if last and last.stride else 0.0,
                               shape_text(prof.layers[-1].output_shape)))  # fmt: skip
     return rows
+
+
+def design_lesson(rule: DesignRule, rows: list[DesignRow]) -> str:
+    """What ``rule``'s measured rows show, one sentence with their numbers (nothing written in by hand)."""
+    return rule.lesson({r.variant: r for r in rows})

@@ -52,23 +52,32 @@ def field_depth_figure(fields: ReceptiveField) -> "go.Figure":
         line=dict(color=STRIDE_COLOR, dash="dot", shape="hv"), yaxis="y2", hoverinfo="skip",
     )  # fmt: skip
     top = max(max(sizes), image) * 1.15
+    largest = max(float(r.stride or 0) for r in rows)
+    strides = [0] + [2**k for k in range(0, 12) if largest / 8 <= 2**k <= largest * 1.01]  # readable: 0, 4, 8, 16, 32
+    if largest not in strides:  # a stride of 3 or 6 (typed networks) still gets its own tick
+        strides.append(largest)
     fig.add_hline(y=image, line_dash="dash", line_color=IMAGE_COLOR)
-    fig.add_annotation(x=1, xref="paper", xanchor="right", y=image, yanchor="bottom", showarrow=False,
+    fig.add_annotation(x=0, xref="paper", xanchor="left", y=image, yanchor="bottom", showarrow=False,
                        text=f"input image: {number(image)} px", font=dict(color=IMAGE_COLOR))  # fmt: skip
     final = fields.final
+    title = ""
     if final is not None and final.size is not None:
         index = next((i for i, r in enumerate(rows) if r.name == fields.reached_at), len(rows) - 1)
-        seen = "the whole image" if not final.local else f"{number(final.size)} px of a {number(image)} px image"
-        fig.add_annotation(
-            x=xs[index], y=sizes[index], text=f"the last layer sees {seen}", showarrow=True, arrowhead=2,
-            ax=-40, ay=-36 if sizes[index] < 0.8 * top else 36, xanchor="right", bgcolor="rgba(255,255,255,0.85)",
-        )  # fmt: skip
+        # As the chart's title: a title overlaps no point or line.
+        if not final.local or final.size == image:
+            title = f"The last layer sees the whole {number(image)} px image"
+        elif final.size > image:
+            title = f"The last layer's field is {number(final.size)} px, wider than the {number(image)} px image"
+        else:
+            title = f"The last layer sees {number(final.size)} px of a {number(image)} px image"
+        fig.add_scatter(x=[xs[index]], y=[sizes[index]], mode="markers", hoverinfo="skip", showlegend=False,
+                        marker=dict(size=16, color="rgba(0,0,0,0)", line=dict(color=FIELD_COLOR, width=2)))  # fmt: skip
     fig.update_layout(
-        height=380, margin=dict(t=30, b=10, l=10, r=10), hovermode="closest",
-        legend=dict(orientation="h", y=1.1, x=0), xaxis=dict(title="layers that grow the field, in order"),
+        title=dict(text=title, font=dict(size=15)), height=420, margin=dict(t=50, b=10, l=10, r=10), hovermode="closest",
+        legend=dict(orientation="h", y=-0.2, yanchor="top", x=0), xaxis=dict(title="layers that grow the field, in order", dtick=1 if len(xs) <= 12 else None),
         yaxis=dict(title="receptive field (px)", range=[0, top], rangemode="tozero"),
         yaxis2=dict(title="effective stride (px)", overlaying="y", side="right", showgrid=False,
-                    range=[0, max(float(r.stride or 0) for r in rows) * 1.15]),
+                    range=[0, largest * 1.5], tickvals=strides),  # the last step ends below the image line and the title
     )  # fmt: skip
     return fig
 
@@ -106,7 +115,7 @@ def field_on_image_figure(crop: "Image.Image", box: tuple[float, float, float, f
     fig.add_scatter(x=[cx], y=[cy], mode="markers", marker=dict(symbol="x", size=10, color=FIELD_COLOR),
                     hovertext=[f"unit {unit} of {html.escape(layer)}"], hoverinfo="text")  # fmt: skip
     side = box[2] - box[0]
-    _frame(fig, box, width, height, f"What unit {unit} of {html.escape(layer)} sees: {number(side)} px")
+    _frame(fig, box, width, height, f"Theoretical field: {number(side)} px")
     return fig
 
 
@@ -115,24 +124,39 @@ def effective_field_figure(erf: "EffectiveField") -> "go.Figure":
     import plotly.graph_objects as go
 
     height, width = erf.gradient.shape
-    fig = go.Figure(go.Heatmap(z=np.sqrt(erf.gradient), colorscale="Inferno", showscale=False,
-                               hovertemplate="x %{x}, y %{y}<br>√|gradient| %{z:.2f}<extra></extra>"))  # fmt: skip
+    # Coloured here, as an image: a heatmap's colours would follow the host's chart theme (Streamlit's).
+    fig = go.Figure(go.Image(z=_inferno(np.sqrt(erf.gradient)), hoverinfo="skip"))
     _box_shapes(fig, erf.box, width, height, FIELD_COLOR, "theoretical field", dash="dash")
     cy, cx = erf.centre
     half = erf.side / 2
     fig.add_shape(type="rect", x0=cx - half, y0=cy - half, x1=cx + half, y1=cy + half,
                   line=dict(color="#4FD1C5", width=2.5))  # fmt: skip
     weights = "trained" if erf.pretrained else "random"
-    _frame(fig, erf.box, width, height, f"Effective field ({weights} weights): 95% in {erf.side} px")
+    # Zoomed on the theoretical field (a margin around it), so the blob inside is visible.
+    top, left, bottom, right = erf.box
+    margin = 0.12 * (bottom - top)
+    view = (max(top - margin, 0), max(left - margin, 0), min(bottom + margin, height), min(right + margin, width))
+    _frame(fig, erf.box, width, height, f"Effective ({weights}): 95% in {erf.side} px")
+    fig.update_xaxes(range=[view[1] - 0.5, view[3] - 0.5])
+    fig.update_yaxes(range=[view[2] - 0.5, view[0] - 0.5])
     return fig
 
 
+def _inferno(values: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] as RGB with plotly's Inferno scale (black, purple, orange, yellow)."""
+    from plotly.colors import sample_colorscale, unlabel_rgb
+
+    lut = np.array([unlabel_rgb(c) for c in sample_colorscale("Inferno", list(np.linspace(0, 1, 256)))], np.uint8)
+    return lut[np.clip(np.round(values * 255), 0, 255).astype(np.intp)]
+
+
 def spread_labels(xs: Sequence[float], ys: Sequence[float], texts: Sequence[str], *, log_x: bool = True,
-                  log_y: bool = True, width_px: int = 900, height_px: int = 420) -> list[str]:  # fmt: skip
-    """A plotly ``textposition`` per point so that labels overlap neither each other nor other points.
+                  log_y: bool = True, width_px: int = 520, height_px: int = 420) -> list[str]:  # fmt: skip
+    """A plotly ``textposition`` per point so that labels overlap neither each other, nor other points, nor the edges.
 
     Greedy: points from left to right take the first position whose label box (estimated from the
-    text length) is free; a point whose every position collides keeps the least crowded one.
+    text length) is free; a point whose every position collides keeps the least crowded one. The
+    default width is a narrow window's plot (a 1000 px browser): labels that fit there fit wider ones.
     """
     if not xs:
         return []
@@ -158,6 +182,7 @@ def spread_labels(xs: Sequence[float], ys: Sequence[float], texts: Sequence[str]
             cy = py[i] + {"top": line / 2 + gap, "middle": 0, "bottom": -line / 2 - gap}[vertical]
             rect = (cx - w / 2, cy - line / 2, cx + w / 2, cy + line / 2)
             hits = sum(1 for j, r in enumerate(placed) if j != i and _overlap(rect, r))
+            hits += 2 * (rect[0] < 0 or rect[2] > width_px or rect[1] < 0 or rect[3] > height_px)  # cut off at an edge
             if best_hits is None or hits < best_hits:
                 best, best_hits, best_rect = option, hits, rect
             if hits == 0:

@@ -125,16 +125,24 @@ class ReceptiveField:
         return {row.name: row for row in self.layers}
 
     def growth(self) -> list[FieldRow]:
-        """Leaf layers where the field or the stride changes: the points of the field-vs-depth chart."""
+        """Leaf layers where the field or the stride changes: the points of the field-vs-depth chart.
+
+        Along the widest path: a side path narrower than the field already reached (a ResNet's
+        shortcut, an Inception 1×1 branch) is left out, so the curve never dips.
+        """
         out: list[FieldRow] = []
         last: tuple | None = None
+        widest = 0.0
         for row in self.layers:
-            if not (row.leaf and row.known and (row.spatial or not row.local)):
+            if not (row.leaf and row.known and row.spatial):  # maps and tokens, not flattened vectors
+                continue
+            if (row.size or 0) < widest:
                 continue
             key = (row.size, row.stride, row.local)
             if key != last:
                 out.append(row)
                 last = key
+            widest = max(widest, row.size or 0)
         return out
 
     def sentence(self) -> str:
@@ -275,6 +283,8 @@ def _result(label: str, input_size: tuple[int, ...], layers: tuple[FieldRow, ...
     maps = [r for r in layers if r.known and r.spatial and r.name != "(model)"]
     leaf_maps = [r for r in maps if r.leaf] or maps
     final = leaf_maps[-1] if leaf_maps else None
+    if final is not None and maps[-1].output_shape != final.output_shape:
+        final = maps[-1]  # the network ends in a block's merge (Inception's concatenation), not in one branch
     last_known = None
     if tracer.stopped is not None:  # the map the network ends with is unknown
         last_known, final = final, None
