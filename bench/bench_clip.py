@@ -84,7 +84,7 @@ def bench_embedding(engine, pytorch_engine, n_images: int, batch_size: int, repe
 
 def bench_query(engine, n_items: int, repeats: int) -> float:
     from cvdemo import clip
-    from cvdemo.clip.image_index import _faiss_module
+    from cvdemo.search import faiss_module
 
     rng = np.random.default_rng(0)
     index = clip.ImageIndex(engine, folder=False)
@@ -108,7 +108,7 @@ def bench_query(engine, n_items: int, repeats: int) -> float:
         engine.encode_texts([f"an uncached query {r} {time.time()}"])
     encode_only = (time.perf_counter() - start) / repeats
     best, median = min(samples), float(np.median(samples))
-    method = "FAISS" if _faiss_module() and n_items >= clip.FAISS_MIN_ITEMS else "brute force"
+    method = "FAISS" if faiss_module() and n_items >= clip.FAISS_MIN_ITEMS else "brute force"
     print(f"\n== text query over {n_items:,} embeddings ({engine.dim}-d, {method})")
     print(f"query (encode text + rank top 10): best {best * 1e3:.1f} ms, median {median * 1e3:.1f} ms (n={repeats})")
     print(f"  of which: encode the text {encode_only * 1e3:.1f} ms, rank 100k vectors {rank_only * 1e3:.1f} ms (means)")

@@ -5,7 +5,6 @@ ranked against a text, an image or a vector (brute force, or FAISS for very larg
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -17,6 +16,8 @@ from cvdemo.clip.embedding_engine import EmbeddingEngine
 from cvdemo.clip.embedding_store import EmbeddingStore, default_index_dir
 from cvdemo.clip.gallery import GalleryImage, display_thumbnail
 from cvdemo.clip.prompts import clean_query
+from cvdemo.search.ann import faiss_module
+from cvdemo.search.exact import top_k
 
 FAISS_MIN_ITEMS = 100_000  # brute force (one matrix product) is fast enough below this
 
@@ -185,27 +186,12 @@ class ImageIndex:
 
     def _top(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         n = len(self.ids)
-        if n >= FAISS_MIN_ITEMS and _faiss_module() is not None:
-            faiss = _faiss_module()
+        if n >= FAISS_MIN_ITEMS and faiss_module() is not None:  # exact too (a flat index), on FAISS's kernels
+            faiss = faiss_module()
             if self._faiss is None:
                 self._faiss = faiss.IndexFlatIP(self.engine.dim)
                 self._faiss.add(np.ascontiguousarray(self.embeddings))
             scores, order = self._faiss.search(vector.reshape(1, -1).astype(np.float32), k)
             return scores[0], order[0]
-        scores = self.embeddings @ vector
-        if k < n:
-            part = np.argpartition(-scores, k - 1)[:k]
-            order = part[np.argsort(-scores[part], kind="stable")]
-        else:
-            order = np.argsort(-scores, kind="stable")
-        return scores[order], order
-
-
-@lru_cache(maxsize=1)
-def _faiss_module():
-    try:
-        import faiss
-
-        return faiss
-    except ImportError:
-        return None
+        order, scores = top_k(self.embeddings @ vector, k)
+        return scores, order
