@@ -21,6 +21,11 @@ Where things are:
 - ``embedding_map.py`` — the 2-D map: :func:`project_2d`, :func:`map_figure`
 - ``evaluation.py`` — :func:`evaluate_zero_shot`, :func:`knn_few_shot` on a labeled gallery
 - ``figures.py`` — :func:`zero_shot_figure`, :func:`confusion_figure`
+- ``pairs.py`` — verification pairs: :data:`CHANGES` (crop, resize, JPEG, ...), :func:`build_pairs`, :class:`PairSet`
+- ``verify.py`` — :class:`Embedder` (engine or few-shot backbone), :func:`verify`, :func:`evaluate_pairs` (ROC, AUC, EER)
+- ``verification_head.py`` — :func:`train_for_verification`: a projection head with the (corrected) pair or triplet loss
+- ``verification_figures.py`` — :func:`roc_figure`, :func:`kinds_figure`, :func:`loss_figure`
+- ``page_state.py`` — the CLIP page's session state as typed dataclasses
 - ``_common.py`` — :class:`ClipInputError` (student-worded), the progress callback type, L2 normalisation
 """
 
@@ -72,6 +77,21 @@ from cvdemo.clip.samples import (
     sample_gallery,
     zero_shot_samples,
 )
+from cvdemo.clip.pairs import CHANGE_HELP, CHANGES, CLASS, LEVELS, PHOTO, PairSet, apply_change, build_pairs
+from cvdemo.clip.verification_figures import kinds_figure, loss_figure, roc_figure
+from cvdemo.clip.verification_head import LOSSES, PAIR, TRIPLET, HeadTraining, split_photos, train_for_verification, train_head
+from cvdemo.clip.verify import (
+    VERIFICATION_THRESHOLDS,
+    Embedder,
+    KindScore,
+    VerificationEval,
+    Verdict,
+    default_verification_threshold,
+    evaluate_cosines,
+    evaluate_pairs,
+    verdict_text,
+    verify,
+)
 from cvdemo.clip.zero_shot import ZeroShotResult, class_text_embeddings, softmax, zero_shot
 
 __all__ = [
@@ -94,4 +114,9 @@ __all__ = [
     "Projection", "project_2d", "map_figure",
     "ZeroShotEval", "FewShotScore", "evaluate_zero_shot", "knn_few_shot",
     "zero_shot_figure", "confusion_figure",
+    # verification
+    "CHANGES", "CHANGE_HELP", "LEVELS", "PHOTO", "CLASS", "PairSet", "apply_change", "build_pairs",
+    "Embedder", "Verdict", "verify", "verdict_text", "VERIFICATION_THRESHOLDS", "default_verification_threshold", "KindScore", "VerificationEval", "evaluate_cosines", "evaluate_pairs",
+    "LOSSES", "PAIR", "TRIPLET", "HeadTraining", "split_photos", "train_head", "train_for_verification",
+    "roc_figure", "kinds_figure", "loss_figure",
 ]

@@ -41,6 +41,11 @@ def default_threshold() -> float:
     return float(cls.default_threshold)
 
 
+def default_verification_threshold() -> float:
+    keys = clip.available_engines()
+    return clip.default_verification_threshold(keys[0]) if keys else 0.8
+
+
 def build_sample_index(key: str, gallery_key: str) -> clip.ImageIndex:
     """A sample gallery embedded with engine ``key`` (from the disk cache after the first time)."""
     index = clip.ImageIndex(cache.shared(clip.create_engine, key))
@@ -111,6 +116,43 @@ def similar(shown_ids: list[str], k: int, evt: gr.SelectData) -> tuple[list[tupl
     return _gallery_items(index, hits), [h.id for h in hits], f"Images most similar to {query_id} (itself first)."
 
 
+def verification_embedder() -> clip.Embedder:
+    """The active engine as a verification embedder (its vectors cached by image digest)."""
+    return cache.shared(clip.Embedder.for_engine, engine())
+
+
+def verify_images(first: Any, second: Any, threshold: float | None = None) -> tuple[str, float]:
+    """Same or different? The verdict sentence and the cosine of the two images' embeddings."""
+    if first is None or second is None:
+        raise _error("Verification compares two images: give both.")
+    try:
+        a, b = load_image(first), load_image(second)
+    except ImageInputError as exc:
+        raise _error(str(exc)) from None
+    embedder = verification_embedder()
+    threshold = clip.default_verification_threshold(embedder.name) if threshold is None else float(threshold)
+    verdict = clip.verify(embedder, a, b, threshold)
+    return clip.verdict_text(verdict) + f"\n\nEngine: {embedder.label}.", verdict.cosine
+
+
+def evaluate_verification(level: str, threshold: float) -> tuple["go.Figure", str]:
+    """ROC of the active engine on pairs from a sample set, the threshold marked, which changes break."""
+    sets = clip.available_sample_galleries(labeled_only=level == clip.CLASS)
+    if not sets:
+        raise _error("No sample images on this machine: set $CVDEMO_DATA_DIR to the shared data folder.")
+    embedder = verification_embedder()
+    try:
+        pairs = clip.build_pairs(clip.sample_gallery(sets[0]).images, level, sources=24 if level == clip.PHOTO else 60)
+    except clip.ClipInputError as exc:
+        raise _error(str(exc)) from None
+    evaluation, _ = clip.evaluate_pairs(embedder, pairs)
+    kinds = evaluation.by_kind(float(threshold))
+    worst = ", ".join(f"{k.kind} ({k.accepted:.0%} accepted)" for k in kinds[:3])
+    text = (f"**AUC {evaluation.auc:.3f}**, equal-error rate {evaluation.eer:.1%} at cosine "
+            f"{evaluation.eer_threshold:.3f}, on {len(pairs)} pairs from {sets[0]}. Hardest at {float(threshold):.2f}: {worst}.")
+    return clip.roc_figure([(embedder.label, evaluation)], float(threshold)), text
+
+
 def build() -> gr.Blocks:
     from cvdemo.datasets import packaged_images
 
@@ -164,4 +206,26 @@ def build() -> gr.Blocks:
             go_button.click(search, [query, k], [results, shown, status], api_name="search")
             query.submit(search, [query, k], [results, shown, status])
             results.select(similar, [shown, k], [results, shown, status])
+        with gr.Tab("Verify"):
+            gr.Markdown("Are two images the same? Their embeddings' cosine against a threshold.")
+            with gr.Row():
+                first = gr.Image(type="pil", label="First image", height=260)
+                second = gr.Image(type="pil", label="Second image", height=260)
+            with gr.Row():
+                verify_threshold = gr.Slider(-0.2, 1.0, value=default_verification_threshold(), step=0.01,
+                                             label="Same if cosine ≥", scale=3)
+                check = gr.Button("Verify", variant="primary", scale=1)
+            verify_verdict = gr.Markdown()
+            verify_cosine = gr.Number(label="cosine", precision=3)
+            check.click(verify_images, [first, second, verify_threshold], [verify_verdict, verify_cosine],
+                        api_name="verify")
+            if samples:
+                gr.Examples([[str(p), str(p)] for p in list(samples.values())[:2]], inputs=[first, second])
+            with gr.Accordion("How good is this threshold? ROC on sample pairs", open=False):
+                level = gr.Radio([(name, key) for key, name in clip.LEVELS.items()], value=clip.PHOTO, label="Same means")
+                evaluate = gr.Button("Evaluate")
+                roc = gr.Plot(label="ROC")
+                roc_text = gr.Markdown()
+                evaluate.click(evaluate_verification, [level, verify_threshold], [roc, roc_text],
+                               api_name="evaluate_verification")
     return demo
