@@ -299,7 +299,7 @@ def test_labels_are_cleaned_with_explanations():
         with pytest.raises(clip.ClipInputError, match="at least one label"):
             clip.parse_labels(empty)
     labels, notes = clip.parse_labels("cat, Cat ,dog,, cat\nbird")
-    assert labels == ["cat", "dog", "bird"] and "Duplicate labels were removed: Cat, cat" in notes[0]
+    assert labels == ["cat", "dog", "bird"] and "Duplicate labels were removed: “Cat”, “cat”" in notes[0]
     labels, notes = clip.parse_labels("dog")
     assert labels == ["dog"] and "always 100%" in notes[0]
     with pytest.raises(clip.ClipInputError, match="too many"):

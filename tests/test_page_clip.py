@@ -64,7 +64,9 @@ def test_engine_banner_and_zero_shot_on_a_photo(page):
     after = re.search(r"probability (\d+)%", _texts(at.success)).group(1)
     assert int(after) < int(before)  # a hotter softmax is less sure of the same cosine
 
-    at.slider(key=f"clip_threshold_{cache.shared(clip.create_engine, 'conse').name}").set_value(0.99).run()
+    threshold_key = f"clip_threshold_{cache.shared(clip.create_engine, 'conse').name}_{clip.TEMPLATE_CHOICES['a photo of a {}.']}"
+    assert at.slider(key=threshold_key).value == 0.32  # calibrated for ConSE with this template
+    at.slider(key=threshold_key).set_value(0.99).run()
     warning = _texts(at.warning)
     assert "None of the above" in warning and "sum to 1" in warning
 

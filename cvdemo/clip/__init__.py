@@ -12,8 +12,9 @@ Where things are:
 - ``clip_model.py`` — :class:`ClipModel` on open_clip, :data:`CLIP_MODELS`
 - ``conse.py`` — :class:`ConSEEngine`, ImageNet classifier + sentence embeddings
 - ``engines.py`` — choosing an engine: :func:`available_engines`, :func:`create_engine`, :func:`load_engine`
-- ``prompts.py`` — labels, prompt templates (80-prompt ensemble), queries, presets and their limits
-- ``zero_shot.py`` — :func:`zero_shot`, :class:`ZeroShotResult`, :func:`class_text_embeddings`, :func:`softmax`
+- ``prompts.py`` — labels, prompt templates (80-prompt ensemble), queries, presets and their limits; user text shown literally
+- ``zero_shot.py`` — :func:`zero_shot`, :class:`ZeroShotResult`, :func:`class_text_embeddings` (cached per engine and
+  template), :func:`warm_text_cache`, :func:`calibrate_none_threshold`, :func:`softmax`
 - ``gallery.py`` — :class:`Gallery` from files, a zip or a folder; :func:`digest_of`, :func:`display_thumbnail`
 - ``samples.py`` — sample galleries and zero-shot sample photos on this machine
 - ``embedding_store.py`` — :class:`EmbeddingStore`, the on-disk embedding cache (``.npz`` per engine)
@@ -67,6 +68,9 @@ from cvdemo.clip.prompts import (
     TEMPLATE_CHOICES,
     clean_query,
     imagenet_templates,
+    md_literal,
+    plot_literal,
+    quoted,
     parse_labels,
     template_list,
 )
@@ -76,6 +80,15 @@ from cvdemo.clip.samples import (
     available_sample_galleries,
     sample_gallery,
     zero_shot_samples,
+)
+from cvdemo.clip.page_state import (
+    FastSearchData,
+    FastSearchState,
+    GalleryState,
+    HeadState,
+    MapMemo,
+    VerificationState,
+    ZeroShotEvalState,
 )
 from cvdemo.clip.pairs import CHANGE_HELP, CHANGES, CLASS, LEVELS, PHOTO, PairSet, apply_change, build_pairs
 from cvdemo.clip.verification_figures import kinds_figure, loss_figure, roc_figure
@@ -87,12 +100,22 @@ from cvdemo.clip.verify import (
     VerificationEval,
     Verdict,
     default_verification_threshold,
+    embedder_for,
     evaluate_cosines,
     evaluate_pairs,
     verdict_text,
     verify,
 )
-from cvdemo.clip.zero_shot import ZeroShotResult, class_text_embeddings, softmax, zero_shot
+from cvdemo.clip.zero_shot import (
+    ZeroShotResult,
+    calibrate_none_threshold,
+    class_text_embeddings,
+    labels_without_words,
+    prompt_count,
+    softmax,
+    warm_text_cache,
+    zero_shot,
+)
 
 __all__ = [
     # errors and types
@@ -102,8 +125,9 @@ __all__ = [
     "ENGINE_ORDER", "ENGINE_LABELS", "engine_available", "available_engines", "create_engine", "load_engine",
     # prompts and zero-shot
     "ENSEMBLE", "TEMPLATE_CHOICES", "LABEL_PRESETS", "MAX_LABELS", "MAX_LABEL_CHARS", "MAX_QUERY_CHARS",
-    "imagenet_templates", "template_list", "parse_labels", "clean_query",
-    "ZeroShotResult", "class_text_embeddings", "softmax", "zero_shot",
+    "imagenet_templates", "template_list", "parse_labels", "clean_query", "md_literal", "quoted", "plot_literal",
+    "ZeroShotResult", "class_text_embeddings", "softmax", "zero_shot", "prompt_count", "warm_text_cache",
+    "labels_without_words", "calibrate_none_threshold",
     # galleries, samples, the index
     "Gallery", "GalleryImage", "THUMB_SIZE", "digest_of", "display_thumbnail",
     "gallery_from_files", "gallery_from_zip", "gallery_from_folder",
@@ -116,7 +140,10 @@ __all__ = [
     "zero_shot_figure", "confusion_figure",
     # verification
     "CHANGES", "CHANGE_HELP", "LEVELS", "PHOTO", "CLASS", "PairSet", "apply_change", "build_pairs",
-    "Embedder", "Verdict", "verify", "verdict_text", "VERIFICATION_THRESHOLDS", "default_verification_threshold", "KindScore", "VerificationEval", "evaluate_cosines", "evaluate_pairs",
+    "Embedder", "embedder_for", "Verdict", "verify", "verdict_text", "VERIFICATION_THRESHOLDS", "default_verification_threshold", "KindScore", "VerificationEval", "evaluate_cosines", "evaluate_pairs",
     "LOSSES", "PAIR", "TRIPLET", "HeadTraining", "split_photos", "train_head", "train_for_verification",
     "roc_figure", "kinds_figure", "loss_figure",
+    # the page's session state
+    "GalleryState", "ZeroShotEvalState", "MapMemo", "VerificationState", "HeadState", "FastSearchData",
+    "FastSearchState",
 ]

@@ -15,7 +15,7 @@ from cvdemo.clip._common import ClipInputError, Progress, _l2_normalize
 from cvdemo.clip.embedding_engine import EmbeddingEngine
 from cvdemo.clip.embedding_store import EmbeddingStore, default_index_dir
 from cvdemo.clip.gallery import GalleryImage, display_thumbnail
-from cvdemo.clip.prompts import clean_query
+from cvdemo.clip.prompts import clean_query, quoted
 from cvdemo.search.ann import faiss_module
 from cvdemo.search.exact import top_k
 
@@ -156,6 +156,12 @@ class ImageIndex:
     def query_vector(self, query: str | Image.Image | np.ndarray) -> np.ndarray:
         if isinstance(query, str):
             text, _ = clean_query(query)
+            if not self.engine.has_words(text):
+                raise ClipInputError(
+                    f"{quoted(text)} has no words the text encoder can read (emoji and symbols all become one "
+                    "“unknown” token), so it would rank the gallery exactly like any other unreadable text. "
+                    "Describe it in words, e.g. “a smiling face”."
+                )
             return self.engine.encode_texts([text])[0]
         if isinstance(query, Image.Image):
             return self.engine.encode_images([query])[0]

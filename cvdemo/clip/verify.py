@@ -106,6 +106,13 @@ class Embedder:
         return np.stack([self.store.vectors[d] for d in digests]).astype(np.float32)
 
 
+def embedder_for(engine: Any) -> Embedder:
+    """The engine's embedder, one per engine object for the whole process (its memory cache is shared)."""
+    from cvdemo import cache
+
+    return cache.shared(Embedder.for_engine, engine)
+
+
 @dataclass(frozen=True)
 class Verdict:
     cosine: float

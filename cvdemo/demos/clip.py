@@ -118,7 +118,7 @@ def similar(shown_ids: list[str], k: int, evt: gr.SelectData) -> tuple[list[tupl
 
 def verification_embedder() -> clip.Embedder:
     """The active engine as a verification embedder (its vectors cached by image digest)."""
-    return cache.shared(clip.Embedder.for_engine, engine())
+    return clip.embedder_for(engine())
 
 
 def verify_images(first: Any, second: Any, threshold: float | None = None) -> tuple[str, float]:
