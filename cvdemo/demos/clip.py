@@ -38,7 +38,7 @@ def default_threshold() -> float:
     """The active engine's default cosine threshold, without loading it."""
     keys = clip.available_engines()
     cls = clip.ClipModel if keys and keys[0] in clip.CLIP_MODELS else clip.ConSEEngine
-    return float(cls.default_threshold)
+    return float(cls.none_thresholds.get(clip.ENSEMBLE, cls.default_threshold))
 
 
 def default_verification_threshold() -> float:
@@ -73,16 +73,17 @@ def classify(
     except (ImageInputError, clip.ClipInputError) as exc:
         raise _error(str(exc)) from None
     model = engine()
-    threshold = model.default_threshold if threshold is None else float(threshold)
+    threshold = model.none_threshold(template) if threshold is None else float(threshold)
     result = clip.zero_shot(model, model.encode_images([picture])[0], labels, template, temperature or None)
     best = result.rows(0)[0]
     if result.none_of_the_above(threshold)[0]:
         verdict = (
-            f"**None of the above**: the best label, “{best['label']}”, has cosine {best['cosine']:.3f} "
+            f"**None of the above**: the best label, {clip.quoted(best['label'])}, has cosine {best['cosine']:.3f} "
             f"< {threshold:.2f}, yet softmax gives it {best['probability']:.0%} (probabilities always sum to 1)."
         )
     else:
-        verdict = f"**{best['label']}**: probability {best['probability']:.0%}, cosine {best['cosine']:.3f}."
+        verdict = (f"**{clip.md_literal(best['label'])}**: probability {best['probability']:.0%}, "
+                   f"cosine {best['cosine']:.3f}.")
     verdict += f"\n\nEngine: {model.label}."
     if notes:
         verdict += "\n\n" + " ".join(notes)
@@ -102,7 +103,7 @@ def search(query: str, k: int = 10) -> tuple[list[tuple[Image.Image, str]], list
         hits = index.search(text, int(k))
     except clip.ClipInputError as exc:
         raise _error(str(exc)) from None
-    status = f"Top {len(hits)} of {len(index)} gallery images for “{text}”. Click one to search by image."
+    status = f"Top {len(hits)} of {len(index)} gallery images for {clip.quoted(text)}. Click one to search by image."
     return _gallery_items(index, hits), [h.id for h in hits], " ".join([status, *notes])
 
 
