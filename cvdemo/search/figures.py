@@ -28,7 +28,7 @@ def recall_latency_figure(sweep: "pd.DataFrame", compared: "pd.DataFrame | None"
         if len(here):
             fig.add_trace(go.Scatter(
                 x=here["query_ms"], y=here["recall_at_k"], mode="markers", name="your sliders",
-                marker={"size": 18, "symbol": "circle-open", "line": {"width": 3, "color": "#d62728"}},
+                marker={"size": 18, "symbol": "circle-open", "color": "#d62728", "line": {"width": 3, "color": "#d62728"}},
                 hovertemplate=f"{current[0]} bits × {current[1]} tables<extra>your sliders</extra>",
             ))
     if compared is not None:
