@@ -20,7 +20,7 @@ def zero_shot_figure(result: ZeroShotResult, i: int = 0, threshold: float | None
     rows = result.rows(i)[::-1]  # plotly draws the first bar at the bottom
     # user text, shown as typed (plotly would render <b> or <br>) and short enough not to overlap the bars
     labels = _unique([plot_literal(r["label"], 40) for r in rows])
-    cosine_title = "raw cosine" + (f" · dashed: threshold {threshold:.2f}" if threshold is not None else "")
+    cosine_title = "raw cosine" + (f"<br>dashed: threshold {threshold:.2f}" if threshold is not None else "")
     # Titles under each axis, not above the pair: above, two long titles ran into each other.
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06)
     fig.add_trace(
@@ -40,7 +40,7 @@ def zero_shot_figure(result: ZeroShotResult, i: int = 0, threshold: float | None
     if threshold is not None:
         fig.add_vline(x=threshold, line_dash="dash", line_color="#d62728", row=1, col=2)
     fig.update_xaxes(range=[0, 1], tickvals=[0, 0.25, 0.5, 0.75], tickformat=".0%", row=1, col=1,
-                     title={"text": f"softmax probability (T = {result.temperature:g})", "font": {"size": 12}})
+                     title={"text": f"softmax probability<br>T = {result.temperature:g}", "font": {"size": 12}})
     fig.update_xaxes(title={"text": cosine_title, "font": {"size": 12}}, row=1, col=2)
     low = min(0.0, min(r["cosine"] for r in rows))
     fig.update_xaxes(range=[low, max(1e-3, max(max(r["cosine"] for r in rows), threshold or 0) * 1.15)], row=1, col=2)
