@@ -540,17 +540,6 @@ with eval_tab:
 # =====================================================================================================
 
 
-def verification_embedders() -> dict[str, str]:
-    """Embedding choices: the page's engine, then the few-shot page's backbones with weights here."""
-    from cvdemo.fewshot import ENCODER_BACKBONES, backbone_status
-
-    options = {engine.name: f"{short_name(engine)} (this page's engine)"}
-    for status in backbone_status():
-        if status.available and status.name not in ENCODER_BACKBONES:
-            options[f"fewshot:{status.name}"] = f"{status.label.split(' (')[0]} features (few-shot backbone)"
-    return options
-
-
 def load_embedder(key: str) -> clip.Embedder | None:
     try:
         if key == engine.name:
@@ -744,7 +733,7 @@ with verify_tab:
         "the two vectors, and say “same” above a threshold. Where to put the threshold is a trade-off between "
         "false accepts and false rejects: the ROC curve shows all of them at once."
     )
-    options = verification_embedders()
+    options = clip.embedder_choices(engine)
     choice = st.segmented_control("Embedding", list(options), default=engine.name, format_func=options.get,
                                   key="clip_verify_embedder") or engine.name
     embedder = load_embedder(choice)
@@ -774,8 +763,7 @@ def fast_search_data(source: str, size: int) -> clip.FastSearchData | None:
         if state is None:
             return None
         vectors = state.index.embeddings
-        rng = np.random.default_rng(0)
-        queries = vectors[rng.choice(len(vectors), min(100, len(vectors)), replace=False)]
+        queries = search.sample_queries(vectors, 100)
         return clip.FastSearchData(("gallery", engine.name, state.source, len(vectors)),
                                    f"{len(vectors):,} {short_name(engine)} embeddings of {state.source}", vectors, queries)
     vectors = ui.shared(search.synthetic_gallery, size, search.CLIP_DIM, 0)
@@ -838,19 +826,15 @@ def fast_search_panel() -> None:
                     st.write("Brute force, LSH at your sliders, FAISS IVF (build + 100 queries one at a time)…")
                     fast.compared = search.compare_indexes(data.vectors, data.queries, k, bits, tables, probes, repeats=1)
                 grid = [(bits, t) for t in (1, 2, 4, 8, 16, 32)] if run_all else [(bits, tables)]
-                rows = []
-                for n, (b_, t_) in enumerate(grid):
-                    st.write(f"LSH {b_} bits × {t_} tables ({n + 1}/{len(grid)})…")
-                    row = search.lsh_sweep(data.vectors, data.queries, k, bits=(b_,), tables=(t_,), probes=probes)
-                    row["probes"] = probes
-                    rows.append(row)
+                st.write(f"LSH at {bits} bits with {', '.join(str(t) for _, t in grid)} table(s)…")
+                bar = st.progress(0.0)
+                new = search.lsh_sweep(data.vectors, data.queries, k, probes=probes, grid=grid,
+                                       progress=lambda done, total: bar.progress(done / total, text=f"{done}/{total}"))
             except search.SearchInputError as exc:
                 status.update(label="Could not measure", state="error")
                 st.error(str(exc), icon=":material/error:")
                 return
-            new = pd.concat(rows, ignore_index=True)
-            fast.sweep = new if fast.sweep is None else pd.concat([fast.sweep, new], ignore_index=True).drop_duplicates(
-                ["bits", "tables", "probes"], keep="last")
+            fast.sweep = search.merge_points(fast.sweep, new)
             status.update(label=f"Measured on {data.description}", state="complete", expanded=False)
     if fast.compared is None:
         st.caption("Press Compare: then every slider move measures LSH at the new setting and adds it to the curve.")

@@ -99,6 +99,13 @@ def test_lsh_sweep_grid_and_figure(gallery):
     names = [t.name for t in figure.data]
     assert "LSH 8 bits" in names and "your sliders" in names and any("FAISS" in n for n in names)
     assert figure.layout.xaxis.type == "log"
+    more = search.lsh_sweep(vectors[:5000], queries[:10], 10, grid=[(8, 4), (12, 2)], probes=1)
+    assert list(zip(more["bits"], more["tables"], more["probes"])) == [(8, 4, 1), (12, 2, 1)]
+    merged = search.merge_points(sweep, more)
+    assert len(merged) == 6  # probes are part of the setting: (8, 4, 0) and (8, 4, 1) are two points
+    assert len(search.merge_points(merged, more)) == 6  # measured again: replaced, not added
+    own = search.sample_queries(vectors, 7)
+    assert own.shape == (7, vectors.shape[1]) and all((vectors == q).all(axis=1).any() for q in own)
 
 
 # --- bad input --------------------------------------------------------------------------------------

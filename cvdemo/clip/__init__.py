@@ -100,6 +100,7 @@ from cvdemo.clip.verify import (
     VerificationEval,
     Verdict,
     default_verification_threshold,
+    embedder_choices,
     embedder_for,
     evaluate_cosines,
     evaluate_pairs,
@@ -140,7 +141,7 @@ __all__ = [
     "zero_shot_figure", "confusion_figure",
     # verification
     "CHANGES", "CHANGE_HELP", "LEVELS", "PHOTO", "CLASS", "PairSet", "apply_change", "build_pairs",
-    "Embedder", "embedder_for", "Verdict", "verify", "verdict_text", "VERIFICATION_THRESHOLDS", "default_verification_threshold", "KindScore", "VerificationEval", "evaluate_cosines", "evaluate_pairs",
+    "Embedder", "embedder_for", "embedder_choices", "Verdict", "verify", "verdict_text", "VERIFICATION_THRESHOLDS", "default_verification_threshold", "KindScore", "VerificationEval", "evaluate_cosines", "evaluate_pairs",
     "LOSSES", "PAIR", "TRIPLET", "HeadTraining", "split_photos", "train_head", "train_for_verification",
     "roc_figure", "kinds_figure", "loss_figure",
     # the page's session state

@@ -106,6 +106,18 @@ class Embedder:
         return np.stack([self.store.vectors[d] for d in digests]).astype(np.float32)
 
 
+def embedder_choices(engine: Any) -> dict[str, str]:
+    """What the Verify tab offers: the engine (by name), then each few-shot backbone with weights here
+    (``fewshot:<name>``; the CLIP towers the few-shot page can also wrap are engines already)."""
+    from cvdemo.fewshot import ENCODER_BACKBONES, backbone_status
+
+    options = {engine.name: f"{engine.label.split(':')[0]} (this page's engine)"}
+    for status in backbone_status():
+        if status.available and status.name not in ENCODER_BACKBONES:
+            options[f"{FEWSHOT_PREFIX}{status.name}"] = f"{status.label.split(' (')[0]} features (few-shot backbone)"
+    return options
+
+
 def embedder_for(engine: Any) -> Embedder:
     """The engine's embedder, one per engine object for the whole process (its memory cache is shared)."""
     from cvdemo import cache

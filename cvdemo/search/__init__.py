@@ -7,6 +7,7 @@ with every image. This package is the door (``from cvdemo import search; search.
 - ``lsh.py`` — :class:`LSHIndex`, random-hyperplane LSH for cosine (bits per table, tables, multi-probe)
 - ``ann.py`` — :class:`FaissIVFIndex`, FAISS's inverted file (the production index), :func:`faiss_module`
 - ``benchmark.py`` — :func:`compare_indexes` (recall@k, query ms, build s, memory MB), :func:`lsh_sweep`,
+  :func:`merge_points`, :func:`sample_queries`,
   :func:`synthetic_gallery`, :func:`recall_at_k`
 - ``figures.py`` — :func:`recall_latency_figure`
 - ``_common.py`` — :class:`SearchInputError` (student-worded), input checks
@@ -27,7 +28,9 @@ from cvdemo.search.benchmark import (
     exact_neighbours,
     lsh_sweep,
     measure,
+    merge_points,
     recall_at_k,
+    sample_queries,
     synthetic_gallery,
 )
 from cvdemo.search.exact import BruteForceIndex, top_k
@@ -37,6 +40,6 @@ from cvdemo.search.lsh import LSHIndex
 __all__ = [
     "SearchInputError", "MAX_BITS", "MAX_TABLES",
     "BruteForceIndex", "top_k", "LSHIndex", "FaissIVFIndex", "default_nlist", "faiss_module",
-    "CLIP_DIM", "COLUMNS", "compare_indexes", "lsh_sweep", "measure", "exact_neighbours", "recall_at_k",
+    "CLIP_DIM", "COLUMNS", "compare_indexes", "lsh_sweep", "measure", "exact_neighbours", "recall_at_k", "sample_queries", "merge_points",
     "synthetic_gallery", "recall_latency_figure",
 ]

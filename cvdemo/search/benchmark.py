@@ -146,20 +146,39 @@ def lsh_sweep(
     probes: int = 0,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    grid: Sequence[tuple[int, int]] | None = None,
 ) -> "Any":
-    """The recall/latency grid of LSH: one row per (bits, tables), with brute force's truth computed once."""
+    """The recall/latency grid of LSH: one row per (bits, tables) — every pair of ``bits`` x ``tables``, or
+    the (bits, tables) pairs of ``grid`` — with brute force's truth computed once. Columns: ``bits``,
+    ``tables``, ``probes``, then those of :func:`compare_indexes` and ``candidates_per_query``."""
     import pandas as pd
 
     vectors = as_vectors(vectors, what="gallery vectors")
     queries = as_vectors(queries, vectors.shape[1], "queries")
     k = min(check_k(k), len(vectors))
     truth = exact_neighbours(vectors, queries, k)
-    rows, total = [], len(bits) * len(tables)
-    for b in bits:
-        for t in tables:
-            row = measure("LSH", lambda: LSHIndex(vectors.shape[1], b, t, seed=seed, probes=min(probes, b)),
-                          vectors, queries, k, truth, repeats=1)
-            rows.append({"bits": b, "tables": t, **row})
-            if progress is not None:
-                progress(len(rows), total)
+    settings = list(grid) if grid is not None else [(b, t) for b in bits for t in tables]
+    rows = []
+    for b, t in settings:
+        row = measure("LSH", lambda: LSHIndex(vectors.shape[1], b, t, seed=seed, probes=min(probes, b)),
+                      vectors, queries, k, truth, repeats=1)
+        rows.append({"bits": b, "tables": t, "probes": min(probes, b), **row})
+        if progress is not None:
+            progress(len(rows), len(settings))
     return pd.DataFrame(rows)
+
+
+def sample_queries(vectors: np.ndarray, n: int = 100, seed: int = 0) -> np.ndarray:
+    """``n`` of the gallery's own vectors as queries (each finds itself first, in every method alike)."""
+    rng = np.random.default_rng(seed)
+    return vectors[rng.choice(len(vectors), min(int(n), len(vectors)), replace=False)]
+
+
+def merge_points(old: "Any | None", new: "Any") -> "Any":
+    """LSH points measured so far plus new ones; a setting measured again keeps its newest numbers."""
+    import pandas as pd
+
+    if old is None:
+        return new.reset_index(drop=True)
+    merged = pd.concat([old, new], ignore_index=True)
+    return merged.drop_duplicates(["bits", "tables", "probes"], keep="last").reset_index(drop=True)
