@@ -42,7 +42,8 @@ class BruteForceIndex:
         """(ids, scores), each (len(queries), k); past the gallery's size: id -1, score -inf."""
         queries, k = as_vectors(queries, self.dim, "queries"), check_k(k)
         ids, scores = [], []
-        for scores_row in (self.vectors @ queries.T).T if len(queries) > 1 else [self.vectors @ queries[0]]:
+        # (Q, N) with contiguous rows: each row goes to argpartition as it is (no strided copy per row)
+        for scores_row in queries @ self.vectors.T if len(queries) > 1 else [self.vectors @ queries[0]]:
             i, s = top_k(scores_row, k)
             ids.append(i)
             scores.append(s)
