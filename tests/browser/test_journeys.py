@@ -181,4 +181,35 @@ def test_share_this_demo_answers_inside_the_page(page, app_url):
     demo.get_by_label("Typed network", exact=True).check()
     demo.get_by_role("button", name="Count").click()
     expect(demo.get_by_role("heading", name=re.compile(r"at 3×32×32"))).to_be_visible(timeout=60_000)
+    # The twin's quiz: code 1 gives the page's questions; the right answer is counted.
+    from cvdemo.complexity import make_quiz
+
+    first = make_quiz(1, 8).questions[0]
+    demo.get_by_role("tab", name="Quiz").click()
+    demo.get_by_role("button", name="Start").click()
+    expect(demo.get_by_text(re.compile(r"Question 1 of 8"))).to_be_visible(timeout=120_000)
+    demo.get_by_label("Your answer").fill(first.answer_text)
+    demo.get_by_role("button", name="Check").click()
+    expect(demo.get_by_text(re.compile(r"^Right"))).to_be_visible(timeout=60_000)
+    expect(demo.get_by_text(re.compile(r"1 of 8 right"))).to_be_visible()
     assert_no_exception(page)
+
+
+def test_receptive_field_on_a_picture_and_the_classroom_quiz(page, app_url):
+    from cvdemo.complexity import make_quiz
+
+    open_page(page, app_url, "architectures")  # AlexNet at 224 px by default
+    click(page, main(page).get_by_role("tab", name="Receptive field"))
+    expect(main(page).get_by_text("sees 195 px of the 224 px image", exact=False).first).to_be_visible()
+    expect(main(page).get_by_text("The last layer sees 195 px of a 224 px image")).to_be_visible()
+    # The field chart, the field on the sample photo and the effective field of pretrained EfficientNet-Lite0.
+    assert main(page).locator('[data-testid="stPlotlyChart"]').count() == 3
+    expect(main(page).get_by_text(re.compile(r"Effective \(trained\): 95% in \d+ px"))).to_be_visible()
+    click(page, main(page).get_by_role("tab", name="Quiz"))
+    first = make_quiz(1, 8).questions[0]  # quiz code 1: the whole class gets these questions
+    main(page).get_by_label("Your answer").first.fill(first.answer_text)
+    click(page, main(page).get_by_role("button", name="Check").first)
+    expect(main(page).get_by_text(re.compile(r"^Right: read as"))).to_be_visible()
+    score = main(page).get_by_test_id("stMetric").filter(has_text="Score")
+    expect(score.get_by_test_id("stMetricValue")).to_have_text("1 / 8")
+    expect(main(page).get_by_text(f"answer: {first.answer_text}", exact=False)).to_be_visible()
