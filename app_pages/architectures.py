@@ -310,6 +310,8 @@ def layer_table(prof: cx.Profile, fields: cx.ReceptiveField | None, unit: str, f
         key="arch_table",
         height=420 if len(frame) > 12 else "auto",
         column_config={
+            # Pinned and wide enough for "stages.0.blocks.0.conv_dw": the other columns scroll beside it.
+            "layer": st.column_config.TextColumn(width="medium", pinned=True),
             "params": st.column_config.NumberColumn(format="localized"),
             unit: st.column_config.NumberColumn(format="localized"),
             "activations": st.column_config.NumberColumn(format="localized"),
