@@ -14,6 +14,7 @@ import pytest  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from conftest import open_page  # noqa: E402
+from markdown_view import formatting, rendered_text  # noqa: E402
 
 PAGE = "app_pages/segmentation.py"
 
@@ -59,7 +60,7 @@ def test_page_shows_the_sample_data_and_the_recipe():
     assert at.slider(key="seg_frozen").value == 3 and at.slider(key="seg_finetune").value == 5
     assert at.select_slider(key="seg_factor").value == 0.1  # differential learning rate
     assert at.toggle(key="seg_pretrained").value is True  # EfficientNet-Lite0's ImageNet weights are here
-    captions = [c for image in at.image for c in image.captions]
+    captions = [rendered_text(c) for image in at.image for c in image.captions]
     assert "Abyssinian_1" in captions  # the gallery of masks over photos
 
 
@@ -109,7 +110,7 @@ def test_instance_section_names_the_missing_yolo_seg_file_and_still_shows_semant
     assert not at.exception, at.exception
     assert any("yolov8n-seg.pt" in w.value for w in at.warning)
     assert at.selectbox(key="seg_instance_model").value.startswith("Your Unet")
-    assert any(c.startswith("Unet + efficientnet_lite0") for image in at.image for c in image.captions)
+    assert any(rendered_text(c).startswith("Unet + efficientnet_lite0") for image in at.image for c in image.captions)
 
 
 def test_save_then_load_and_bad_uploads(trained):
@@ -124,7 +125,7 @@ def test_save_then_load_and_bad_uploads(trained):
     assert not at.exception and any("pickle" in e.value for e in at.error)
     at.file_uploader(key="seg_load").set_value(("unet.safetensors", model_bytes, "application/octet-stream")).run()
     assert not at.exception
-    assert any("Loaded unet.safetensors" in s.value for s in at.success)
+    assert any("Loaded unet.safetensors" in rendered_text(s.value) for s in at.success)
     at.segmented_control(key="seg_section").set_value("Predict").run()
     assert any(o.startswith("Uploaded: unet.safetensors") for o in at.selectbox(key="seg_predict_model").options)
 
@@ -136,7 +137,7 @@ def test_bad_zip_is_a_clear_message_and_the_page_keeps_working():
     zipfile.ZipFile(empty, "w").close()
     at.file_uploader(key="seg_zip").set_value(("empty.zip", empty.getvalue(), "application/zip")).run()
     assert not at.exception
-    assert any("empty.zip: The zip archive is empty." in e.value for e in at.error)
+    assert any("empty.zip: The zip archive is empty." in rendered_text(e.value) for e in at.error)
     assert at.button(key="seg_train").disabled  # nothing to train on, nothing crashes
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as archive:
@@ -144,4 +145,41 @@ def test_bad_zip_is_a_clear_message_and_the_page_keeps_working():
         archive.writestr("masks/a.png", b"")
     at.file_uploader(key="seg_zip").set_value(("bad.zip", buf.getvalue(), "application/zip")).run()
     assert not at.exception
-    assert any("No usable image/mask pairs" in e.value and "a.jpg" in e.value for e in at.error)
+    assert any("No usable image/mask pairs" in e.value and "a.jpg" in rendered_text(e.value) for e in at.error)
+
+
+def _png(array) -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_user_names_in_a_zip_are_shown_as_typed():
+    """Class names, file names and the zip's name never turn into bold text, links or HTML."""
+    import numpy as np
+
+    at = _page()
+    at.radio(key="seg_data_source").set_value("Your zip of images and masks").run()
+    buf = io.BytesIO()
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:24, 8:24] = 1
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("classes.txt", "__back__\n<b>pet</b>\n")
+        for stem in ("__init__", "*star*"):
+            archive.writestr(f"images/{stem}.png", _png(np.full((32, 32, 3), 120)))
+            archive.writestr(f"masks/{stem}.png", _png(mask))
+        archive.writestr("images/[x](y).png", b"not an image")
+        archive.writestr("masks/[x](y).png", _png(mask))
+    at.file_uploader(key="seg_zip").set_value(("__my__.zip", buf.getvalue(), "application/zip")).run()
+    assert not at.exception, at.exception
+    summary = next(m.value for m in at.markdown if "image/mask pairs" in m.value)
+    assert "0 __back__" in rendered_text(summary) and "1 <b>pet</b>" in rendered_text(summary)
+    assert formatting(summary) == {"strong", "code"}  # the page's own bold count and class indices only
+    captions = [c for image in at.image for c in image.captions]
+    assert {rendered_text(c) for c in captions} >= {"__init__", "*star*"}
+    assert all(formatting(c) == set() for c in captions)
+    problems = [w.value for w in at.warning]
+    assert any("[x](y)" in rendered_text(p) and "a" not in formatting(p) for p in problems), problems
