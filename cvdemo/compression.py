@@ -36,6 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cvdemo.runtime import export_onnx, ort_session  # one exporter and session setup for the app
+from cvdemo.stats import format_interval, intervals_overlap, wilson_interval
 
 RUNTIME_TORCH = "PyTorch eager"
 RUNTIME_ORT = "ONNX Runtime"
@@ -1084,6 +1085,8 @@ def predictions(variant: Variant, eval_set: EvalSet, batch_size: int = 16, threa
 COLUMNS = [
     "model", "technique", "runtime", "precision", "file MB", "zipped MB", "params", "non-zeros",
     "MMACs", "latency b1 ms", "latency b8 ms", "speed-up b1", "top-1", "agreement",
+    # sample sizes and 95 % Wilson intervals (cvdemo.stats): on a few dozen images they are wide
+    "top-1 n", "top-1 low", "top-1 high", "agreement n", "agreement low", "agreement high",
 ]
 
 
@@ -1102,7 +1105,8 @@ def compare(
     Latency: every model runs with the same thread count (torch's and ONNX Runtime's), the
     models take turns, ``repeats`` runs after ``warmup`` per batch size; the median is reported.
     Top-1 counts labeled images only (NaN when there are none); agreement is the share of all
-    images where a model predicts the same class as the original.
+    images where a model predicts the same class as the original. Both come with their n and a
+    95 % Wilson interval (``top-1 low`` / ``top-1 high``, ...).
     """
     if not isinstance(original, Variant):
         original = original_variant(original)
@@ -1136,6 +1140,9 @@ def compare(
             params, nonzero = v.parameter_counts()
             blob = v.file_bytes()
             pred = preds[v.name]
+            correct = int((pred[labeled] == eval_set.labels[labeled]).sum())
+            same = int((pred == reference).sum())
+            n_labeled = int(labeled.sum())
             row = {
                 "model": v.name,
                 "technique": v.technique,
@@ -1146,8 +1153,12 @@ def compare(
                 "params": params,
                 "non-zeros": nonzero,
                 "MMACs": count_macs(v.module, input_size) / 1e6,
-                "top-1": float((pred[labeled] == eval_set.labels[labeled]).float().mean()) if labeled.any() else float("nan"),
-                "agreement": float((pred == reference).float().mean()),
+                "top-1": correct / n_labeled if n_labeled else float("nan"),
+                "agreement": same / len(pred),
+                "top-1 n": n_labeled,
+                **dict(zip(("top-1 low", "top-1 high"), wilson_interval(correct, n_labeled))),
+                "agreement n": len(pred),
+                **dict(zip(("agreement low", "agreement high"), wilson_interval(same, len(pred)))),
             }
             for batch in batch_sizes:
                 row[f"latency b{batch} ms"] = latency[batch][v.name]
@@ -1300,6 +1311,27 @@ def _than(ratio: float, better: str, worse: str, same: str) -> str:
     return f"about {same}" if 0.95 <= ratio <= 1.05 else _times(ratio, better, worse) + " than"
 
 
+def with_interval(row: pd.Series, column: str = "top-1") -> str:
+    """``"82.8 % (95 % CI 72–90 %, n = 64)"``: an accuracy with what it can be trusted to."""
+    value = f"{row[column]:.1%}"
+    if f"{column} n" not in row or pd.isna(row[f"{column} low"]):
+        return value
+    return f"{value} (95 % CI {format_interval(row[f'{column} low'], row[f'{column} high'])}, n = {int(row[f'{column} n'])})"
+
+
+def accuracy_difference(row: pd.Series, base: pd.Series, column: str = "top-1") -> str:
+    """What a difference in accuracy on this many images shows: a sentence, or "" without intervals."""
+    if f"{column} n" not in row or pd.isna(row[f"{column} low"]) or pd.isna(base[f"{column} low"]):
+        return ""
+    ours, theirs = (row[f"{column} low"], row[f"{column} high"]), (base[f"{column} low"], base[f"{column} high"])
+    if row[column] == base[column]:
+        return ""
+    if intervals_overlap(ours, theirs):
+        return (f" The 95 % intervals overlap: on {int(row[f'{column} n'])} images a {abs(row[column] - base[column]):.1%} "
+                "difference is within noise, so neither is shown to be better.")
+    return " The 95 % intervals do not overlap: a real difference on these images."
+
+
 def explain(technique: str, table: pd.DataFrame, cpu: CpuFeatures) -> str:
     """The lecture's key point plus where this machine's measured numbers agree or disagree."""
     point = LECTURE_POINTS.get(technique, "")
@@ -1315,7 +1347,8 @@ def explain(technique: str, table: pd.DataFrame, cpu: CpuFeatures) -> str:
         f"**Here:** {row[b1]:.1f} ms vs {base[b1]:.1f} ms at batch 1 ({_than(speed, 'faster', 'slower', 'as fast as')} "
         f"the original), file {row['file MB']:.1f} MB vs {base['file MB']:.1f} MB ({_times(size, 'smaller', 'larger', 'same size')}), "
         f"agreement with the original {row['agreement']:.0%}"
-        + (f", top-1 {row['top-1']:.1%} vs {base['top-1']:.1%}." if not pd.isna(row["top-1"]) else ".")
+        + (f", top-1 {with_interval(row)} vs {with_interval(base)}.{accuracy_difference(row, base)}"
+           if not pd.isna(row["top-1"]) else ".")
     )
     lines.append(measured)
     verdict = ""
@@ -1411,7 +1444,14 @@ def explain_distillation(table: pd.DataFrame, labeled: int, transfer: int) -> st
     unlabeled = transfer - labeled
     source = (f"the teacher also labeled {unlabeled} images that have no label" if unlabeled > 0
               else "both students saw the same labeled images")
-    if gain > 0.02:
+    within_noise = "overlap:" in accuracy_difference(kd, hard)  # the two 95 % intervals share values
+    if abs(gain) > 0.02 and within_noise:
+        # a few points on a few hundred test images can be chance: say so rather than claim a verdict
+        verdict = (f"{'Leans towards' if gain > 0 else 'Leans against'} the lecture: the distilled student is "
+                   f"{gain:+.1%} {'ahead' if gain > 0 else 'behind'} ({source}), but the 95 % intervals overlap, "
+                   f"so on {int(kd['top-1 n'])} test images this is not yet evidence. With more labeled images "
+                   "or epochs, see whether the sign holds.")
+    elif gain > 0.02:
         verdict = f"Agrees with the lecture: distillation added {gain:+.1%} top-1 over hard labels alone ({source})."
     elif gain < -0.02:
         verdict = (f"Disagrees this time: the distilled student is {gain:+.1%} behind ({source}). The teacher is only "
@@ -1427,8 +1467,8 @@ def explain_distillation(table: pd.DataFrame, labeled: int, transfer: int) -> st
         f"**Here:** teacher top-1 {teacher['top-1']:.0%} with {teacher['params']:,} parameters and "
         f"{teacher['latency b1 ms']:.1f} ms per image; student {kd['params']:,} parameters "
         f"({teacher['params'] / kd['params']:.0f}x fewer), {kd['latency b1 ms']:.1f} ms. "
-        f"Distilled student top-1 {kd['top-1']:.0%} (agrees with the teacher on {kd['agreement']:.0%}), "
-        f"hard-label student {hard['top-1']:.0%} ({hard['agreement']:.0%}). Labeled training images: {labeled}; "
+        f"Distilled student top-1 {with_interval(kd)} (agrees with the teacher on {kd['agreement']:.0%}), "
+        f"hard-label student {with_interval(hard)} ({hard['agreement']:.0%}). Labeled training images: {labeled}; "
         f"images the distilled student learned from: {transfer}.",
         "",
         verdict,
