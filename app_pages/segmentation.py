@@ -144,6 +144,7 @@ def record_run(trainer: seg.Trainer) -> None:
             "encoder weights": "ImageNet" if cfg.pretrained_encoder else "random",
             "epochs (frozen + fine-tune)": f"{frozen} + {len(trainer.history) - frozen}",
             "size px": cfg.img_size,
+            "held-out images": len(trainer.val_samples),
             "held-out foreground IoU": round(last.val_foreground_iou, 3),
             "held-out mIoU": round(last.val_miou, 3),
             "train seconds": round(trainer.seconds, 1),
@@ -189,25 +190,32 @@ def tile(img: Image.Image) -> Image.Image:
 def show_results(trainer: seg.Trainer) -> None:
     metrics = trainer.metrics
     model = trainer.model
-    st.markdown(f"#### Held-out images ({len(trainer.val_samples)}, never trained on)")
-    a, b, c = st.columns(3)
-    a.metric("Foreground IoU", f"{metrics.foreground_iou:.3f}", help="pet vs background, all object classes merged")
-    b.metric("Mean IoU", f"{metrics.miou:.3f}", help="average of the per-class IoUs below")
-    c.metric("Pixel accuracy", f"{metrics.pixel_accuracy:.3f}", help="easy to inflate: background is most pixels")
-    st.dataframe(pd.DataFrame(metrics.table()), hide_index=True, width="stretch")
+    n_images = len(trainer.val_samples)
+    st.markdown(f"#### Held-out images (n = {n_images}, never trained on)")
     n = len(model.class_names)
     cache = st.session_state.setdefault("seg_val_views", {})
     key = id(trainer)
-    if key not in cache:
+    if key not in cache:  # every held-out image once (at training size: cheap), for the spread and the views
         cache.clear()
-        cache[key] = [(s, model.predict(s.image)) for s in trainer.val_samples[:3]]
-    for sample, pred in cache[key]:
+        cache[key] = [(s, model.predict(s.image)) for s in trainer.val_samples]
+    per_image = [seg.SegMetrics(model.class_names, seg.confusion(pred, s.mask, n)).foreground_iou for s, pred in cache[key]]
+    a, b, c = st.columns(3)
+    a.metric(f"Foreground IoU (n = {n_images})", f"{metrics.foreground_iou:.3f}",
+             help="pet vs background, all object classes merged, over every pixel of the held-out images")
+    b.metric("Mean IoU", f"{metrics.miou:.3f}", help="average of the per-class IoUs below")
+    c.metric("Pixel accuracy", f"{metrics.pixel_accuracy:.3f}", help="easy to inflate: background is most pixels")
+    if len(per_image) > 1:
+        st.caption(
+            f"Per image, the foreground IoU runs from {min(per_image):.2f} to {max(per_image):.2f} over these "
+            f"{n_images} images: with so few, one image more or less moves the total, so compare runs by more "
+            "than a few hundredths (or hold out more images)."
+        )
+    st.dataframe(pd.DataFrame(metrics.table()), hide_index=True, width="stretch")
+    for (sample, pred), iou in list(zip(cache[key], per_image))[:3]:
         left, mid, right = st.columns(3)
         left.image(tile(sample.image), caption=ui.literal(sample.name))
         mid.image(tile(seg.overlay(sample.image, sample.mask, n, 0.6)), caption="truth")
-        one = seg.SegMetrics(model.class_names, seg.confusion(pred, sample.mask, n))
-        right.image(tile(seg.overlay(sample.image, pred, n, 0.6)),
-                    caption=f"prediction · foreground IoU {one.foreground_iou:.2f}")
+        right.image(tile(seg.overlay(sample.image, pred, n, 0.6)), caption=f"prediction · foreground IoU {iou:.2f}")
     runs = st.session_state.get("seg_runs", [])
     if runs:
         st.markdown("#### Your runs")
@@ -257,8 +265,12 @@ def train_tab() -> None:
     c1, c2, c3 = st.columns(3)
     frozen = c1.slider("Stage 1: epochs with the encoder frozen", 0, 20, 3, key="seg_frozen")
     finetune = c2.slider("Stage 2: epochs fine-tuning everything", 0, 40, 5, key="seg_finetune")
-    img_size = c3.select_slider("Training image size (px)", [96, 128, 160, 192, 224], value=160, key="seg_size",
-                                help="Smaller trains faster on a CPU; predictions are upsampled to the photo's size.")
+    # Default 96 px: the default recipe then costs half of 160 px's (93 s on 2 cores before), for a held-out
+    # foreground IoU of 0.78 instead of 0.87 on the sample pets (measured on this machine; see the help).
+    img_size = c3.select_slider("Training image size (px)", [96, 128, 160, 192, 224], value=96, key="seg_size",
+                                help="Smaller trains faster on a CPU; predictions are upsampled to the photo's size. "
+                                "On the sample pets (3 + 5 epochs): 96 px trains in about half the time of 160 px, "
+                                "160 px paints sharper masks (held-out foreground IoU about 0.87 vs 0.78).")
     c1, c2, c3 = st.columns(3)
     lr = c1.select_slider("Learning rate (decoder)", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], value=3e-3, key="seg_lr",
                           format_func=lambda v: f"{v:g}")

@@ -58,6 +58,7 @@ def test_page_shows_the_sample_data_and_the_recipe():
     assert "**26 image/mask pairs**" in text and "`2` dog" in text
     assert at.slider(key="seg_nval").value == 6
     assert at.slider(key="seg_frozen").value == 3 and at.slider(key="seg_finetune").value == 5
+    assert at.select_slider(key="seg_size").value == 96  # the quick default: half the time of 160 px
     assert at.select_slider(key="seg_factor").value == 0.1  # differential learning rate
     assert at.toggle(key="seg_pretrained").value is True  # EfficientNet-Lite0's ImageNet weights are here
     captions = [rendered_text(c) for image in at.image for c in image.captions]
@@ -70,12 +71,14 @@ def test_tiny_training_run_reports_held_out_iou_and_offers_the_model(trained):
     assert trainer.status == "done" and len(trainer.history) == 1
     assert any("Finished after 1 of 1 epochs" in s.value for s in at.success)
     metrics = {m.label: float(m.value) for m in at.metric}
-    assert 0.0 <= metrics["Foreground IoU"] <= 1.0 and 0.0 <= metrics["Mean IoU"] <= 1.0
+    assert 0.0 <= metrics["Foreground IoU (n = 6)"] <= 1.0 and 0.0 <= metrics["Mean IoU"] <= 1.0
+    # few held-out images: the page says how many and how far single images spread
+    assert any("Per image, the foreground IoU runs from" in c.value and "these 6 images" in c.value for c in at.caption)
     per_class = at.dataframe[0].value
     assert list(per_class["class"]) == ["background", "cat", "dog"]
     assert per_class["pixels (truth)"].sum() > 0
     runs = at.session_state["seg_runs"]
-    assert len(runs) == 1 and runs[0]["encoder weights"] == "ImageNet"
+    assert len(runs) == 1 and runs[0]["encoder weights"] == "ImageNet" and runs[0]["held-out images"] == 6
     labels = [b.label for b in at.download_button]
     assert "Download the trained model (.safetensors)" in labels
 
