@@ -7,6 +7,7 @@ Small networks keep the techniques fast; the one check that needs the real pretr
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 
 import pandas as pd
@@ -231,8 +232,26 @@ def test_compare_table_has_every_column():
     assert (original["agreement low"], original["agreement high"]) == wilson_interval(12, 12)
     assert (pruned["top-1 low"], pruned["top-1 high"]) == wilson_interval(round(pruned["top-1"] * labeled), labeled)
     assert calls[-1] == 1.0 and calls == sorted(calls)
+    assert (table[["runs b1", "runs b8"]] >= 2).all().all()  # tiny models: every run within the budget
     csv = cx.results_csv(table).decode()
     assert csv.splitlines()[0].startswith("model,technique,runtime")
+
+
+def test_slow_models_get_fewer_timed_runs_within_the_budget():
+    calls = {"slow": 0, "fast": 0}
+
+    def runner(name, seconds):
+        def run():
+            calls[name] += 1
+            time.sleep(seconds)
+        return run
+
+    samples = cx.time_interleaved({"slow": runner("slow", 0.2), "fast": runner("fast", 0.0)}, repeats=20, warmup=3,
+                                  budget=0.5, min_repeats=5)
+    assert len(samples["slow"]) == 5 and calls["slow"] == 6  # 20 x 0.2 s > 0.5 s: the minimum, one warm-up
+    assert len(samples["fast"]) == 20 and calls["fast"] == 23  # within budget: the lecture's 20 after 3 warm-ups
+    unlimited = cx.time_interleaved({"slow": runner("slow", 0.01)}, repeats=4, warmup=1, budget=None)
+    assert len(unlimited["slow"]) == 4
 
 
 def test_compare_without_labels_and_empty_sets():
