@@ -202,7 +202,7 @@ with zero_tab:
     with left:
         picked = ui.image_input("clip_zs", "Image", samples=clip.zero_shot_samples())
         if picked:
-            st.image(clip.display_thumbnail(picked[0][1], 400), caption=picked[0][0], width="content")
+            st.image(clip.display_thumbnail(picked[0][1], 400), caption=ui.literal(picked[0][0]), width="content")
     with right:
         presets = [*clip.LABEL_PRESETS, "Custom"]
         preset = st.selectbox("Label preset", presets, key="clip_preset")
@@ -242,12 +242,12 @@ def build_gallery(loader: Callable[[], clip.Gallery], source: str, quiet: bool =
     """Load, embed (only what the disk cache lacks) and keep the gallery in this session."""
     try:
         gallery = loader()
-    except (clip.ClipInputError, DataUnavailable) as exc:
-        st.error(str(exc), icon=":material/error:")
+    except (clip.ClipInputError, DataUnavailable) as exc:  # names the zip or folder: shown as typed
+        st.error(ui.literal(exc), icon=":material/error:")
         return
     if not gallery.images:
         st.error(
-            "No usable images: the gallery is empty. " + " ".join(gallery.skipped[:3]), icon=":material/error:"
+            "No usable images: the gallery is empty. " + ui.literal(" ".join(gallery.skipped[:3])), icon=":material/error:"
         )
         st.session_state[GALLERY] = None
         return
@@ -291,7 +291,7 @@ def show_hits(index: clip.ImageIndex, hits: list[clip.SearchHit], per_row: int =
                 st.caption(f"**{hit.score:.3f}** · {clip.md_literal(name[:24])}", help=clip.md_literal(hit.id))
                 st.button(
                     "More like this", key=f"clip_more_{hit.position}", icon=":material/image_search:",
-                    on_click=set_query_image, args=(hit.id,), width="stretch", help=f"Search by {hit.id}",
+                    on_click=set_query_image, args=(hit.id,), width="stretch", help=f"Search by {ui.literal(hit.id)}",
                 )
 
 

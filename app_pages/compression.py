@@ -9,6 +9,8 @@ import streamlit as st
 
 from cvdemo import ui, weights
 from cvdemo.archives import ArchiveError
+from cvdemo.stats import format_interval
+from cvdemo.text import plot_literal
 from cvdemo.catalog import PAGES
 from cvdemo.datasets import DataUnavailable
 from cvdemo.weights import WeightsUnavailable
@@ -53,6 +55,9 @@ TABLE_CONFIG = {
                                                    help="Latency at batch 1: median of the timed runs"),
     "latency b8 ms": st.column_config.NumberColumn("b8 ms", format="%.1f", width="small",
                                                    help="Latency at batch 8: median of the timed runs"),
+    "runs b1": st.column_config.NumberColumn(width="small", help="Timed runs behind the batch-1 median: fewer "
+                                             "only for a model so slow that all of them would take over 2 s"),
+    "runs b8": st.column_config.NumberColumn(width="small", help="Timed runs behind the batch-8 median (at least 5)"),
     "speed-up b1": st.column_config.NumberColumn("speed-up", format="%.2fx", width="small",
                                                  help="Original latency / this latency, batch 1"),
     "top-1": st.column_config.NumberColumn(format="percent", width="small"),
@@ -61,21 +66,52 @@ TABLE_CONFIG = {
 }
 
 
-DISPLAY_ORDER = ["model", "latency b1 ms", "speed-up b1", "top-1", "agreement", "file MB", "MMACs", "non-zeros",
-                 "params", "latency b8 ms", "zipped MB", "precision"]
+DISPLAY_ORDER = ["model", "latency b1 ms", "speed-up b1", "top-1", "top-1 CI", "agreement", "agreement CI", "file MB",
+                 "MMACs", "non-zeros", "params", "latency b8 ms", "zipped MB", "precision", "runs b1", "runs b8"]
+
+
+def sample_size(table: pd.DataFrame, column: str) -> int | None:
+    """The n behind ``column`` (the same for every row of a run), or None for a table without it."""
+    counts = table.get(f"{column} n")
+    return None if counts is None or counts.empty else int(counts.max())
 
 
 def show_table(table: pd.DataFrame) -> None:
     # What a lecturer points at first (latency, accuracy, size) comes first; the runtime is part of every
-    # model name, and the CSV download keeps every column.
-    st.dataframe(table, hide_index=True, column_config=TABLE_CONFIG,
-                 column_order=[c for c in DISPLAY_ORDER if c in table.columns])
+    # model name, and the CSV download keeps every column (the intervals' bounds too).
+    shown = table.copy()
+    config = dict(TABLE_CONFIG)
+    for column in ("top-1", "agreement"):
+        n = sample_size(table, column)
+        if n is None:
+            continue
+        shown[f"{column} CI"] = [format_interval(lo, hi) for lo, hi in zip(table[f"{column} low"], table[f"{column} high"])]
+        config[f"{column} CI"] = st.column_config.TextColumn(
+            f"95 % CI (n={n})", width="small",
+            help=f"Wilson 95 % interval of the {column} share on these {n} images: "
+            "differences inside overlapping intervals may be chance")
+    st.dataframe(shown, hide_index=True, column_config=config,
+                 column_order=[c for c in DISPLAY_ORDER if c in shown.columns])
+    n_top1, n_agree = sample_size(table, "top-1"), sample_size(table, "agreement")
+    if n_agree:
+        st.caption(
+            (f"top-1 on {n_top1} labeled image(s), " if n_top1 else "no labeled images (no top-1), ")
+            + f"agreement on {n_agree} image(s). On a few dozen images a single image moves an accuracy by "
+            f"{100 / max(n_top1 or n_agree, 1):.1f} points: read the 95 % intervals before calling a winner."
+        )
 
 
 def trade_off_chart(table: pd.DataFrame, reference: str = "original") -> None:
     accuracy = "top-1" if table["top-1"].notna().any() else "agreement"
+    points = table.assign(model=table["model"].map(plot_literal))  # names may hold user text (file names)
+    n = sample_size(table, accuracy)
+    error = {}
+    if n:  # 95 % Wilson intervals as asymmetric error bars
+        points["above"] = table[f"{accuracy} high"] - table[accuracy]
+        points["below"] = table[accuracy] - table[f"{accuracy} low"]
+        error = {"error_y": "above", "error_y_minus": "below"}
     fig = px.scatter(
-        table,
+        points,
         x="latency b1 ms",
         y=accuracy,
         color="model",
@@ -83,16 +119,20 @@ def trade_off_chart(table: pd.DataFrame, reference: str = "original") -> None:
         size_max=26,
         log_x=True,
         hover_name="model",
-        hover_data={"model": False, "file MB": ":.2f", "MMACs": ":.0f", "agreement": ":.0%"},
+        hover_data={"model": False, "file MB": ":.2f", "MMACs": ":.0f", "agreement": ":.0%",
+                    **({"above": False, "below": False} if error else {})},
+        **error,
     )
     fig.update_layout(yaxis_tickformat=".1%", height=480, legend_orientation="h", legend_y=-0.25, margin_t=30,
                       legend_title_text="", xaxis_title="latency at batch 1, ms (log scale)")
-    st.markdown(f"**Latency vs {accuracy}**: up and to the left is better; marker size = file size")
+    st.markdown(f"**Latency vs {accuracy}**: up and to the left is better; marker size = file size"
+                + (f"; bars = 95 % interval on n = {n} images" if n else ""))
     st.plotly_chart(fig)
 
 
 def size_chart(table: pd.DataFrame) -> None:
-    sizes = table.melt(id_vars="model", value_vars=["file MB", "zipped MB"], var_name="stored as", value_name="MB")
+    sizes = table.assign(model=table["model"].map(plot_literal)).melt(
+        id_vars="model", value_vars=["file MB", "zipped MB"], var_name="stored as", value_name="MB")
     fig = px.bar(sizes, x="MB", y="model", color="stored as", barmode="group", orientation="h")
     fig.update_layout(height=max(440, 140 + 50 * len(table)), yaxis_title=None, legend_orientation="h",
                       legend_y=-0.15, margin_t=30)
@@ -145,6 +185,59 @@ def downloads(run_variants: list[cx.Variant], table: pd.DataFrame, key: str, inp
                    "ONNX carries both.")
 
 
+def technique_knobs(tech: str, model_name: str) -> dict:
+    """The knobs of one technique, laid out inside its card."""
+    knobs: dict = {}
+    if tech == "int8_static":
+        knobs["calibration_images"] = st.slider("Calibration images", 2, 64, 16, key="cx_calib")
+        knobs["per_channel"] = st.toggle("Per-channel weight scales", True, key="cx_perchannel")
+    elif tech == "int8_dynamic":
+        st.caption("No knobs: Linear weights go to INT8, activations are quantized on the fly.")
+    elif tech in ("fp16", "bf16"):
+        st.caption("16 bits per weight instead of 32; computed in that precision.")
+    elif tech == "prune_unstructured":
+        knobs["amount"] = st.slider("Sparsity %", 0, 100, 30, 5, key="cx_sparsity") / 100
+        knobs["scope"] = st.radio("Rank weights", ["global", "layer"], horizontal=True, key="cx_scope",
+                                  format_func={"global": "across the network", "layer": "per layer"}.get)
+    elif tech == "prune_structured":
+        knobs["amount"] = st.slider("Channels removed %", 0, 100, 30, 5, key="cx_channels") / 100
+        # Default: one short epoch. Three epochs on all 244 images were 40 % of an all-techniques run
+        # (about 90 of 219 s on 2 cores); more of both recovers more accuracy, for whoever can wait.
+        knobs["fine_tune_epochs"] = st.slider(
+            "Recovery fine-tune epochs", 0, 6, 1, key="cx_ft_epochs",
+            help="The original teaches the pruned copy on unlabeled images (hymenoptera train, mirrored). "
+            "Cost grows with epochs x images: 1 epoch on 128 images takes about 15 s on 2 cores, "
+            "3 epochs on 244 about a minute and a half.")
+        knobs["fine_tune_images"] = st.select_slider("Fine-tune images", [32, 64, 128, 244], 128, key="cx_ft_n")
+    elif tech == "low_rank":
+        mode = st.radio("Keep", ["rank", "energy"], horizontal=True, key="cx_lr_mode",
+                        format_func={"energy": "an energy fraction", "rank": "a fixed rank"}.get)
+        if mode == "energy":
+            knobs["energy"] = st.slider("Energy kept %", 50, 100, 90, key="cx_energy") / 100
+        else:
+            knobs["rank"] = st.number_input("Rank", 1, 8192, 256, key="cx_rank")
+        knobs["layers"] = st.multiselect("Layers (empty = all)", cx.factorisable_layers(model_name),
+                                         default=["classifier"] if "classifier" in cx.factorisable_layers(model_name) else [],
+                                         key="cx_lr_layers")
+    return knobs
+
+
+# Settings cards in rows of at most this many: with all seven techniques one row squeezed each card to
+# ~120 px at 1280 px (titles broke mid-word, the layer picker became a blob); three keep ~290 px.
+CARDS_PER_ROW = 3
+
+
+def technique_cards(picked: list[str], model_name: str) -> list[cx.TechniqueSpec]:
+    specs = []
+    for first in range(0, len(picked), CARDS_PER_ROW):
+        row = picked[first : first + CARDS_PER_ROW]
+        for col, tech in zip(st.columns(CARDS_PER_ROW), row):
+            with col.container(border=True, height="stretch"):
+                st.markdown(f"**{cx.TECHNIQUES[tech]}**")
+                specs.append(cx.TechniqueSpec(tech, technique_knobs(tech, model_name)))
+    return specs
+
+
 # --- 1 · compress a pretrained model ---------------------------------------------------------------------
 
 with tab_compress:
@@ -170,47 +263,15 @@ with tab_compress:
 
         picked = st.multiselect("Techniques", list(cx.TECHNIQUES), default=["int8_static"], format_func=cx.TECHNIQUES.get,
                                 key="cx_techniques")
-        specs: list[cx.TechniqueSpec] = []
-        knob_cols = st.columns(max(len(picked), 1))
-        for col, tech in zip(knob_cols, picked):
-            with col.container(border=True):
-                st.markdown(f"**{cx.TECHNIQUES[tech]}**")
-                knobs: dict = {}
-                if tech == "int8_static":
-                    knobs["calibration_images"] = st.slider("Calibration images", 2, 64, 16, key="cx_calib")
-                    knobs["per_channel"] = st.toggle("Per-channel weight scales", True, key="cx_perchannel")
-                elif tech == "int8_dynamic":
-                    st.caption("No knobs: Linear weights go to INT8, activations are quantized on the fly.")
-                elif tech in ("fp16", "bf16"):
-                    st.caption("16 bits per weight instead of 32; computed in that precision.")
-                elif tech == "prune_unstructured":
-                    knobs["amount"] = st.slider("Sparsity %", 0, 100, 30, 5, key="cx_sparsity") / 100
-                    knobs["scope"] = st.radio("Rank weights", ["global", "layer"], horizontal=True, key="cx_scope",
-                                              format_func={"global": "across the network", "layer": "per layer"}.get)
-                elif tech == "prune_structured":
-                    knobs["amount"] = st.slider("Channels removed %", 0, 100, 30, 5, key="cx_channels") / 100
-                    knobs["fine_tune_epochs"] = st.slider(
-                        "Recovery fine-tune epochs", 0, 6, 3, key="cx_ft_epochs",
-                        help="The original teaches the pruned copy on unlabeled images (hymenoptera train, mirrored); "
-                        "about 10 s per epoch of 244 images on 2 cores.")
-                    knobs["fine_tune_images"] = st.select_slider("Fine-tune images", [32, 64, 128, 244], 244, key="cx_ft_n")
-                elif tech == "low_rank":
-                    mode = st.radio("Keep", ["rank", "energy"], horizontal=True, key="cx_lr_mode",
-                                    format_func={"energy": "an energy fraction", "rank": "a fixed rank"}.get)
-                    if mode == "energy":
-                        knobs["energy"] = st.slider("Energy kept %", 50, 100, 90, key="cx_energy") / 100
-                    else:
-                        knobs["rank"] = st.number_input("Rank", 1, 8192, 256, key="cx_rank")
-                    knobs["layers"] = st.multiselect("Layers (empty = all)", cx.factorisable_layers(model_name),
-                                                     default=["classifier"] if "classifier" in cx.factorisable_layers(model_name) else [],
-                                                     key="cx_lr_layers")
-                specs.append(cx.TechniqueSpec(tech, knobs))
+        specs = technique_cards(picked, model_name)
 
         with st.expander("Measurement settings"):
             m1, m2, m3 = st.columns(3)
             limit = m1.slider("Evaluation images", 8, 153, 64, key="cx_limit")
             repeats = m2.number_input("Timed runs per batch size (median)", 3, 100, 20, key="cx_repeats",
-                                      help="The lecture's rule: at least 20 runs after a warm-up.")
+                                      help="The lecture's rule: at least 20 runs after a warm-up. A model so slow "
+                                      "that they would take over 2 s (FP16 without FP16 hardware) gets fewer, "
+                                      "at least 5: the table's runs columns say how many.")
             deploy_ort = m3.toggle("Also deploy pruned / factorised models in ONNX Runtime", False, key="cx_deploy",
                                    help="Adds one row per PyTorch variant exported to ONNX Runtime (a few seconds each).")
 
@@ -226,8 +287,8 @@ with tab_compress:
                 else:
                     with st.spinner("Loading evaluation images…"):
                         eval_set = ui.shared(cx.standard_eval_set, model_name, eval_choice, limit)
-            except (cx.CompressionError, ArchiveError, DataUnavailable) as exc:
-                st.error(str(exc))
+            except (cx.CompressionError, ArchiveError, DataUnavailable) as exc:  # may name files of the zip
+                st.error(ui.literal(exc))
             except WeightsUnavailable as exc:
                 ui.weights_missing(exc)
             if eval_set is not None:
@@ -245,15 +306,16 @@ with tab_compress:
                                                 progress=lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text))
                     except (cx.CompressionError, DataUnavailable) as exc:
                         status.update(label="Stopped", state="error")
-                        st.error(str(exc))
+                        st.error(ui.literal(exc))
                     else:
                         state["cx_result"] = run
                         status.update(label=f"Done: {len(run.variants)} variant(s) measured", state="complete",
                                       expanded=False)
                 for label, message in ({} if "cx_result" not in state else state["cx_result"].errors).items():
-                    st.error(f"**{label}**: {message}")
+                    st.error(f"**{label}**: {ui.literal(message)}")
                 if eval_set.skipped:
-                    st.warning(f"{len(eval_set.skipped)} file(s) of the zip were skipped: " + "; ".join(eval_set.skipped[:5]))
+                    st.warning(f"{len(eval_set.skipped)} file(s) of the zip were skipped: "
+                               + ui.literal("; ".join(eval_set.skipped[:5])))
                 if eval_set.labeled == 0:
                     st.info("No image of this set has an ImageNet label, so top-1 is blank; agreement still counts.")
 
@@ -284,7 +346,7 @@ with tab_compress:
                     for v in run.variants:
                         if v.technique == tech:
                             for note in v.notes:
-                                st.caption(f"{v.name}: {note}")
+                                st.caption(ui.literal(f"{v.name}: {note}"))
 
             @st.fragment
             def download_panel() -> None:
@@ -331,7 +393,7 @@ with tab_distill:
                                    progress=lambda f, t: bar.progress(min(0.9 + 0.1 * f, 1.0), t))
             except (cx.CompressionError, DataUnavailable) as exc:
                 status.update(label="Stopped", state="error")
-                st.error(str(exc))
+                st.error(ui.literal(exc))
             except WeightsUnavailable as exc:
                 status.update(label="Stopped", state="error")
                 ui.weights_missing(exc)
@@ -380,8 +442,8 @@ with tab_upload:
                 eval_set = ui.shared(cx.standard_eval_set, ref_name, "hymenoptera", up_limit)
                 with st.spinner("Measuring…"):
                     state["up_result"] = cx.compare(original, [variant], eval_set, repeats=20)
-            except (cx.CompressionError, DataUnavailable) as exc:
-                st.error(str(exc))
+            except (cx.CompressionError, DataUnavailable) as exc:  # names the uploaded file
+                st.error(ui.literal(exc))
             except WeightsUnavailable as exc:
                 ui.weights_missing(exc)
         if "up_result" in state:

@@ -41,7 +41,7 @@ def pick_dataset() -> seg.SegDataset | None:
         try:
             return _dataset("sample")
         except datasets.DataUnavailable as exc:
-            st.warning(str(exc), icon="📂")
+            st.warning(ui.literal(exc), icon="📂")
             return None
     with st.expander("Zip layout", expanded=False):
         st.markdown(
@@ -56,8 +56,8 @@ def pick_dataset() -> seg.SegDataset | None:
         return None
     try:
         return _dataset("zip", upload.getvalue(), upload.name)
-    except seg.SegDataError as exc:
-        st.error(str(exc), icon="🗂️")
+    except seg.SegDataError as exc:  # names files of the zip: shown as typed
+        st.error(ui.literal(exc), icon="🗂️")
         return None
 
 
@@ -65,17 +65,17 @@ def show_dataset(data: seg.SegDataset) -> None:
     shares = data.pixel_shares()
     st.markdown(
         f"**{len(data.samples)} image/mask pairs** · classes: "
-        + ", ".join(f"`{i}` {n} ({100 * shares[n]:.0f}% of pixels)" for i, n in enumerate(data.class_names))
+        + ", ".join(f"`{i}` {ui.literal(n)} ({100 * shares[n]:.0f}% of pixels)" for i, n in enumerate(data.class_names))
     )
     if data.problems:
         with st.expander(f"{len(data.problems)} file(s) skipped — why", expanded=len(data.problems) <= 3):
             for problem in data.problems:
-                st.warning(problem, icon="⚠️")
+                st.warning(ui.literal(problem), icon="⚠️")
     columns = st.columns(6)
     n = len(data.class_names)
     for column, sample in zip(columns, data.samples[:: max(1, len(data.samples) // 6)][:6]):
         painted = seg.overlay(sample.image, sample.mask, n, 0.55)
-        column.image(ImageOps.fit(painted, (240, 180)), caption=sample.name)
+        column.image(ImageOps.fit(painted, (240, 180)), caption=ui.literal(sample.name))
 
 
 # --- training ---------------------------------------------------------------------------------------
@@ -144,6 +144,7 @@ def record_run(trainer: seg.Trainer) -> None:
             "encoder weights": "ImageNet" if cfg.pretrained_encoder else "random",
             "epochs (frozen + fine-tune)": f"{frozen} + {len(trainer.history) - frozen}",
             "size px": cfg.img_size,
+            "held-out images": len(trainer.val_samples),
             "held-out foreground IoU": round(last.val_foreground_iou, 3),
             "held-out mIoU": round(last.val_miou, 3),
             "train seconds": round(trainer.seconds, 1),
@@ -166,11 +167,11 @@ def training_panel() -> None:
                                            f"{trainer.total_epochs} ({trainer.seconds:.0f} s so far)")
         st.button("Stop", key="seg_stop", icon=":material/stop_circle:", on_click=trainer.stop)
     elif trainer.status == "failed":
-        st.error(f"Training failed: {trainer.error}")
+        st.error(f"Training failed: {ui.literal(trainer.error)}")
     else:
         word = "Stopped" if trainer.status == "stopped" else "Finished"
         st.success(f"{word} after {done_epochs} of {trainer.total_epochs} epochs in {trainer.seconds:.0f} s "
-                   f"on {trainer.label}.", icon="✅")
+                   f"on {ui.literal(trainer.label)}.", icon="✅")
     st.plotly_chart(_curves(trainer, runs), key="seg_curves", config={"displayModeBar": False})
     if trainer.running:
         return
@@ -189,25 +190,32 @@ def tile(img: Image.Image) -> Image.Image:
 def show_results(trainer: seg.Trainer) -> None:
     metrics = trainer.metrics
     model = trainer.model
-    st.markdown(f"#### Held-out images ({len(trainer.val_samples)}, never trained on)")
-    a, b, c = st.columns(3)
-    a.metric("Foreground IoU", f"{metrics.foreground_iou:.3f}", help="pet vs background, all object classes merged")
-    b.metric("Mean IoU", f"{metrics.miou:.3f}", help="average of the per-class IoUs below")
-    c.metric("Pixel accuracy", f"{metrics.pixel_accuracy:.3f}", help="easy to inflate: background is most pixels")
-    st.dataframe(pd.DataFrame(metrics.table()), hide_index=True, width="stretch")
+    n_images = len(trainer.val_samples)
+    st.markdown(f"#### Held-out images (n = {n_images}, never trained on)")
     n = len(model.class_names)
     cache = st.session_state.setdefault("seg_val_views", {})
     key = id(trainer)
-    if key not in cache:
+    if key not in cache:  # every held-out image once (at training size: cheap), for the spread and the views
         cache.clear()
-        cache[key] = [(s, model.predict(s.image)) for s in trainer.val_samples[:3]]
-    for sample, pred in cache[key]:
+        cache[key] = [(s, model.predict(s.image)) for s in trainer.val_samples]
+    per_image = [seg.SegMetrics(model.class_names, seg.confusion(pred, s.mask, n)).foreground_iou for s, pred in cache[key]]
+    a, b, c = st.columns(3)
+    a.metric(f"Foreground IoU (n = {n_images})", f"{metrics.foreground_iou:.3f}",
+             help="pet vs background, all object classes merged, over every pixel of the held-out images")
+    b.metric("Mean IoU", f"{metrics.miou:.3f}", help="average of the per-class IoUs below")
+    c.metric("Pixel accuracy", f"{metrics.pixel_accuracy:.3f}", help="easy to inflate: background is most pixels")
+    if len(per_image) > 1:
+        st.caption(
+            f"Per image, the foreground IoU runs from {min(per_image):.2f} to {max(per_image):.2f} over these "
+            f"{n_images} images: with so few, one image more or less moves the total, so compare runs by more "
+            "than a few hundredths (or hold out more images)."
+        )
+    st.dataframe(pd.DataFrame(metrics.table()), hide_index=True, width="stretch")
+    for (sample, pred), iou in list(zip(cache[key], per_image))[:3]:
         left, mid, right = st.columns(3)
-        left.image(tile(sample.image), caption=sample.name)
+        left.image(tile(sample.image), caption=ui.literal(sample.name))
         mid.image(tile(seg.overlay(sample.image, sample.mask, n, 0.6)), caption="truth")
-        one = seg.SegMetrics(model.class_names, seg.confusion(pred, sample.mask, n))
-        right.image(tile(seg.overlay(sample.image, pred, n, 0.6)),
-                    caption=f"prediction · foreground IoU {one.foreground_iou:.2f}")
+        right.image(tile(seg.overlay(sample.image, pred, n, 0.6)), caption=f"prediction · foreground IoU {iou:.2f}")
     runs = st.session_state.get("seg_runs", [])
     if runs:
         st.markdown("#### Your runs")
@@ -257,8 +265,12 @@ def train_tab() -> None:
     c1, c2, c3 = st.columns(3)
     frozen = c1.slider("Stage 1: epochs with the encoder frozen", 0, 20, 3, key="seg_frozen")
     finetune = c2.slider("Stage 2: epochs fine-tuning everything", 0, 40, 5, key="seg_finetune")
-    img_size = c3.select_slider("Training image size (px)", [96, 128, 160, 192, 224], value=160, key="seg_size",
-                                help="Smaller trains faster on a CPU; predictions are upsampled to the photo's size.")
+    # Default 96 px: the default recipe then costs half of 160 px's (93 s on 2 cores before), for a held-out
+    # foreground IoU of 0.78 instead of 0.87 on the sample pets (measured on this machine; see the help).
+    img_size = c3.select_slider("Training image size (px)", [96, 128, 160, 192, 224], value=96, key="seg_size",
+                                help="Smaller trains faster on a CPU; predictions are upsampled to the photo's size. "
+                                "On the sample pets (3 + 5 epochs): 96 px trains in about half the time of 160 px, "
+                                "160 px paints sharper masks (held-out foreground IoU about 0.87 vs 0.78).")
     c1, c2, c3 = st.columns(3)
     lr = c1.select_slider("Learning rate (decoder)", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], value=3e-3, key="seg_lr",
                           format_func=lambda v: f"{v:g}")
@@ -266,7 +278,9 @@ def train_tab() -> None:
                               value=0.1, key="seg_factor", disabled=not pretrained,
                               help="Differential learning rate: pretrained features need only small nudges.")
     n_val = 1
-    if data is not None and len(data.samples) >= 2:
+    if data is not None and len(data.samples) == 2:  # a slider needs two values to choose from
+        c3.caption("Held-out images: 1 (of 2 pairs: one to learn from, one to check on).")
+    elif data is not None and len(data.samples) > 2:
         default_val = 6 if len(data.samples) == 26 else max(1, len(data.samples) // 4)
         n_val = c3.slider("Held-out images (never trained on)", 1, max(1, len(data.samples) - 1),
                           min(default_val, len(data.samples) - 1), key="seg_nval")
@@ -323,18 +337,20 @@ def load_model_section() -> None:
     digest = hashlib.sha1(upload.getvalue()).hexdigest()
     loaded = st.session_state.get("seg_uploaded")
     if loaded is not None and loaded[0] == digest:
-        st.success(f"Loaded {upload.name}: {loaded[1].title}, classes {', '.join(loaded[1].class_names)}.")
+        st.success(f"Loaded {ui.literal(upload.name)}: {ui.literal(loaded[1].title)}, "
+                   f"classes {ui.literal(', '.join(loaded[1].class_names))}.")
         return
     try:
         config_json = json_files[0].getvalue().decode("utf-8", errors="replace") if json_files else None
         with st.spinner("Loading…"):
             model = seg.SegModel.from_bytes(upload.getvalue(), config_json, upload.name)
     except seg.ModelFileError as exc:
-        st.error(str(exc), icon="🚫")
+        st.error(ui.literal(exc), icon="🚫")
         return
     model.title = f"{upload.name} ({model.config.architecture} + {model.config.encoder})"
     st.session_state.seg_uploaded = (digest, model)
-    st.success(f"Loaded {upload.name}: {model.title}, classes {', '.join(model.class_names)}. Use it in **Predict**.")
+    st.success(f"Loaded {ui.literal(upload.name)}: {ui.literal(model.title)}, "
+               f"classes {ui.literal(', '.join(model.class_names))}. Use it in **Predict**.")
 
 
 # --- predict ----------------------------------------------------------------------------------------
@@ -366,9 +382,9 @@ def get_segmenter(kind: str) -> seg.Segmenter | None:
     except weights.WeightsUnavailable as exc:
         ui.weights_missing(exc)
     except datasets.DataUnavailable as exc:
-        st.warning(f"The server model trains on the sample pets, which are missing here. {exc}")
+        st.warning(f"The server model trains on the sample pets, which are missing here. {ui.literal(exc)}")
     except seg.ModelFileError as exc:
-        st.error(str(exc))
+        st.error(ui.literal(exc))
     return None
 
 
@@ -380,7 +396,7 @@ def predicted_mask(model: seg.Segmenter, name: str, image: Image.Image) -> np.nd
     if key not in cache:
         if len(cache) > 8:
             cache.clear()
-        with st.spinner(f"Segmenting with {model.title}…"):
+        with st.spinner(f"Segmenting with {ui.literal(model.title)}…"):
             cache[key] = model.predict(image)
     return cache[key]
 
@@ -391,9 +407,9 @@ def show_prediction(model: seg.Segmenter, name: str, image: Image.Image, mask: n
     opacity = st.slider("Mask opacity", 0.0, 1.0, 0.55, 0.05, key=f"{key}_opacity")
     skip = () if model.background is None else (model.background,)
     left, right = st.columns(2)
-    left.image(image, caption=name, width="stretch")
+    left.image(image, caption=ui.literal(name), width="stretch")
     painted = seg.overlay(image, mask, n, opacity, skip=skip)
-    right.image(painted, caption=f"{model.title}", width="stretch")
+    right.image(painted, caption=ui.literal(model.title), width="stretch")
     shares = seg.class_shares(mask, model.class_names)
     st.html(seg.legend_html(shares[:12]))
     table = pd.DataFrame(
@@ -418,7 +434,7 @@ def predict_tab() -> None:
         st.caption(f"Published models not on this machine (file missing in the weights folder): {names}.")
     model = get_segmenter(options[choice])
     if model is not None and len(model.class_names) <= 12:
-        st.caption(f"This model knows only **{', '.join(model.class_names)}**: every pixel of any photo becomes "
+        st.caption(f"This model knows only **{ui.literal(', '.join(model.class_names))}**: every pixel of any photo becomes "
                    "one of them — try it on people.")
     # Pets first: the trained U-Net's own world; the packaged street photos show what it has never seen.
     samples = datasets.sample_images()
@@ -433,7 +449,7 @@ def predict_tab() -> None:
         stem = PurePosixPath(name).stem
         seen = "was **held out** (never trained on)" if stem in {s.name for s in held_out} else \
             "was in its **training set** (pick a held-out one for an honest look)"
-        st.caption(f"{stem} {seen}. Held out: {', '.join(s.name for s in held_out)}.")
+        st.caption(f"{ui.literal(stem)} {seen}. Held out: {ui.literal(', '.join(s.name for s in held_out))}.")
     mask = predicted_mask(model, name, image)
     show_prediction(model, name, image, mask, key="seg_pred")
 
@@ -463,7 +479,7 @@ def instance_tab() -> None:
                        "score, and the same masks merged per class: a semantic mask made from instances.")
             yolo = None
         except Exception as exc:  # a damaged model file must not take the page down
-            st.error(f"The YOLO-seg model could not be loaded: {exc}")
+            st.error(f"The YOLO-seg model could not be loaded: {ui.literal(exc)}")
             yolo = None
         if yolo is not None:
             conf = st.slider("Confidence", 0.05, 0.95, 0.25, 0.05, key="seg_inst_conf")
@@ -483,7 +499,7 @@ def instance_tab() -> None:
             mask = predicted_mask(model, name, image)
             skip = () if model.background is None else (model.background,)
             st.image(seg.overlay(image, mask, len(model.class_names), 0.6, skip=skip), width="stretch",
-                     caption=model.title)
+                     caption=ui.literal(model.title))
             st.html(seg.legend_html(seg.class_shares(mask, model.class_names)[:8]))
 
 
@@ -491,7 +507,7 @@ def instance_tab() -> None:
 # YOLO stay untouched until asked for). Stateful st.tabs(on_change="rerun") would do the same, but in
 # Streamlit 1.67 its first rerun drops the st.navigation shell when the page URL is opened directly.
 SECTIONS = {TAB_TRAIN: train_tab, TAB_PREDICT: predict_tab, TAB_INSTANCE: instance_tab}
-section = st.segmented_control("Section", list(SECTIONS), default=TAB_TRAIN, key="seg_section",
+section = st.segmented_control("Section", list(SECTIONS), default=TAB_TRAIN, key="seg_section", required=True,
                                label_visibility="collapsed") or TAB_TRAIN
 SECTIONS[section]()
 

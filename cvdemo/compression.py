@@ -36,6 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cvdemo.runtime import export_onnx, ort_session  # one exporter and session setup for the app
+from cvdemo.stats import format_interval, intervals_overlap, wilson_interval
 
 RUNTIME_TORCH = "PyTorch eager"
 RUNTIME_ORT = "ONNX Runtime"
@@ -1055,19 +1056,36 @@ def count_macs(module: nn.Module, input_size: tuple[int, int, int]) -> int:
 
 
 def time_interleaved(
-    runners: dict[str, Callable[[], object]], repeats: int = 20, warmup: int = 3, pause: float = 0.002
+    runners: dict[str, Callable[[], object]],
+    repeats: int = 20,
+    warmup: int = 3,
+    pause: float = 0.002,
+    budget: float | None = None,
+    min_repeats: int = 5,
 ) -> dict[str, list[float]]:
     """Seconds per call for each runner, taking turns (A, B, C, A, B, C, ...) after a warm-up.
 
     Taking turns spreads the noise of a shared machine evenly over the candidates; the short
     ``pause`` before each timed call lets the previous runtime's worker threads go to sleep.
+
+    ``budget`` (seconds per runner): a runner whose warm-up call shows that ``repeats`` runs would
+    take longer gets fewer runs, never fewer than ``min_repeats``, and one warm-up call only (FP16
+    on a CPU without FP16 arithmetic takes a second per batch: 20 runs of it were a minute of waiting).
     """
-    for run in runners.values():
-        for _ in range(warmup):
+    counts: dict[str, int] = {}
+    for name, run in runners.items():
+        start = time.perf_counter()
+        run()
+        first = time.perf_counter() - start
+        slow = budget is not None and first * repeats > budget
+        for _ in range(0 if slow and first > budget / min_repeats else warmup - 1):
             run()
+        counts[name] = max(min(min_repeats, repeats), int(budget / first)) if slow else repeats
     samples: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(repeats):
+    for turn in range(max(counts.values(), default=0)):
         for name, run in runners.items():
+            if turn >= counts[name]:
+                continue
             time.sleep(pause)
             start = time.perf_counter()
             run()
@@ -1084,6 +1102,9 @@ def predictions(variant: Variant, eval_set: EvalSet, batch_size: int = 16, threa
 COLUMNS = [
     "model", "technique", "runtime", "precision", "file MB", "zipped MB", "params", "non-zeros",
     "MMACs", "latency b1 ms", "latency b8 ms", "speed-up b1", "top-1", "agreement",
+    # sample sizes and 95 % Wilson intervals (cvdemo.stats): on a few dozen images they are wide
+    "top-1 n", "top-1 low", "top-1 high", "agreement n", "agreement low", "agreement high",
+    "runs b1", "runs b8",  # timed runs behind each median (fewer for very slow models: compare's time_budget)
 ]
 
 
@@ -1096,13 +1117,17 @@ def compare(
     batch_sizes: Sequence[int] = (1, 8),
     threads: int | None = None,
     progress: Progress | None = None,
+    time_budget: float | None = 2.0,
 ) -> pd.DataFrame:
     """One row per model: size, parameters, MACs, CPU latency, top-1 and agreement with ``original``.
 
     Latency: every model runs with the same thread count (torch's and ONNX Runtime's), the
     models take turns, ``repeats`` runs after ``warmup`` per batch size; the median is reported.
+    A model so slow that ``repeats`` runs would exceed ``time_budget`` seconds gets fewer (at least 5,
+    see :func:`time_interleaved`); the ``runs b1`` / ``runs b8`` columns say how many each model got.
     Top-1 counts labeled images only (NaN when there are none); agreement is the share of all
-    images where a model predicts the same class as the original.
+    images where a model predicts the same class as the original. Both come with their n and a
+    95 % Wilson interval (``top-1 low`` / ``top-1 high``, ...).
     """
     if not isinstance(original, Variant):
         original = original_variant(original)
@@ -1122,11 +1147,14 @@ def compare(
             say(0.5 * i / len(variants), f"evaluating {v.name} on {len(eval_set)} images")
             preds[v.name] = predictions(v, eval_set, threads=threads)
         latency: dict[int, dict[str, float]] = {}
+        runs: dict[int, dict[str, int]] = {}
         for j, batch in enumerate(batch_sizes):
-            say(0.5 + 0.4 * j / len(batch_sizes), f"timing batch {batch}: {repeats} interleaved runs per model")
+            say(0.5 + 0.4 * j / len(batch_sizes), f"timing batch {batch}: up to {repeats} interleaved runs per model")
             x = torch.randn(batch, *input_size)
-            samples = time_interleaved({v.name: v.runner(x, threads) for v in variants}, repeats, warmup)
+            samples = time_interleaved({v.name: v.runner(x, threads) for v in variants}, repeats, warmup,
+                                       budget=time_budget)
             latency[batch] = {name: statistics.median(s) * 1e3 for name, s in samples.items()}
+            runs[batch] = {name: len(s) for name, s in samples.items()}
         say(0.9, "counting parameters and MACs, sizing files")
         rows = []
         labeled = eval_set.labels >= 0
@@ -1136,6 +1164,9 @@ def compare(
             params, nonzero = v.parameter_counts()
             blob = v.file_bytes()
             pred = preds[v.name]
+            correct = int((pred[labeled] == eval_set.labels[labeled]).sum())
+            same = int((pred == reference).sum())
+            n_labeled = int(labeled.sum())
             row = {
                 "model": v.name,
                 "technique": v.technique,
@@ -1146,11 +1177,16 @@ def compare(
                 "params": params,
                 "non-zeros": nonzero,
                 "MMACs": count_macs(v.module, input_size) / 1e6,
-                "top-1": float((pred[labeled] == eval_set.labels[labeled]).float().mean()) if labeled.any() else float("nan"),
-                "agreement": float((pred == reference).float().mean()),
+                "top-1": correct / n_labeled if n_labeled else float("nan"),
+                "agreement": same / len(pred),
+                "top-1 n": n_labeled,
+                **dict(zip(("top-1 low", "top-1 high"), wilson_interval(correct, n_labeled))),
+                "agreement n": len(pred),
+                **dict(zip(("agreement low", "agreement high"), wilson_interval(same, len(pred)))),
             }
             for batch in batch_sizes:
                 row[f"latency b{batch} ms"] = latency[batch][v.name]
+                row[f"runs b{batch}"] = runs[batch][v.name]
             row[f"speed-up b{first_batch}"] = latency[first_batch][original.name] / latency[first_batch][v.name]
             rows.append(row)
         say(1.0, "done")
@@ -1300,6 +1336,27 @@ def _than(ratio: float, better: str, worse: str, same: str) -> str:
     return f"about {same}" if 0.95 <= ratio <= 1.05 else _times(ratio, better, worse) + " than"
 
 
+def with_interval(row: pd.Series, column: str = "top-1") -> str:
+    """``"82.8 % (95 % CI 72–90 %, n = 64)"``: an accuracy with what it can be trusted to."""
+    value = f"{row[column]:.1%}"
+    if f"{column} n" not in row or pd.isna(row[f"{column} low"]):
+        return value
+    return f"{value} (95 % CI {format_interval(row[f'{column} low'], row[f'{column} high'])}, n = {int(row[f'{column} n'])})"
+
+
+def accuracy_difference(row: pd.Series, base: pd.Series, column: str = "top-1") -> str:
+    """What a difference in accuracy on this many images shows: a sentence, or "" without intervals."""
+    if f"{column} n" not in row or pd.isna(row[f"{column} low"]) or pd.isna(base[f"{column} low"]):
+        return ""
+    ours, theirs = (row[f"{column} low"], row[f"{column} high"]), (base[f"{column} low"], base[f"{column} high"])
+    if row[column] == base[column]:
+        return ""
+    if intervals_overlap(ours, theirs):
+        return (f" The 95 % intervals overlap: on {int(row[f'{column} n'])} images a {abs(row[column] - base[column]):.1%} "
+                "difference is within noise, so neither is shown to be better.")
+    return " The 95 % intervals do not overlap: a real difference on these images."
+
+
 def explain(technique: str, table: pd.DataFrame, cpu: CpuFeatures) -> str:
     """The lecture's key point plus where this machine's measured numbers agree or disagree."""
     point = LECTURE_POINTS.get(technique, "")
@@ -1315,7 +1372,8 @@ def explain(technique: str, table: pd.DataFrame, cpu: CpuFeatures) -> str:
         f"**Here:** {row[b1]:.1f} ms vs {base[b1]:.1f} ms at batch 1 ({_than(speed, 'faster', 'slower', 'as fast as')} "
         f"the original), file {row['file MB']:.1f} MB vs {base['file MB']:.1f} MB ({_times(size, 'smaller', 'larger', 'same size')}), "
         f"agreement with the original {row['agreement']:.0%}"
-        + (f", top-1 {row['top-1']:.1%} vs {base['top-1']:.1%}." if not pd.isna(row["top-1"]) else ".")
+        + (f", top-1 {with_interval(row)} vs {with_interval(base)}.{accuracy_difference(row, base)}"
+           if not pd.isna(row["top-1"]) else ".")
     )
     lines.append(measured)
     verdict = ""
@@ -1411,7 +1469,14 @@ def explain_distillation(table: pd.DataFrame, labeled: int, transfer: int) -> st
     unlabeled = transfer - labeled
     source = (f"the teacher also labeled {unlabeled} images that have no label" if unlabeled > 0
               else "both students saw the same labeled images")
-    if gain > 0.02:
+    within_noise = "overlap:" in accuracy_difference(kd, hard)  # the two 95 % intervals share values
+    if abs(gain) > 0.02 and within_noise:
+        # a few points on a few hundred test images can be chance: say so rather than claim a verdict
+        verdict = (f"{'Leans towards' if gain > 0 else 'Leans against'} the lecture: the distilled student is "
+                   f"{gain:+.1%} {'ahead' if gain > 0 else 'behind'} ({source}), but the 95 % intervals overlap, "
+                   f"so on {int(kd['top-1 n'])} test images this is not yet evidence. With more labeled images "
+                   "or epochs, see whether the sign holds.")
+    elif gain > 0.02:
         verdict = f"Agrees with the lecture: distillation added {gain:+.1%} top-1 over hard labels alone ({source})."
     elif gain < -0.02:
         verdict = (f"Disagrees this time: the distilled student is {gain:+.1%} behind ({source}). The teacher is only "
@@ -1427,8 +1492,8 @@ def explain_distillation(table: pd.DataFrame, labeled: int, transfer: int) -> st
         f"**Here:** teacher top-1 {teacher['top-1']:.0%} with {teacher['params']:,} parameters and "
         f"{teacher['latency b1 ms']:.1f} ms per image; student {kd['params']:,} parameters "
         f"({teacher['params'] / kd['params']:.0f}x fewer), {kd['latency b1 ms']:.1f} ms. "
-        f"Distilled student top-1 {kd['top-1']:.0%} (agrees with the teacher on {kd['agreement']:.0%}), "
-        f"hard-label student {hard['top-1']:.0%} ({hard['agreement']:.0%}). Labeled training images: {labeled}; "
+        f"Distilled student top-1 {with_interval(kd)} (agrees with the teacher on {kd['agreement']:.0%}), "
+        f"hard-label student {with_interval(hard)} ({hard['agreement']:.0%}). Labeled training images: {labeled}; "
         f"images the distilled student learned from: {transfer}.",
         "",
         verdict,

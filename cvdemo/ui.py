@@ -12,7 +12,7 @@ from typing import Any, Callable, TypeVar
 
 import streamlit as st
 
-from cvdemo import cache, datasets, weights
+from cvdemo import cache, datasets, text, weights
 from cvdemo.images import ImageInputError, load_image
 from cvdemo.runtime import RuntimeInfo
 
@@ -37,6 +37,13 @@ def shared(factory: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return _shared(factory, key, args, frozen_kwargs)
     with st.spinner(f"Loading {getattr(factory, '__name__', 'model')} (once per server)…", show_time=True):
         return _shared(factory, key, args, frozen_kwargs)
+
+
+def literal(user_text: object) -> str:
+    """User text (a file name, label, class name, query) for any Streamlit markdown context (messages,
+    captions, image captions, spinners, status and expander labels), shown exactly as typed.
+    One helper for the whole app: see :mod:`cvdemo.text` (``text.plot_literal`` for plotly labels)."""
+    return text.md_literal(user_text)
 
 
 def page_header(title: str, lesson: str) -> None:
@@ -89,8 +96,8 @@ def image_input(
     for name, src in raw:
         try:
             images.append((name, load_image(src)))
-        except ImageInputError as exc:
-            st.error(str(exc), icon="🖼️")
+        except ImageInputError as exc:  # the message names the file: shown as typed
+            st.error(literal(exc), icon="🖼️")
     return images
 
 
@@ -112,17 +119,33 @@ RUNTIME_KEY = "cvdemo_runtime"
 RUNTIME_ACCELERATED, RUNTIME_PYTORCH = "Accelerated", "PyTorch"
 
 
+def _keep_a_runtime() -> None:
+    # A single-choice switch must never end empty: put the last choice back (the browser also refuses,
+    # required=True; this covers any other client).
+    if st.session_state.get(RUNTIME_KEY) not in (RUNTIME_PYTORCH, RUNTIME_ACCELERATED):
+        st.session_state[RUNTIME_KEY] = st.session_state.get(_RUNTIME_LAST_KEY, RUNTIME_ACCELERATED)
+
+
+_RUNTIME_LAST_KEY = "cvdemo_runtime_last"
+
+
 def runtime_choice() -> None:
-    """The sidebar's "PyTorch / accelerated" switch, so a lecturer can show the difference live."""
-    st.segmented_control(
+    """The sidebar's "PyTorch / accelerated" switch, so a lecturer can show the difference live.
+
+    Exactly one runtime is always selected: clicking the selected one does nothing.
+    """
+    st.session_state.setdefault(RUNTIME_KEY, RUNTIME_ACCELERATED)  # the default, kept in state (see above)
+    choice = st.segmented_control(
         "Inference runtime",
         [RUNTIME_PYTORCH, RUNTIME_ACCELERATED],
-        default=RUNTIME_ACCELERATED,
+        required=True,
         key=RUNTIME_KEY,
+        on_change=_keep_a_runtime,
         help="Accelerated: each network is exported once to ONNX and run by OpenVINO or ONNX Runtime, "
         "whichever is faster here and matches PyTorch's outputs on real photos. PyTorch: eager mode, "
         "op by op. Latency badges on the pages name the runtime that answered.",
     )
+    st.session_state[_RUNTIME_LAST_KEY] = choice or RUNTIME_ACCELERATED
 
 
 def accelerated() -> bool:

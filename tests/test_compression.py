@@ -7,6 +7,7 @@ Small networks keep the techniques fast; the one check that needs the real pretr
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 
 import pandas as pd
@@ -15,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from cvdemo import compression as cx
+from cvdemo.stats import wilson_interval
 
 torch.set_num_threads(2)
 
@@ -222,9 +224,34 @@ def test_compare_table_has_every_column():
     assert bf16["file MB"] == pytest.approx(original["file MB"] / 2, rel=0.05)
     assert (table[["latency b1 ms", "latency b8 ms"]] > 0).all().all()
     assert 0 <= pruned["agreement"] <= 1 and 0 <= original["top-1"] <= 1
+    # every accuracy comes with its n and a 95 % Wilson interval around it
+    labeled = int((eval_set.labels >= 0).sum())
+    assert (table["top-1 n"] == labeled).all() and (table["agreement n"] == len(eval_set)).all()
+    for column in ("top-1", "agreement"):
+        assert (table[f"{column} low"] <= table[column]).all() and (table[column] <= table[f"{column} high"]).all()
+    assert (original["agreement low"], original["agreement high"]) == wilson_interval(12, 12)
+    assert (pruned["top-1 low"], pruned["top-1 high"]) == wilson_interval(round(pruned["top-1"] * labeled), labeled)
     assert calls[-1] == 1.0 and calls == sorted(calls)
+    assert (table[["runs b1", "runs b8"]] >= 2).all().all()  # tiny models: every run within the budget
     csv = cx.results_csv(table).decode()
     assert csv.splitlines()[0].startswith("model,technique,runtime")
+
+
+def test_slow_models_get_fewer_timed_runs_within_the_budget():
+    calls = {"slow": 0, "fast": 0}
+
+    def runner(name, seconds):
+        def run():
+            calls[name] += 1
+            time.sleep(seconds)
+        return run
+
+    samples = cx.time_interleaved({"slow": runner("slow", 0.2), "fast": runner("fast", 0.0)}, repeats=20, warmup=3,
+                                  budget=0.5, min_repeats=5)
+    assert len(samples["slow"]) == 5 and calls["slow"] == 6  # 20 x 0.2 s > 0.5 s: the minimum, one warm-up
+    assert len(samples["fast"]) == 20 and calls["fast"] == 23  # within budget: the lecture's 20 after 3 warm-ups
+    unlimited = cx.time_interleaved({"slow": runner("slow", 0.01)}, repeats=4, warmup=1, budget=None)
+    assert len(unlimited["slow"]) == 4
 
 
 def test_compare_without_labels_and_empty_sets():
@@ -234,6 +261,25 @@ def test_compare_without_labels_and_empty_sets():
     assert table["top-1"].isna().all() and table["agreement"].iloc[0] == 1.0
     with pytest.raises(cx.CompressionError, match="empty"):
         cx.EvalSet(torch.empty(0, 3, 32, 32), torch.empty(0), [], "nothing")
+
+
+def test_explain_gives_accuracies_with_n_and_interval():
+    row = {"model": "m", "runtime": cx.RUNTIME_TORCH, "file MB": 10.0, "zipped MB": 9.0, "params": 100,
+           "non-zeros": 100, "MMACs": 50.0, "latency b1 ms": 10.0, "top-1 n": 64, "agreement n": 64}
+
+    def with_counts(technique, correct, same):
+        return {**row, "technique": technique, "top-1": correct / 64, "agreement": same / 64,
+                **dict(zip(("top-1 low", "top-1 high"), wilson_interval(correct, 64))),
+                **dict(zip(("agreement low", "agreement high"), wilson_interval(same, 64)))}
+
+    cpu = cx.CpuFeatures("x", frozenset(), 2)
+    close = pd.DataFrame([with_counts("original", 53, 64), with_counts("low_rank", 56, 58)])
+    text = cx.explain("low_rank", close, cpu)
+    # the numbers: 87.5 % vs 82.8 % on 64 images is within noise
+    assert "top-1 87.5% (95 % CI 77–94 %, n = 64) vs 82.8% (95 % CI 72–90 %, n = 64)" in text
+    assert "intervals overlap" in text and "neither is shown to be better" in text
+    far = pd.DataFrame([with_counts("original", 60, 64), with_counts("low_rank", 20, 25)])
+    assert "do not overlap" in cx.explain("low_rank", far, cpu)
 
 
 def test_explain_separates_runtime_from_int8():

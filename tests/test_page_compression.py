@@ -10,6 +10,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from conftest import open_page
+from markdown_view import formatting, rendered_text
 
 PAGE = "app_pages/compression.py"
 
@@ -55,6 +56,10 @@ def test_unstructured_pruning_end_to_end(measured):
     assert pruned["MMACs"] == pytest.approx(original["MMACs"]) and original["MMACs"] == pytest.approx(385.2, abs=1)
     assert pruned["file MB"] == pytest.approx(original["file MB"], rel=0.01) and pruned["zipped MB"] < original["zipped MB"]
     assert original["agreement"] == 1.0 and 0 <= pruned["agreement"] <= 1 and 0 <= original["top-1"] <= 1
+    # n and a 95 % interval next to every accuracy, in the table, the caption and the explanation
+    assert table["top-1 CI"].str.endswith("%").all() and table["agreement CI"].iloc[0].endswith("–100 %")
+    assert any("top-1 on 8 labeled image(s), agreement on 8 image(s)" in c.value for c in measured.caption)
+    assert "(95 % CI" in _texts(measured, "markdown") and "n = 8)" in _texts(measured, "markdown")
     explainer = _texts(measured, "markdown")
     assert "dense kernels multiply the zeros too" in explainer and "of the parameters are zero" in explainer
     assert len(measured.get("plotly_chart")) >= 3  # trade-off, sizes, per-layer sparsity
@@ -89,3 +94,27 @@ def test_pickle_upload_is_refused():
     _button(at, "up_run").click().run()
     assert not at.exception, at.exception
     assert "pickle" in _texts(at, "error")
+
+
+def _jpeg() -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 120, 40)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def test_zip_file_names_are_shown_as_typed():
+    at = _page()
+    at.multiselect(key="cx_techniques").set_value(["prune_unstructured"])
+    at.number_input(key="cx_repeats").set_value(3)
+    at.radio(key="cx_eval").set_value("zip").run()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("ants/a.jpg", _jpeg())
+        archive.writestr("ants/__init__.jpg", b"not a picture")
+    at.file_uploader(key="cx_zip").set_value(("mine.zip", buffer.getvalue(), "application/zip")).run()
+    _button(at, "cx_run").click().run()
+    assert not at.exception, at.exception
+    skipped = next(w.value for w in at.warning if "skipped" in w.value)
+    assert "__init__.jpg" in rendered_text(skipped) and "strong" not in formatting(skipped)

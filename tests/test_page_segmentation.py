@@ -14,6 +14,7 @@ import pytest  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from conftest import open_page  # noqa: E402
+from markdown_view import formatting, rendered_text  # noqa: E402
 
 PAGE = "app_pages/segmentation.py"
 
@@ -57,9 +58,10 @@ def test_page_shows_the_sample_data_and_the_recipe():
     assert "**26 image/mask pairs**" in text and "`2` dog" in text
     assert at.slider(key="seg_nval").value == 6
     assert at.slider(key="seg_frozen").value == 3 and at.slider(key="seg_finetune").value == 5
+    assert at.select_slider(key="seg_size").value == 96  # the quick default: half the time of 160 px
     assert at.select_slider(key="seg_factor").value == 0.1  # differential learning rate
     assert at.toggle(key="seg_pretrained").value is True  # EfficientNet-Lite0's ImageNet weights are here
-    captions = [c for image in at.image for c in image.captions]
+    captions = [rendered_text(c) for image in at.image for c in image.captions]
     assert "Abyssinian_1" in captions  # the gallery of masks over photos
 
 
@@ -69,12 +71,14 @@ def test_tiny_training_run_reports_held_out_iou_and_offers_the_model(trained):
     assert trainer.status == "done" and len(trainer.history) == 1
     assert any("Finished after 1 of 1 epochs" in s.value for s in at.success)
     metrics = {m.label: float(m.value) for m in at.metric}
-    assert 0.0 <= metrics["Foreground IoU"] <= 1.0 and 0.0 <= metrics["Mean IoU"] <= 1.0
+    assert 0.0 <= metrics["Foreground IoU (n = 6)"] <= 1.0 and 0.0 <= metrics["Mean IoU"] <= 1.0
+    # few held-out images: the page says how many and how far single images spread
+    assert any("Per image, the foreground IoU runs from" in c.value and "these 6 images" in c.value for c in at.caption)
     per_class = at.dataframe[0].value
     assert list(per_class["class"]) == ["background", "cat", "dog"]
     assert per_class["pixels (truth)"].sum() > 0
     runs = at.session_state["seg_runs"]
-    assert len(runs) == 1 and runs[0]["encoder weights"] == "ImageNet"
+    assert len(runs) == 1 and runs[0]["encoder weights"] == "ImageNet" and runs[0]["held-out images"] == 6
     labels = [b.label for b in at.download_button]
     assert "Download the trained model (.safetensors)" in labels
 
@@ -109,7 +113,7 @@ def test_instance_section_names_the_missing_yolo_seg_file_and_still_shows_semant
     assert not at.exception, at.exception
     assert any("yolov8n-seg.pt" in w.value for w in at.warning)
     assert at.selectbox(key="seg_instance_model").value.startswith("Your Unet")
-    assert any(c.startswith("Unet + efficientnet_lite0") for image in at.image for c in image.captions)
+    assert any(rendered_text(c).startswith("Unet + efficientnet_lite0") for image in at.image for c in image.captions)
 
 
 def test_save_then_load_and_bad_uploads(trained):
@@ -124,7 +128,7 @@ def test_save_then_load_and_bad_uploads(trained):
     assert not at.exception and any("pickle" in e.value for e in at.error)
     at.file_uploader(key="seg_load").set_value(("unet.safetensors", model_bytes, "application/octet-stream")).run()
     assert not at.exception
-    assert any("Loaded unet.safetensors" in s.value for s in at.success)
+    assert any("Loaded unet.safetensors" in rendered_text(s.value) for s in at.success)
     at.segmented_control(key="seg_section").set_value("Predict").run()
     assert any(o.startswith("Uploaded: unet.safetensors") for o in at.selectbox(key="seg_predict_model").options)
 
@@ -136,7 +140,7 @@ def test_bad_zip_is_a_clear_message_and_the_page_keeps_working():
     zipfile.ZipFile(empty, "w").close()
     at.file_uploader(key="seg_zip").set_value(("empty.zip", empty.getvalue(), "application/zip")).run()
     assert not at.exception
-    assert any("empty.zip: The zip archive is empty." in e.value for e in at.error)
+    assert any("empty.zip: The zip archive is empty." in rendered_text(e.value) for e in at.error)
     assert at.button(key="seg_train").disabled  # nothing to train on, nothing crashes
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as archive:
@@ -144,4 +148,41 @@ def test_bad_zip_is_a_clear_message_and_the_page_keeps_working():
         archive.writestr("masks/a.png", b"")
     at.file_uploader(key="seg_zip").set_value(("bad.zip", buf.getvalue(), "application/zip")).run()
     assert not at.exception
-    assert any("No usable image/mask pairs" in e.value and "a.jpg" in e.value for e in at.error)
+    assert any("No usable image/mask pairs" in e.value and "a.jpg" in rendered_text(e.value) for e in at.error)
+
+
+def _png(array) -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_user_names_in_a_zip_are_shown_as_typed():
+    """Class names, file names and the zip's name never turn into bold text, links or HTML."""
+    import numpy as np
+
+    at = _page()
+    at.radio(key="seg_data_source").set_value("Your zip of images and masks").run()
+    buf = io.BytesIO()
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:24, 8:24] = 1
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("classes.txt", "__back__\n<b>pet</b>\n")
+        for stem in ("__init__", "*star*"):
+            archive.writestr(f"images/{stem}.png", _png(np.full((32, 32, 3), 120)))
+            archive.writestr(f"masks/{stem}.png", _png(mask))
+        archive.writestr("images/[x](y).png", b"not an image")
+        archive.writestr("masks/[x](y).png", _png(mask))
+    at.file_uploader(key="seg_zip").set_value(("__my__.zip", buf.getvalue(), "application/zip")).run()
+    assert not at.exception, at.exception
+    summary = next(m.value for m in at.markdown if "image/mask pairs" in m.value)
+    assert "0 __back__" in rendered_text(summary) and "1 <b>pet</b>" in rendered_text(summary)
+    assert formatting(summary) == {"strong", "code"}  # the page's own bold count and class indices only
+    captions = [c for image in at.image for c in image.captions]
+    assert {rendered_text(c) for c in captions} >= {"__init__", "*star*"}
+    assert all(formatting(c) == set() for c in captions)
+    problems = [w.value for w in at.warning]
+    assert any("[x](y)" in rendered_text(p) and "a" not in formatting(p) for p in problems), problems

@@ -6,6 +6,8 @@ and a random-encoder U-Net the same way, and compares them on the 6 held-out pet
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import io
 import json
 import os
@@ -257,6 +259,9 @@ def test_overlay_legend_shares_and_mask_png(pets):
     assert sum(s.pixels for s in shares) == int((sample.mask != 255).sum())
     html = seg.legend_html(shares)
     assert "cat" in html and shares[1].hex in html
+    # class names come from users' classes.txt: tags are shown, never parsed
+    tricky = seg.legend_html([replace(shares[1], name='<img src=x onerror="alert(1)">')])
+    assert "<img" not in tricky and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in tricky
     png = Image.open(io.BytesIO(seg.mask_png(sample.mask, n)))
     assert png.mode == "P" and png.size == sample.image.size
     assert np.array_equal(np.asarray(png), sample.mask)

@@ -10,6 +10,7 @@ from functools import lru_cache
 from typing import Iterable, Sequence
 
 from cvdemo.clip._common import ClipInputError
+from cvdemo.text import md_literal, plot_literal, quoted  # noqa: F401  (one escaping helper for the app)
 
 # --- limits: user input is checked against these, with a sentence when it does not fit -------------
 MAX_LABELS = 100
@@ -92,29 +93,6 @@ def parse_labels(labels: str | Iterable[str]) -> tuple[list[str], list[str]]:
             "Read the raw cosine (or add labels) to judge the match."
         )
     return cleaned, notes
-
-
-_MARKDOWN_SPECIAL = set("\\`*_{}[]()#+-.!|<>~$:=^&")
-
-
-def md_literal(text: str) -> str:
-    """User text for a Streamlit markdown message, shown as typed: every markdown, HTML, LaTeX ($) and
-    directive (``:red[...]``, ``:material/...:``) character backslash-escaped, new lines as spaces."""
-    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in " ".join(str(text).split()))
-
-
-def quoted(text: str) -> str:
-    """User text between quotes, escaped for markdown (see :func:`md_literal`)."""
-    return f"“{md_literal(text)}”"
-
-
-def plot_literal(text: str, max_chars: int | None = None) -> str:
-    """User text for a plotly label or legend: its HTML-like tags escaped (plotly renders <b>, <br>, <a>)
-    and, with ``max_chars``, shortened with an ellipsis so labels do not run into each other."""
-    text = " ".join(str(text).split())
-    if max_chars is not None and len(text) > max_chars:
-        text = text[: max_chars - 1] + "…"
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def clean_query(text: str) -> tuple[str, list[str]]:

@@ -16,6 +16,7 @@ from PIL import Image
 
 from cvdemo import cache, datasets, weights
 from cvdemo import segmentation as seg
+from cvdemo.text import html_literal
 
 SERVER_MODEL = "Pets U-Net (fine-tuned on this server, about a minute the first time)"
 
@@ -64,7 +65,7 @@ def segment(
     )
     with tempfile.NamedTemporaryFile(prefix="cvdemo-mask-", suffix=".png", delete=False) as fh:
         fh.write(seg.mask_png(mask, len(model.class_names)))
-    legend = seg.legend_html(shares[:12]) + f"<p style='opacity:.7'>{model.title}</p>"
+    legend = seg.legend_html(shares[:12]) + f"<p style='opacity:.7'>{html_literal(model.title)}</p>"
     return painted, legend, table, fh.name
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from cvdemo.segmentation.dataset import IGNORE_INDEX
+from cvdemo.text import html_literal
 
 # Bright, distinguishable colours for the first classes (projector friendly); index 0 is grey
 # because it is usually "background" and is not painted over the photo.
@@ -115,7 +116,7 @@ def legend_html(shares: Sequence[ClassShare]) -> str:
     chips = "".join(
         f'<span style="display:inline-flex;align-items:center;margin:2px 10px 2px 0;font-size:1rem">'
         f'<span style="width:1em;height:1em;background:{s.hex};border:1px solid #444;border-radius:3px;'
-        f'margin-right:6px;display:inline-block"></span>{s.name} {100 * s.fraction:.1f}%</span>'
+        f'margin-right:6px;display:inline-block"></span>{html_literal(s.name)} {100 * s.fraction:.1f}%</span>'
         for s in shares
     )
     return f'<div style="display:flex;flex-wrap:wrap">{chips}</div>'

@@ -1,0 +1,77 @@
+"""cvdemo.ui and cvdemo.text: user text shown as typed, and a runtime switch that is never empty."""
+
+from __future__ import annotations
+
+from streamlit.testing.v1 import AppTest
+
+from conftest import REPO
+from cvdemo import text, ui
+from markdown_view import formatting, rendered_text
+
+TRICKY = [
+    "__init__.py",
+    "<b>x</b>",
+    "**bold** _it_ `code`",
+    "[link](http://example.com)",
+    ":red[alarm] :material/home:",
+    "$E=mc^2$ costs $5",
+    "# heading",
+    "- item",
+    "a\\b & c",
+    "ants ~~bees~~ | x",
+]
+
+
+def test_literal_markdown_shows_the_text_as_typed():
+    for typed in TRICKY:
+        shown = ui.literal(typed)
+        assert rendered_text(shown) == typed, (typed, shown)
+        assert formatting(shown) == set(), (typed, shown)
+    # inside a sentence with the page's own formatting, only the user's part is neutralised
+    sentence = f"**Loaded** {ui.literal('__init__.py')}"
+    assert rendered_text(sentence) == "Loaded __init__.py" and formatting(sentence) == {"strong"}
+
+
+def test_literal_collapses_line_breaks():
+    assert rendered_text(ui.literal("two\n\nparagraphs")) == "two paragraphs"
+
+
+def test_plot_and_html_literals_escape_tags():
+    assert text.plot_literal("<b>x</b> & y") == "&lt;b&gt;x&lt;/b&gt; &amp; y"
+    assert text.plot_literal("a very long label indeed", 10) == "a very lo…"
+    assert text.html_literal('<img src=x onerror="alert(1)">') == "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;"
+
+
+def test_clip_uses_the_same_helpers():
+    from cvdemo import clip
+
+    assert clip.md_literal is text.md_literal and clip.plot_literal is text.plot_literal
+
+
+def _uploader_app():
+    from cvdemo import ui
+
+    ui.image_input("t", samples={}, camera=False)
+
+
+def test_image_input_names_a_bad_file_literally():
+    at = AppTest.from_function(_uploader_app, default_timeout=60).run()
+    at.file_uploader(key="t_upload").set_value(("__init__.py", b"print('not an image')", "text/x-python")).run()
+    assert not at.exception, at.exception
+    (error,) = at.error
+    assert "__init__.py" in rendered_text(error.value) and "strong" not in formatting(error.value)
+    at.file_uploader(key="t_upload").set_value(("**bold** <i>.png", b"\x89PNG broken", "image/png")).run()
+    (error,) = at.error
+    assert rendered_text(error.value).startswith("**bold** <i>.png") and formatting(error.value) == set()
+
+
+def test_runtime_switch_cannot_end_empty():
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    switch = at.segmented_control(key=ui.RUNTIME_KEY)
+    assert switch.value == ui.RUNTIME_ACCELERATED and switch.proto.required  # the browser refuses to clear it
+    switch.set_value(ui.RUNTIME_PYTORCH).run()
+    assert at.segmented_control(key=ui.RUNTIME_KEY).value == ui.RUNTIME_PYTORCH
+    at.segmented_control(key=ui.RUNTIME_KEY).set_value(None).run()  # a client that clears it anyway
+    assert not at.exception, at.exception
+    assert at.segmented_control(key=ui.RUNTIME_KEY).value == ui.RUNTIME_PYTORCH  # the last choice is back
+    assert at.session_state[ui.RUNTIME_KEY] == ui.RUNTIME_PYTORCH
