@@ -401,7 +401,7 @@ def classify_and_evaluate(extractor: fs.FeatureExtractor, X: np.ndarray, items: 
                 classes = [c for c in examples.classes if c in set(y)]  # the user's order, not alphabetical
                 st.metric(
                     "Leave-one-out accuracy", f"{loo.accuracy:.1%}",
-                    delta=f"{estimate.correct}/{estimate.n} · 95% CI {estimate.interval}", delta_color="off",
+                    delta=f"{estimate.correct}/{estimate.n} · 95% CI {estimate.interval}", delta_color="off", delta_arrow="off",
                     help="Each example classified by all the others. The interval says how much this number could "
                     "move with other images of the same kind: few examples, wide interval.",
                 )
@@ -555,8 +555,9 @@ def augmentation_controls() -> fs.AugmentConfig:
     c1, c2, c3, c4 = st.columns(4)
     values = dict(
         flip=c1.slider("Horizontal flip (probability)", 0.0, 1.0, d.flip, 0.1, key="fewshot_aug_flip"),
-        crop_scale=c1.slider("Random crop: keep at least this share of the area", 0.2, 1.0, d.crop_scale, 0.05,
-                             key="fewshot_aug_crop", help="1.0 = no crop (the whole photo, centre square)."),
+        crop_scale=c1.slider("Random crop: smallest area kept", 0.2, 1.0, d.crop_scale, 0.05, key="fewshot_aug_crop",
+                             help="Each view keeps between this share of the photo's area and all of it. "
+                             "1.0 = no crop (the whole photo, centre square)."),
         rotation=c1.slider("Rotation (± degrees)", 0, 45, int(d.rotation), key="fewshot_aug_rotation"),
         brightness=c2.slider("Brightness jitter", 0.0, 0.8, d.brightness, 0.05, key="fewshot_aug_brightness"),
         contrast=c2.slider("Contrast jitter", 0.0, 0.8, d.contrast, 0.05, key="fewshot_aug_contrast"),
@@ -581,7 +582,8 @@ def augmentation_viewer(config: fs.AugmentConfig, items: list, y: list[str]) -> 
     started = time.perf_counter()
     views = fs.view_grid(names[picked].image, config, count=8, seed=int(seed))
     elapsed = (time.perf_counter() - started) * 1000 / 8
-    st.image(views, width=150, caption=[f"view {i + 1}" for i in range(len(views))])
+    for column, (i, view) in zip(st.columns(len(views)), enumerate(views)):
+        column.image(view, caption=f"view {i + 1}", width="stretch")
     st.caption(f"What the network sees (the 224 px centre of each view): {config.describe()}. "
                f"{elapsed:.0f} ms per view on this CPU.")
 
@@ -598,9 +600,10 @@ def ladder_controls(config_aug: fs.AugmentConfig, stages: list[str]) -> fs.Ladde
                                 key="fewshot_unfreeze_stages", help="From the end: " + ", ".join(reversed(stages)))
     finetune_lr = c3.select_slider("Unfreeze: head learning rate", [1e-4, 3e-4, 1e-3, 3e-3], 3e-4,
                                    key="fewshot_finetune_lr", format_func=lambda v: f"{v:g}")
-    factor = c3.select_slider("…pretrained stages learn this many times slower", [0.5, 1, 2, 3, 5, 10, 20, 30], 10,
+    factor = c3.select_slider("Learning-rate factor (head ÷ base)", [0.5, 1, 2, 3, 5, 10, 20, 30], 10,
                               key="fewshot_lr_factor",
-                              help="Differential learning rates: the lecture's 3-10x. Base LR = head LR / factor.")
+                              help="Differential learning rates: the unfrozen pretrained stages learn this many times "
+                              "slower than the head (the lecture's 3-10x). Base LR = head LR / factor.")
     start = c4.radio("Unfreeze starts from", list(fs.STARTS), format_func=fs.STARTS.get, key="fewshot_start",
                      help="LP-FT (Kumar et al., 2022): start from the linear probe's weights so the first "
                      "updates do not distort good features with a random head's large gradients.")
@@ -623,20 +626,22 @@ def ladder_controls(config_aug: fs.AugmentConfig, stages: list[str]) -> fs.Ladde
 def start_ladder(extractor: fs.FeatureExtractor, data: dict[str, Any], config: fs.LadderConfig) -> None:
     state.stop_all()
     bank = state.bank_for(extractor)
+    shared = data["plan"] is None or data["plan"].kind != "cross-validation"
     try:
-        if data["plan"] is not None and data["plan"].kind == "cross-validation":
+        if not shared:
             job = fs.CrossValidatedLadder(data["images"], data["labels"], data["digests"], data["plan"], config,
                                           extractor=extractor, bank=bank)
             parity = data["images"][:8]
         else:
-            job = fs.LadderRun(data["train"], data["test"], config, extractor=extractor, bank=bank,
-                               digests=(data["train_digests"], data["test_digests"]))
+            # the same images and settings in another session: watch that run instead of starting one more
+            job = fs.shared_ladder(data["train"], data["test"], config, extractor,
+                                   (data["train_digests"], data["test_digests"]), bank)
             parity = [img for img, _ in data["test"][:8]]
     except fs.LadderError as exc:
         state.note("error", str(exc))
         return
-    state.ladder = fs.LadderSession(job, data["description"], extractor.key, parity)
-    job.start()
+    state.ladder = fs.LadderSession(job, data["description"], extractor.key, parity, shared=shared)
+    job.start()  # no-op for a shared run that is already going
 
 
 def _ladder_panel() -> None:
@@ -709,8 +714,8 @@ def shots_controls_and_panel(extractor: fs.FeatureExtractor, data: dict[str, Any
             show("error", str(exc))
         else:
             state.shots = run
-            state.shots_held_out = (data["description"] if external is not None
-                                    else "the examples not drawn are the test set")
+            state.shots_held_out = (f"{len(external)} held-out images" if external is not None
+                                    else "the examples not drawn (each draw)")
             run.start()
     running = state.shots is not None and state.shots.running
     st.fragment(run_every=1.0 if running else None)(_shots_panel)()
@@ -729,9 +734,10 @@ def _shots_panel() -> None:
     if curve.empty:
         return
     st.plotly_chart(fs.ladder_shots_figure(curve, chance=1 / len(run.classes)), key="fewshot_ladder_shots_fig")
-    st.caption(f"Mean held-out accuracy over the draws; bars: spread (s.d.); test images: {md(state.shots_held_out)}.")
-    for line in fs.describe_curve(curve):
-        st.markdown(f"- {md(line)}")
+    st.caption(f"Mean held-out accuracy over the draws; bars: spread (s.d.); tested on {md(state.shots_held_out)}.")
+    if run.status != "running":  # what the curves show, once they are complete
+        for line in fs.describe_curve(curve):
+            st.markdown(f"- {md(line)}")
     table = curve.assign(rung=curve["method"].map(fs.METHOD_LABELS), accuracy=curve["accuracy"].map("{:.1%}".format),
                          std=curve["std"].map("±{:.1%}".format))
     st.dataframe(table[["shots", "rung", "accuracy", "std", "runs", "n_test"]].rename(
@@ -796,8 +802,8 @@ def export_section() -> None:
         if classifier is None:
             st.info("This run trained no network (kNN and the linear probe only): nothing to export.")
         else:
-            st.caption(md(f"The {fs.METHOD_LABELS[classifier.spec.method]} model: {classifier.spec.description}; "
-                          f"classes {', '.join(classifier.classes)}."))
+            st.caption(md(f"The fine-tuned model of this run ({fs.METHOD_LABELS[classifier.spec.method]}: "
+                          f"{classifier.spec.description}) for the classes {', '.join(classifier.classes)}."))
             c1, c2 = st.columns(2)
             c1.download_button(
                 "Download (.safetensors)", data=classifier.to_safetensors, on_click="ignore",

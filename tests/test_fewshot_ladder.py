@@ -327,7 +327,10 @@ def test_out_of_distribution_check_is_calibrated_on_held_out_data(extractor, tra
 
 def test_accuracy_estimates_carry_n_and_an_interval():
     e = fs.accuracy_estimate(17, 20)
-    assert e.value == 0.85 and 0.6 < e.low < 0.85 < e.high < 0.97
+    assert e.value == 0.85 and (e.low, e.high) == pytest.approx((0.6396, 0.9476), abs=1e-4)  # Wilson, 95%
+    assert (fs.accuracy_estimate(0, 10).low, fs.accuracy_estimate(0, 10).high) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    narrow = fs.accuracy_estimate(17, 20, confidence=0.9)
+    assert e.low < narrow.low < narrow.high < e.high
     assert e.describe() == f"85.0% (17/20, 95% CI {e.interval})"
     perfect = fs.accuracy_estimate(20, 20)
     assert perfect.high == pytest.approx(1.0) and perfect.low < 0.9
@@ -353,3 +356,16 @@ def test_reloading_the_sample_gives_one_summary():
     assert added == 0 and len(messages) == 6
     assert fs.summarise_notes(messages) == ["6 images were already in the set and were skipped (3 in 'ants', 3 in 'bees')."]
     assert fs.summarise_notes(messages[:1]) == messages[:1]  # one duplicate keeps its own sentence
+
+
+def test_the_same_ladder_request_is_shared_between_sessions(extractor, train, test_set):
+    digests = ([fs.image_digest(i) for i, _ in train], [fs.image_digest(i) for i, _ in test_set])
+    config = fs.LadderConfig(methods=("knn", "linear_probe"))
+    first = fs.shared_ladder(train, test_set, config, extractor, digests)
+    again = fs.shared_ladder(train, test_set, config, extractor, digests)
+    assert again is first  # a class pressing "Run" at once watches one run
+    first.join()
+    other = fs.shared_ladder(train, test_set, fs.LadderConfig(methods=("knn",)), extractor, digests)
+    assert other is not first
+    other.join()
+    assert first.status == other.status == "done" and len(first.results) == 2

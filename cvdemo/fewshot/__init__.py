@@ -115,6 +115,7 @@ from cvdemo.fewshot.ladder import (
     check_data,
     describe_results,
     display_table,
+    shared_ladder,
     transfer_ladder,
 )
 from cvdemo.fewshot.ladder_figures import curves_figure, effect_figure, ladder_figure, ladder_shots_figure, ood_figure
@@ -249,6 +250,7 @@ __all__ = [
     "check_data",
     "describe_results",
     "display_table",
+    "shared_ladder",
     "transfer_ladder",
     # evaluation_plan
     "CrossValidatedLadder",

@@ -16,7 +16,9 @@ rungs train on cached frozen outputs of augmented views (:mod:`cvdemo.fewshot.vi
 from __future__ import annotations
 
 import copy
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -276,11 +278,12 @@ class LadderRun(BackgroundJob):
         self.phase = f"Frozen features of {self.n_train} training and {len(self.test_labels)} held-out images"
         total = self.n_train + len(self.test_labels)
 
-        def progress(done: int, _total: int) -> None:
-            self._advance("features", done / max(total, 1))
+        def progress(offset: int):
+            return lambda done, _total: self._advance("features", (offset + done) / max(total, 1))
 
-        self._X = self.cache.embed(self.extractor, self.train_images, self.train_digests, progress=progress)
-        self._X_test = self.cache.embed(self.extractor, self.test_images, self.test_digests)
+        self._X = self.cache.embed(self.extractor, self.train_images, self.train_digests, progress=progress(0))
+        self._X_test = self.cache.embed(self.extractor, self.test_images, self.test_digests,
+                                        progress=progress(self.n_train))
         self.feature_seconds = time.perf_counter() - started
         for method in self.config.methods:
             if self.stopping:
@@ -413,6 +416,37 @@ class LadderRun(BackgroundJob):
         else:
             return None
         return FineTunedClassifier.from_network(network, self.classes, self.extractor, method, self.config)
+
+
+_SHARED_RUNS: "OrderedDict[tuple, LadderRun]" = OrderedDict()
+_SHARED_LOCK = threading.Lock()
+SHARED_RUNS = 8
+
+
+def shared_ladder(
+    train: Sequence[tuple[Image.Image, str]],
+    test: Sequence[tuple[Image.Image, str]],
+    config: LadderConfig,
+    extractor: FeatureExtractor,
+    digests: tuple[Sequence[str], Sequence[str]],
+    bank: ViewBank | None = None,
+) -> LadderRun:
+    """A started :class:`LadderRun`, shared by everyone asking for the same images, labels and settings:
+    a class pressing "Run" on the sample set watches one run on 2 cores, not thirty. A stopped or
+    failed run is not reused."""
+    key = (extractor.key, extractor.runtime_info.name, tuple(digests[0]), tuple(str(l) for _, l in train),
+           tuple(digests[1]), tuple(str(l) for _, l in test), config)
+    with _SHARED_LOCK:
+        run = _SHARED_RUNS.get(key)
+        if run is not None and run.status in ("running", "done"):
+            _SHARED_RUNS.move_to_end(key)
+            return run
+        run = LadderRun(train, test, config, extractor=extractor, bank=bank, digests=digests)
+        run.start()  # under the lock: a second request must find it running, not "ready"
+        _SHARED_RUNS[key] = run
+        while len(_SHARED_RUNS) > SHARED_RUNS:
+            _SHARED_RUNS.popitem(last=False)
+    return run
 
 
 def transfer_ladder(

@@ -118,6 +118,7 @@ def effect_figure(table: "pd.DataFrame") -> "go.Figure":
             error_y=dict(type="data", symmetric=False, array=part["ci_high"] - part["accuracy"],
                          arrayminus=part["accuracy"] - part["ci_low"]),
             text=[f"{a:.0%} (n={n})" for a, n in zip(part["accuracy"], part["n"])], textposition="inside",
+            insidetextanchor="start",  # at the bar's foot, clear of the interval's whisker at its top
         ))
     fig.update_layout(barmode="group", yaxis=dict(range=[0, 1.02], tickformat=".0%", title="held-out accuracy"),
                       height=340, margin=dict(l=10, r=10, t=10, b=10), legend=dict(orientation="h", y=-0.15))

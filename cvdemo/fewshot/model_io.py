@@ -142,8 +142,9 @@ class FineTunedClassifier(_Predicts):
             unfrozen_stages=int(network.unfrozen),
             method=method,
             data_config=data_config,
-            description=f"{method}: {network.unfrozen} stage(s) unfrozen, LR factor {config.lr_factor:g}, "
-            f"seed {config.seed}",
+            description=(f"last {network.unfrozen} of {len(network.stage_names)} stages unfrozen, LR factor "
+                         f"{config.lr_factor:g}, seed {config.seed}" if network.unfrozen
+                         else f"new head on the frozen base, seed {config.seed}"),
         )
         classifier = cls(network, spec)
         spec.check = _softmax(classifier.logits(check_input(data_config["input_size"]))).tolist()

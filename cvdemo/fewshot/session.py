@@ -50,6 +50,7 @@ class LadderSession:
     held_out: str  # how the held-out images were chosen, in words
     backbone_key: str
     parity_images: list = field(default_factory=list)  # held-out photos for the ONNX parity check
+    shared: bool = False  # other sessions may watch the same run: never stopped implicitly
     classifier: "FineTunedClassifier | None" = None  # built from the finished run on first use
     onnx: bytes | None = None
     onnx_note: str = ""
@@ -101,7 +102,9 @@ class FewshotSession:
         return self.banks[extractor.key]
 
     def stop_all(self) -> None:
-        """Stop background work (e.g. before starting a new run or clearing the examples)."""
-        for job in (self.ladder.job if self.ladder else None, self.shots):
+        """Stop this session's own background work (before starting more, or when the examples are cleared);
+        a ladder run shared with other sessions goes on (only its Stop button stops it)."""
+        own = [self.shots] + ([self.ladder.job] if self.ladder is not None and not self.ladder.shared else [])
+        for job in own:
             if job is not None and job.running:
                 job.stop()

@@ -30,7 +30,7 @@ EVAL_VIEW = None  # the view index of the unaugmented photo (timm's eval preproc
 class ViewBank:
     """Cache of frozen features (``features``) and frozen-stage outputs (``frozen_outputs``) of views."""
 
-    def __init__(self, extractor: FeatureExtractor, cache: EmbeddingCache | None = None, max_bytes: int = 400 << 20):
+    def __init__(self, extractor: FeatureExtractor, cache: EmbeddingCache | None = None, max_bytes: int = 96 << 20):
         self.extractor = extractor
         self.cache = cache if cache is not None else EmbeddingCache()
         self.max_bytes = max_bytes
