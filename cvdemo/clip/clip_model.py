@@ -149,6 +149,10 @@ class ClipModel(EmbeddingEngine):
             return self.image_runner(batch).float().numpy()
         return self.model.encode_image(batch, normalize=True).float().numpy()
 
+    def has_words(self, text: str) -> bool:
+        """CLIP's byte-level tokenizer reads emoji too (CLIP learned many from captions)."""
+        return bool(str(text).strip())
+
     def _encode_text_batch(self, texts: list[str]) -> np.ndarray:
         import torch
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 
 SMALL_BATCH = 16  # texts; at most this many go to the single-threaded latency worker
+TEXT_CHUNK = 1024  # texts per progress step of a long batch
 
 
 @lru_cache(maxsize=1)
@@ -61,6 +62,8 @@ class EmbeddingEngine:
     is_clip: bool = False
     default_temperature: float = 0.01
     default_threshold: float = 0.2
+    # "None of the above" thresholds per prompt template, where calibrated (see ConSEEngine).
+    none_thresholds: dict[str, float] = {}
     text_cache_size: int = 50_000
     # Batches at least this long (prompt ensembles, class names) are also cached on disk: a CPU
     # needs seconds (MiniLM) to a minute (CLIP's text tower) for 800 prompts, a lookup needs none.
@@ -86,6 +89,14 @@ class EmbeddingEngine:
     def backend_label(self) -> str:
         """E.g. "OpenVINO", "PyTorch", or "PyTorch (accelerated path off: …)"."""
         return self.runtime_info.label
+
+    def none_threshold(self, template: str) -> float:
+        """The cosine below which zero-shot says "none of the above", for prompts made with ``template``."""
+        return float(self.none_thresholds.get(template, self.default_threshold))
+
+    def has_words(self, text: str) -> bool:
+        """Whether the text encoder finds anything to read in ``text`` (emoji-only text reads as nothing)."""
+        return any(ch.isalnum() for ch in str(text))
 
     # --- to implement ---
     def preprocess(self, image: Image.Image) -> "torch.Tensor":
@@ -143,8 +154,9 @@ class EmbeddingEngine:
         with torch.inference_mode():
             return self._embed_batch(self.preprocess_batch([image]))
 
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """(M, dim) float32, L2-normalised. Each distinct text is encoded once per process."""
+    def encode_texts(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+        """(M, dim) float32, L2-normalised. Each distinct text is encoded once per process (and long
+        batches once per machine, on disk); ``progress(done, total)`` counts the texts still to encode."""
         texts = [str(t) for t in texts]
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -160,8 +172,13 @@ class EmbeddingEngine:
         if missing:
             if len(missing) <= SMALL_BATCH:  # a query: latency-bound, run it on the single-threaded worker
                 vectors = _l2_normalize(_latency_pool().submit(self._encode_text_batch, missing).result())
-            else:
-                vectors = _l2_normalize(self._encode_text_batch(missing))
+            else:  # chunks of 1,024 so a long ensemble can report progress (the model batches inside)
+                chunks = []
+                for start in range(0, len(missing), TEXT_CHUNK):
+                    chunks.append(self._encode_text_batch(missing[start : start + TEXT_CHUNK]))
+                    if progress is not None:
+                        progress(min(start + TEXT_CHUNK, len(missing)), len(missing))
+                vectors = _l2_normalize(np.concatenate(chunks))
             lookup.update(zip(missing, vectors))
             if store is not None and len(missing) >= self.persist_min_texts:
                 store.put([_text_key(t) for t in missing], vectors)

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from cvdemo.clip._common import ClipInputError
+from cvdemo.clip.prompts import plot_literal
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -65,10 +66,11 @@ def map_figure(
                 x=projection.image_xy[idx, 0],
                 y=projection.image_xy[idx, 1],
                 mode="markers",
-                name=label,
+                name=plot_literal(label, 30),  # user text (folder names) shown as typed
                 marker={"size": 9, "opacity": 0.8},
-                customdata=[[image_ids[i], i] for i in idx],
-                hovertemplate="%{customdata[0]}<extra>" + label + "</extra>",
+                # [escaped id, position]: ids and labels go through data, never into the template itself
+                customdata=[[plot_literal(image_ids[i]), i] for i in idx],
+                hovertemplate="%{customdata[0]}<extra>%{fullData.name}</extra>",
             )
         )
     if len(texts):
@@ -78,8 +80,9 @@ def map_figure(
                 y=projection.text_xy[:, 1],
                 mode="markers+text",
                 name="texts",
-                text=list(texts),
-                textposition="top center",
+                text=[plot_literal(t, 30) for t in texts],
+                # alternate above / below so neighbouring words do not print over each other
+                textposition=["top center" if i % 2 == 0 else "bottom center" for i in range(len(texts))],
                 textfont={"size": 15, "color": "black"},
                 marker={"size": 18, "symbol": "star", "color": "black", "line": {"width": 1, "color": "white"}},
                 hovertemplate="text: %{text}<extra></extra>",

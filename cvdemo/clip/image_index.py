@@ -5,7 +5,6 @@ ranked against a text, an image or a vector (brute force, or FAISS for very larg
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -16,7 +15,9 @@ from cvdemo.clip._common import ClipInputError, Progress, _l2_normalize
 from cvdemo.clip.embedding_engine import EmbeddingEngine
 from cvdemo.clip.embedding_store import EmbeddingStore, default_index_dir
 from cvdemo.clip.gallery import GalleryImage, display_thumbnail
-from cvdemo.clip.prompts import clean_query
+from cvdemo.clip.prompts import clean_query, quoted
+from cvdemo.search.ann import faiss_module
+from cvdemo.search.exact import top_k
 
 FAISS_MIN_ITEMS = 100_000  # brute force (one matrix product) is fast enough below this
 
@@ -155,6 +156,12 @@ class ImageIndex:
     def query_vector(self, query: str | Image.Image | np.ndarray) -> np.ndarray:
         if isinstance(query, str):
             text, _ = clean_query(query)
+            if not self.engine.has_words(text):
+                raise ClipInputError(
+                    f"{quoted(text)} has no words the text encoder can read (emoji and symbols all become one "
+                    "“unknown” token), so it would rank the gallery exactly like any other unreadable text. "
+                    "Describe it in words, e.g. “a smiling face”."
+                )
             return self.engine.encode_texts([text])[0]
         if isinstance(query, Image.Image):
             return self.engine.encode_images([query])[0]
@@ -185,27 +192,12 @@ class ImageIndex:
 
     def _top(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         n = len(self.ids)
-        if n >= FAISS_MIN_ITEMS and _faiss_module() is not None:
-            faiss = _faiss_module()
+        if n >= FAISS_MIN_ITEMS and faiss_module() is not None:  # exact too (a flat index), on FAISS's kernels
+            faiss = faiss_module()
             if self._faiss is None:
                 self._faiss = faiss.IndexFlatIP(self.engine.dim)
                 self._faiss.add(np.ascontiguousarray(self.embeddings))
             scores, order = self._faiss.search(vector.reshape(1, -1).astype(np.float32), k)
             return scores[0], order[0]
-        scores = self.embeddings @ vector
-        if k < n:
-            part = np.argpartition(-scores, k - 1)[:k]
-            order = part[np.argsort(-scores[part], kind="stable")]
-        else:
-            order = np.argsort(-scores, kind="stable")
-        return scores[order], order
-
-
-@lru_cache(maxsize=1)
-def _faiss_module():
-    try:
-        import faiss
-
-        return faiss
-    except ImportError:
-        return None
+        order, scores = top_k(self.embeddings @ vector, k)
+        return scores, order

@@ -53,7 +53,7 @@ def template_list(templates: str | Sequence[str]) -> list[str]:
         raise ClipInputError("Choose at least one prompt template.")
     bad = [t for t in out if "{}" not in t]
     if bad:
-        raise ClipInputError(f"A prompt template needs {{}} where the label goes; “{bad[0]}” has none.")
+        raise ClipInputError(f"A prompt template needs {{}} where the label goes; {quoted(bad[0])} has none.")
     return out
 
 
@@ -73,7 +73,7 @@ def parse_labels(labels: str | Iterable[str]) -> tuple[list[str], list[str]]:
         if not label:
             continue
         if len(label) > MAX_LABEL_CHARS:
-            notes.append(f"“{label[:30]}…” was cut to {MAX_LABEL_CHARS} characters.")
+            notes.append(f"{quoted(label[:30] + '…')} was cut to {MAX_LABEL_CHARS} characters.")
             label = label[:MAX_LABEL_CHARS]
         if label.casefold() in seen:
             duplicates.append(label)
@@ -81,7 +81,7 @@ def parse_labels(labels: str | Iterable[str]) -> tuple[list[str], list[str]]:
         seen.add(label.casefold())
         cleaned.append(label)
     if duplicates:
-        notes.append(f"Duplicate labels were removed: {', '.join(dict.fromkeys(duplicates))}.")
+        notes.append(f"Duplicate labels were removed: {', '.join(quoted(d) for d in dict.fromkeys(duplicates))}.")
     if not cleaned:
         raise ClipInputError("Type at least one label (comma-separated), e.g. “cat, dog, car”.")
     if len(cleaned) > MAX_LABELS:
@@ -92,6 +92,29 @@ def parse_labels(labels: str | Iterable[str]) -> tuple[list[str], list[str]]:
             "Read the raw cosine (or add labels) to judge the match."
         )
     return cleaned, notes
+
+
+_MARKDOWN_SPECIAL = set("\\`*_{}[]()#+-.!|<>~$:=^&")
+
+
+def md_literal(text: str) -> str:
+    """User text for a Streamlit markdown message, shown as typed: every markdown, HTML, LaTeX ($) and
+    directive (``:red[...]``, ``:material/...:``) character backslash-escaped, new lines as spaces."""
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in " ".join(str(text).split()))
+
+
+def quoted(text: str) -> str:
+    """User text between quotes, escaped for markdown (see :func:`md_literal`)."""
+    return f"“{md_literal(text)}”"
+
+
+def plot_literal(text: str, max_chars: int | None = None) -> str:
+    """User text for a plotly label or legend: its HTML-like tags escaped (plotly renders <b>, <br>, <a>)
+    and, with ``max_chars``, shortened with an ellipsis so labels do not run into each other."""
+    text = " ".join(str(text).split())
+    if max_chars is not None and len(text) > max_chars:
+        text = text[: max_chars - 1] + "…"
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def clean_query(text: str) -> tuple[str, list[str]]:

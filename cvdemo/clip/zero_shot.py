@@ -5,24 +5,81 @@ Raw cosine (can say "none of the above") and a temperature-scaled softmax (alway
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from cvdemo.clip._common import ClipInputError, _l2_normalize
+from cvdemo.clip._common import ClipInputError, Progress, _l2_normalize
 from cvdemo.clip.embedding_engine import EmbeddingEngine
-from cvdemo.clip.prompts import ENSEMBLE, parse_labels, template_list
+from cvdemo.clip.prompts import ENSEMBLE, LABEL_PRESETS, TEMPLATE_CHOICES, parse_labels, quoted, template_list
+
+# (engine name, template tuple, label) -> the label's class vector, shared by every session of the process
+_class_vectors: dict[tuple[str, tuple[str, ...], str], np.ndarray] = {}
+_class_lock = threading.Lock()
+_CLASS_CACHE_SIZE = 20_000
 
 
 def class_text_embeddings(
-    engine: EmbeddingEngine, labels: Sequence[str], templates: str | Sequence[str] = ENSEMBLE
+    engine: EmbeddingEngine, labels: Sequence[str], templates: str | Sequence[str] = ENSEMBLE,
+    progress: Progress | None = None,
 ) -> np.ndarray:
-    """(L, dim): per label, the mean of its normalised prompt embeddings, renormalised (CLIP's recipe)."""
-    prompts = template_list(templates)
-    texts = [t.replace("{}", label) for label in labels for t in prompts]
-    emb = engine.encode_texts(texts).reshape(len(labels), len(prompts), -1)
-    return _l2_normalize(emb.mean(axis=1))
+    """(L, dim): per label, the mean of its normalised prompt embeddings, renormalised (CLIP's recipe).
+
+    Class vectors are cached per engine and template set for the whole process; the prompts of new
+    labels are encoded in one batch (``progress(done, total)`` over those prompts).
+    """
+    prompts = tuple(template_list(templates))
+    keys = [(engine.name, prompts, str(label)) for label in labels]
+    missing = [label for label, key in zip(labels, keys) if key not in _class_vectors]
+    if missing:
+        missing = list(dict.fromkeys(missing))
+        texts = [t.replace("{}", label) for label in missing for t in prompts]
+        emb = engine.encode_texts(texts, progress=progress).reshape(len(missing), len(prompts), -1)
+        vectors = _l2_normalize(emb.mean(axis=1))
+        with _class_lock:
+            if len(_class_vectors) + len(missing) > _CLASS_CACHE_SIZE:
+                _class_vectors.clear()
+            _class_vectors.update({(engine.name, prompts, str(label)): v for label, v in zip(missing, vectors)})
+    elif progress is not None:
+        progress(1, 1)
+    return np.stack([_class_vectors[key] for key in keys]).astype(np.float32)
+
+
+def prompt_count(labels: Sequence[str], templates: str | Sequence[str]) -> int:
+    return len(labels) * len(template_list(templates))
+
+
+def warm_text_cache(engine: EmbeddingEngine, label_sets: Iterable[Sequence[str]] | None = None,
+                    templates: Iterable[str] | None = None) -> int:
+    """Encode the presets' (and CIFAR-10's) class vectors ahead of time; returns how many labels.
+
+    For a warm-start step (none exists in cvdemo yet): run it once per server after the engine loads, so
+    the first student to pick a preset with the 80-prompt ensemble does not wait for its prompts.
+    """
+    label_sets = list(LABEL_PRESETS.values()) if label_sets is None else list(label_sets)
+    labels = list(dict.fromkeys(label for labels in label_sets for label in labels))
+    for template in (TEMPLATE_CHOICES if templates is None else templates):
+        class_text_embeddings(engine, labels, template)
+    return len(labels)
+
+
+def labels_without_words(engine: EmbeddingEngine, labels: Sequence[str]) -> list[str]:
+    """Labels (or queries) in which the engine's text encoder finds no word, e.g. emoji only."""
+    return [label for label in labels if not engine.has_words(label)]
+
+
+def calibrate_none_threshold(
+    engine: EmbeddingEngine, embedding_sets: Sequence[np.ndarray], template: str,
+    unrelated: Sequence[str] = ("chair", "banana", "spaceship", "violin", "toothbrush", "umbrella", "pizza",
+                                "keyboard", "lamp", "clock"),
+    quantile: float = 0.9,
+) -> float:
+    """The cosine that at most ``1 − quantile`` of photos reach when no label fits: the ``quantile`` of
+    each photo's best cosine among ``unrelated`` labels (photos chosen so none of those labels fits)."""
+    best = np.concatenate([zero_shot(engine, e, list(unrelated), template).cosine.max(axis=1) for e in embedding_sets])
+    return float(np.quantile(best, quantile))
 
 
 def softmax(cosine: np.ndarray, temperature: float) -> np.ndarray:
@@ -75,6 +132,7 @@ def zero_shot(
     labels: str | Sequence[str],
     templates: str | Sequence[str] = ENSEMBLE,
     temperature: float | None = None,
+    progress: Progress | None = None,
 ) -> ZeroShotResult:
     """Classify image embeddings ((dim,) or (N, dim)) among ``labels`` with prompt ``templates``.
 
@@ -82,8 +140,14 @@ def zero_shot(
     engine's, for CLIP its learned ``1/logit_scale``) and the best label per image.
     """
     clean, notes = parse_labels(labels)
+    wordless = labels_without_words(engine, clean)
+    if wordless:
+        notes.append(
+            f"{', '.join(quoted(w) for w in wordless)} had no words the text encoder can read (emoji and symbols "
+            "become one “unknown” token): such a label scores like any other unknown text, not like its meaning."
+        )
     image_emb = np.atleast_2d(np.asarray(image_emb, dtype=np.float32))
-    text_emb = class_text_embeddings(engine, clean, templates)
+    text_emb = class_text_embeddings(engine, clean, templates, progress)
     cosine = _l2_normalize(image_emb) @ text_emb.T
     temperature = engine.default_temperature if temperature is None else float(temperature)
     return ZeroShotResult(clean, cosine, softmax(cosine, temperature), temperature, notes)
