@@ -222,6 +222,10 @@ def test_model_files_that_are_refused(run):
 
     with pytest.raises(fs.ModelFileError, match="not a classifier exported by this page"):
         fs.load_classifier(save({"w": torch.zeros(3)}), "other.safetensors")
+    # a safetensors header length whose first byte is 0x80 (pickle's PROTO opcode) is still safetensors
+    unlucky = next(data for size in range(512) if (data := save({"w": torch.zeros(3)}, {"pad": "x" * size}))[0] == 0x80)
+    with pytest.raises(fs.ModelFileError, match="not a classifier exported by this page"):
+        fs.load_classifier(unlucky, "other.safetensors")
     classifier = run.classifier()
     state = {k: v.detach().clone().contiguous() for k, v in classifier.module.state_dict().items()}
     state["head.net.weight"][0] += 0.05  # a changed model no longer reproduces its recorded outputs

@@ -361,21 +361,25 @@ class LadderRun(BackgroundJob):
     def _rung_unfreeze(self) -> None:
         import torch
 
-        from cvdemo.fewshot.network import fine_tune_network
+        from cvdemo.fewshot.network import accelerated_frozen_part, fine_tune_network
 
         cfg = self.config
         started = time.perf_counter()
         head, how = self._start_head(started)
         network = fine_tune_network(copy.deepcopy(self.extractor._model), head, cfg.unfreeze_stages)
-        frozen_key = f"{self.extractor.key}/frozen-{network.cut}"
-        self.phase = f"Rung: {METHOD_LABELS['unfreeze']} · frozen part of the held-out images"
-        test_frozen = self.bank.frozen_outputs(frozen_key, network.frozen_part, self.test_images, self.test_digests,
+        self.phase = f"Rung: {METHOD_LABELS['unfreeze']} · preparing the frozen stages"
+        accelerated = accelerated_frozen_part(self.extractor, network.cut)  # exported once per server
+        frozen_part = accelerated if accelerated is not None else network.frozen_part
+        runtime_name = accelerated.label if accelerated is not None else "PyTorch"
+        frozen_key = f"{self.extractor.key}/frozen-{network.cut}/{runtime_name}"
+        self.phase = f"Rung: {METHOD_LABELS['unfreeze']} · frozen stages of the held-out images"
+        test_frozen = self.bank.frozen_outputs(frozen_key, frozen_part, self.test_images, self.test_digests,
                                                cfg.augmentation, cfg.seed, EVAL_VIEW)
         self._advance("unfreeze", 2 / (3.0 * cfg.unfreeze_epochs + 2))
 
         def inputs(epoch: int) -> "torch.Tensor":
             self.phase = f"Rung: {METHOD_LABELS['unfreeze']} · epoch {epoch + 1}/{cfg.unfreeze_epochs}"
-            return self.bank.frozen_outputs(frozen_key, network.frozen_part, self.train_images, self.train_digests,
+            return self.bank.frozen_outputs(frozen_key, frozen_part, self.train_images, self.train_digests,
                                             cfg.augmentation, cfg.seed, epoch)
 
         groups = network.parameter_groups(cfg.finetune_lr, cfg.lr_factor)
@@ -389,7 +393,7 @@ class LadderRun(BackgroundJob):
             "unfreeze", pred, time.perf_counter() - started, count_parameters(network.trainable_parameters()),
             epochs_done=len(history), epochs_planned=cfg.unfreeze_epochs,
             groups=[(g["name"], g["lr"], count_parameters(g["params"])) for g in groups],
-            note=f"{how}; unfrozen: {unfrozen}; LR ÷ {cfg.lr_factor:g}",
+            note=f"{how}; unfrozen: {unfrozen}; LR ÷ {cfg.lr_factor:g}; frozen stages run in {runtime_name}",
         )
 
     # -- the trained model --------------------------------------------------------------------

@@ -223,8 +223,17 @@ class OnnxClassifier(_Predicts):
         return runtime.RuntimeInfo(runtime.BACKEND_LABELS[runtime.ONNXRUNTIME], True)
 
 
+def _looks_like_safetensors(data: bytes) -> bool:
+    """An 8-byte little-endian header length, then the JSON header: ``{`` at byte 8."""
+    return len(data) > 9 and data[8:9] == b"{" and 0 < int.from_bytes(data[:8], "little") <= len(data) - 8
+
+
 def _looks_like_pickle(data: bytes) -> bool:
-    return data[:1] == b"\x80" or data[:4] == b"PK\x03\x04"  # pickle protocol 2+, or torch.save's zip
+    """Pickle protocol 2-5 (``\\x80`` then the protocol number) or torch.save's zip. A safetensors file
+    whose header length happens to start with byte 0x80 is not one."""
+    if _looks_like_safetensors(data):
+        return False
+    return (data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")) or data[:4] == b"PK\x03\x04"
 
 
 def load_classifier(data: bytes, filename: str = "the file") -> FineTunedClassifier | OnnxClassifier:
