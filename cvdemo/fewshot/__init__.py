@@ -115,6 +115,7 @@ from cvdemo.fewshot.ladder import (
     check_data,
     describe_results,
     display_table,
+    prepare_in_background,
     shared_ladder,
     transfer_ladder,
 )
@@ -250,6 +251,7 @@ __all__ = [
     "check_data",
     "describe_results",
     "display_table",
+    "prepare_in_background",
     "shared_ladder",
     "transfer_ladder",
     # evaluation_plan

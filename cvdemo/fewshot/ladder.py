@@ -422,6 +422,39 @@ class LadderRun(BackgroundJob):
         return FineTunedClassifier.from_network(network, self.classes, self.extractor, method, self.config)
 
 
+def prepare_in_background(extractor: FeatureExtractor, unfreeze_stages: int = LadderConfig.unfreeze_stages) -> bool:
+    """Warm start: export and load the accelerated frozen stages of the default unfreeze rung in a
+    daemon thread, while the lecturer is still adding examples, so the first run does not wait for
+    the export. Once per process (a run asking meanwhile waits for the same export, never a second);
+    returns whether a thread was started."""
+    from cvdemo import cache
+    from cvdemo.fewshot.network import _accelerated_frozen_part, accelerated_frozen_part, stage_count
+
+    model = getattr(extractor, "_model", None)
+    if model is None or not extractor.runtime_info.accelerated:
+        return False
+    try:
+        cut = stage_count(model) - int(unfreeze_stages)
+    except LadderError:  # a backbone the unfreeze rung does not know
+        return False
+    if cut < 1 or cache.has(_accelerated_frozen_part, extractor.backbone, bool(extractor.pretrained), cut):
+        return False
+    with _SHARED_LOCK:
+        if (extractor.backbone, extractor.pretrained, cut) in _PREPARING:
+            return False
+        _PREPARING.add((extractor.backbone, extractor.pretrained, cut))
+
+    def prepare() -> None:
+        try:
+            accelerated_frozen_part(extractor, cut)
+        except Exception:  # the run will try again and fall back to PyTorch with the reason logged
+            pass
+
+    threading.Thread(target=prepare, name="cvdemo-ladder-warm-up", daemon=True).start()
+    return True
+
+
+_PREPARING: set[tuple] = set()
 _SHARED_RUNS: "OrderedDict[tuple, LadderRun]" = OrderedDict()
 _SHARED_LOCK = threading.Lock()
 SHARED_RUNS = 8
