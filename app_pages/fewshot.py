@@ -867,8 +867,6 @@ def ladder_section(extractor: fs.FeatureExtractor, items: list, y: list[str]) ->
         augmentation = augmentation_controls()
         augmentation_viewer(augmentation, items, y)
     stages = fs.backbone_stages(extractor._model)[0] if getattr(extractor, "_model", None) is not None else []
-    if stages:
-        fs.prepare_in_background(extractor)  # the default unfreeze rung's accelerated frozen stages, once per server
     with tab_ladder:
         config = ladder_controls(augmentation, [s.name for s in stages]) if stages else None
         if not stages:

@@ -115,7 +115,6 @@ from cvdemo.fewshot.ladder import (
     check_data,
     describe_results,
     display_table,
-    prepare_in_background,
     shared_ladder,
     transfer_ladder,
 )
@@ -251,7 +250,6 @@ __all__ = [
     "check_data",
     "describe_results",
     "display_table",
-    "prepare_in_background",
     "shared_ladder",
     "transfer_ladder",
     # evaluation_plan

@@ -35,7 +35,7 @@ def probability_figure(classes: Sequence[str], proba: Sequence[float]) -> "go.Fi
         )
     )
     fig.update_layout(
-        xaxis=dict(range=[0, 1], tickformat=".0%", title="share of the k neighbours' vote"),
+        xaxis=dict(range=[0, 1.0001], tickformat=".0%", title="share of the k neighbours' vote"),  # 1.0001: the 100% tick shows
         height=max(160, 60 + 40 * len(classes)),
         margin=dict(l=10, r=10, t=10, b=40),
     )

@@ -361,25 +361,21 @@ class LadderRun(BackgroundJob):
     def _rung_unfreeze(self) -> None:
         import torch
 
-        from cvdemo.fewshot.network import accelerated_frozen_part, fine_tune_network
+        from cvdemo.fewshot.network import fine_tune_network
 
         cfg = self.config
         started = time.perf_counter()
         head, how = self._start_head(started)
         network = fine_tune_network(copy.deepcopy(self.extractor._model), head, cfg.unfreeze_stages)
-        self.phase = f"Rung: {METHOD_LABELS['unfreeze']} · preparing the frozen stages"
-        accelerated = accelerated_frozen_part(self.extractor, network.cut)  # exported once per server
-        frozen_part = accelerated if accelerated is not None else network.frozen_part
-        runtime_name = accelerated.label if accelerated is not None else "PyTorch"
-        frozen_key = f"{self.extractor.key}/frozen-{network.cut}/{runtime_name}"
-        self.phase = f"Rung: {METHOD_LABELS['unfreeze']} · frozen stages of the held-out images"
-        test_frozen = self.bank.frozen_outputs(frozen_key, frozen_part, self.test_images, self.test_digests,
+        frozen_key = f"{self.extractor.key}/frozen-{network.cut}"
+        self.phase = f"Rung: {METHOD_LABELS['unfreeze']} · frozen part of the held-out images"
+        test_frozen = self.bank.frozen_outputs(frozen_key, network.frozen_part, self.test_images, self.test_digests,
                                                cfg.augmentation, cfg.seed, EVAL_VIEW)
         self._advance("unfreeze", 2 / (3.0 * cfg.unfreeze_epochs + 2))
 
         def inputs(epoch: int) -> "torch.Tensor":
             self.phase = f"Rung: {METHOD_LABELS['unfreeze']} · epoch {epoch + 1}/{cfg.unfreeze_epochs}"
-            return self.bank.frozen_outputs(frozen_key, frozen_part, self.train_images, self.train_digests,
+            return self.bank.frozen_outputs(frozen_key, network.frozen_part, self.train_images, self.train_digests,
                                             cfg.augmentation, cfg.seed, epoch)
 
         groups = network.parameter_groups(cfg.finetune_lr, cfg.lr_factor)
@@ -393,7 +389,7 @@ class LadderRun(BackgroundJob):
             "unfreeze", pred, time.perf_counter() - started, count_parameters(network.trainable_parameters()),
             epochs_done=len(history), epochs_planned=cfg.unfreeze_epochs,
             groups=[(g["name"], g["lr"], count_parameters(g["params"])) for g in groups],
-            note=f"{how}; unfrozen: {unfrozen}; LR ÷ {cfg.lr_factor:g}; frozen stages run in {runtime_name}",
+            note=f"{how}; unfrozen: {unfrozen}; LR ÷ {cfg.lr_factor:g}",
         )
 
     # -- the trained model --------------------------------------------------------------------
@@ -422,39 +418,6 @@ class LadderRun(BackgroundJob):
         return FineTunedClassifier.from_network(network, self.classes, self.extractor, method, self.config)
 
 
-def prepare_in_background(extractor: FeatureExtractor, unfreeze_stages: int = LadderConfig.unfreeze_stages) -> bool:
-    """Warm start: export and load the accelerated frozen stages of the default unfreeze rung in a
-    daemon thread, while the lecturer is still adding examples, so the first run does not wait for
-    the export. Once per process (a run asking meanwhile waits for the same export, never a second);
-    returns whether a thread was started."""
-    from cvdemo import cache
-    from cvdemo.fewshot.network import _accelerated_frozen_part, accelerated_frozen_part, stage_count
-
-    model = getattr(extractor, "_model", None)
-    if model is None or not extractor.runtime_info.accelerated:
-        return False
-    try:
-        cut = stage_count(model) - int(unfreeze_stages)
-    except LadderError:  # a backbone the unfreeze rung does not know
-        return False
-    if cut < 1 or cache.has(_accelerated_frozen_part, extractor.backbone, bool(extractor.pretrained), cut):
-        return False
-    with _SHARED_LOCK:
-        if (extractor.backbone, extractor.pretrained, cut) in _PREPARING:
-            return False
-        _PREPARING.add((extractor.backbone, extractor.pretrained, cut))
-
-    def prepare() -> None:
-        try:
-            accelerated_frozen_part(extractor, cut)
-        except Exception:  # the run will try again and fall back to PyTorch with the reason logged
-            pass
-
-    threading.Thread(target=prepare, name="cvdemo-ladder-warm-up", daemon=True).start()
-    return True
-
-
-_PREPARING: set[tuple] = set()
 _SHARED_RUNS: "OrderedDict[tuple, LadderRun]" = OrderedDict()
 _SHARED_LOCK = threading.Lock()
 SHARED_RUNS = 8

@@ -124,9 +124,11 @@ def test_fewshot_ladder_runs_on_the_sample_and_reloading_gives_one_note(page, ap
     expect(main(page).get_by_text(re.compile(r"already in '(ants|bees)', skipped"))).to_have_count(0)
     ladder = main(page).get_by_role("heading", name=re.compile("the transfer-learning ladder"))
     ladder.scroll_into_view_if_needed()
+    set_slider(page, "New head: epochs", "Home", presses=2)  # a short run: every rung, fewer epochs
+    set_slider(page, "Unfreeze: epochs", "Home", presses=1)
     click(page, main(page).get_by_role("button", name="Run the ladder"))
     finished = main(page).get_by_text(re.compile(r"^Finished in \d+ s on this CPU"))
-    expect(finished).to_be_visible(timeout=240_000)
+    expect(finished).to_be_visible(timeout=400_000)
     settle(page)  # the finished run reruns the whole page
     best = main(page).get_by_text(re.compile(r"^Best on these held-out images: .+ \(\d+/\d+, 95% CI \d+–\d+%\)\.$"))
     expect(best).to_be_visible()
