@@ -124,7 +124,9 @@ def test_fewshot_ladder_runs_on_the_sample_and_reloading_gives_one_note(page, ap
     expect(main(page).get_by_text(re.compile(r"already in '(ants|bees)', skipped"))).to_have_count(0)
     ladder = main(page).get_by_role("heading", name=re.compile("the transfer-learning ladder"))
     ladder.scroll_into_view_if_needed()
-    set_slider(page, "New head: epochs", "Home", presses=2)  # a short run: every rung, fewer epochs
+    # a short run: held out from the examples (features already computed), every rung, fewer epochs
+    choose(page, "Held-out images (never trained on)", "a share of my examples")
+    set_slider(page, "New head: epochs", "Home", presses=2)
     set_slider(page, "Unfreeze: epochs", "Home", presses=1)
     click(page, main(page).get_by_role("button", name="Run the ladder"))
     finished = main(page).get_by_text(re.compile(r"^Finished in \d+ s on this CPU"))
