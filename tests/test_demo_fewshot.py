@@ -13,7 +13,7 @@ def test_build_returns_blocks():
 
     blocks = demo.build()
     assert isinstance(blocks, gr.Blocks)
-    assert "classify" in {fn.api_name for fn in blocks.fns.values()}
+    assert {"classify", "ladder"} <= {fn.api_name for fn in blocks.fns.values()}
 
 
 def test_classify_a_validation_bee():
@@ -33,3 +33,21 @@ def test_classify_rejects_missing_or_broken_input():
         demo.classify(None)
     with pytest.raises(gr.Error, match="not an image"):
         demo.classify(b"certainly not a picture")
+
+
+def test_ladder_table_on_the_sample():
+    table = demo.ladder_table(head_epochs=1, unfreeze_epochs=1, lr_factor=10, start="head")
+    assert list(table["method"]) == ["knn", "linear_probe", "head", "unfreeze"]
+    assert (table["n"] == 153).all() and table["accuracy"].between(0, 1).all()
+    assert table.set_index("method").loc["knn", "accuracy"] > 0.7
+    # the streaming handler joins the same (finished) run: one run per process and settings
+    *_, (shown, curves, summary) = list(demo.run_ladder(1, 1, 10, "head"))
+    assert len(shown) == 4 and "95% CI" in shown.columns and "Best on these held-out images" in summary
+    assert len(curves.data) >= 2
+
+
+def test_ladder_bad_settings_are_a_gradio_error():
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match="factor must be at least 1"):
+        list(demo.run_ladder(1, 1, 0.5, "head"))

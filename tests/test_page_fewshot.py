@@ -1,4 +1,5 @@
-"""The Few-shot kNN page through the real app: sample set, classification, cached features, bad input."""
+"""The Few-shot page through the real app: sample set, classification, cached features, bad input, and the
+transfer-learning ladder (run, table, export and re-import)."""
 
 from __future__ import annotations
 
@@ -42,15 +43,23 @@ def _uploader(at: AppTest, label: str):
     return next(u for u in at.file_uploader if u.label.startswith(label))
 
 
+def _state(at: AppTest) -> fs.FewshotSession:
+    return at.session_state["fewshot"]
+
+
 @pytest.fixture(scope="module")
 def loaded() -> AppTest:
-    """The page with 4 ants + 4 bees from the sample set, classifying the first sample query."""
+    """The page with the default sample (10 ants + 10 bees), then classifying a clear validation ant."""
     at = _page()
     assert "at least 2 classes" in _texts(at, "info")
-    at.number_input(key="fewshot_per_class").set_value(4)
     _button(at, "Load ants vs bees").click().run()
     assert not at.exception, at.exception
-    assert "Added 8 images from the ants/bees sample set." in _texts(at, "success")  # shown once
+    assert "Added 20 images from the ants/bees sample set." in _texts(at, "success")  # shown once
+    # the default query (the first validation ant) is predicted ants and not called unlike every example
+    assert "#### Prediction: **ants**" in _texts(at, "markdown")
+    assert "unlike every example" not in _texts(at, "warning")
+    assert any("How the \"unlike every example\" check was set (this query: like the examples)" in e.label
+               for e in at.expander)
     clear_ant = next(name for name in fs.query_samples() if "2211974567" in name)  # a validation ant
     at.selectbox(key="fewshot_query_sample").set_value(clear_ant).run()
     return at
@@ -59,32 +68,34 @@ def loaded() -> AppTest:
 def test_sample_set_classifies_a_query(loaded):
     at = loaded
     markdown = _texts(at, "markdown")
-    assert "**ants** · 4 images" in markdown and "**bees** · 4 images" in markdown
+    assert "**ants** · 10 images" in markdown and "**bees** · 10 images" in markdown
     assert "#### Prediction: **ants** (100% of the vote)" in markdown
     captions = _texts(at, "caption")
     assert "#1 **ants** · d = " in captions and "#3 " in captions  # the k=3 nearest examples, with distances
-    assert "8 examples → 1280-d vectors from `efficientnet_lite0/head`" in captions
+    assert "20 examples → 1280-d vectors from `efficientnet_lite0/head`" in captions
     assert at.get("plotly_chart"), "no probability chart"
     assert at.metric[0].label == "Leave-one-out accuracy" and at.metric[0].value.endswith("%")
+    assert "/20 · 95% CI " in at.metric[0].delta  # n and an interval next to the accuracy
     # the other backbones are listed as missing, with the reason, not crashing the page
     assert "ResNet-18 (11.7M)** — Model weights for 'resnet18'" in markdown
 
 
 def test_changing_k_metric_or_query_does_not_recompute_examples(loaded):
     at = loaded
-    cache = at.session_state["fewshot_cache"]
+    cache = _state(at).cache
     before = cache.computed
     at.slider(key="fewshot_k").set_value(1).run()
     at.radio(key="fewshot_metric").set_value("euclidean").run()
     at.radio(key="fewshot_weighting").set_value("distance").run()
     assert not at.exception, at.exception
-    assert at.session_state["fewshot_cache"].computed == before
+    assert _state(at).cache.computed == before
     assert "the 1 nearest examples (euclidean distance" in _texts(at, "markdown")
     at.selectbox(key="fewshot_query_sample").set_value("bus.jpg").run()
     # the examples stay cached; the query is embedded afresh (its badge shows the live latency)
-    assert at.session_state["fewshot_cache"].computed == before
+    assert _state(at).cache.computed == before
     assert "Prediction:" in _texts(at, "markdown")
     assert "cannot say \"none of these\"" in _texts(at, "warning")  # a bus is far from every ant and bee
+    assert "looks unlike every example" in _texts(at, "warning")
 
 
 def test_runtime_switch_is_named_on_the_latency_badge(loaded):
@@ -101,6 +112,65 @@ def test_runtime_switch_is_named_on_the_latency_badge(loaded):
     assert "· PyTorch]" not in _texts(at, "markdown")
 
 
+def test_reloading_the_sample_says_so_once(loaded):
+    at = loaded
+    _button(at, "Load ants vs bees").click().run()
+    warnings = [str(w.value) for w in at.warning]
+    assert "20 images were already in the set and were skipped (10 in 'ants', 10 in 'bees')." in warnings
+    assert not any("skipped." in w and "is already in" in w for w in warnings)  # not 20 separate banners
+
+
+def test_class_names_and_file_names_are_shown_literally():
+    at = _page()
+    _add_class(at, "**bold** <i>x")
+    assert "Class '\\*\\*bold\\*\\* \\<i\\>x' created" in _texts(at, "success")
+    assert "**\\*\\*bold\\*\\* \\<i\\>x** · 0 images" in _texts(at, "markdown")
+    _uploader(at, "Add images to").set_value(("*star*.png", _png(), "image/png")).run()
+    assert "Added 1 image to '\\*\\*bold\\*\\* \\<i\\>x'." in _texts(at, "success") and not at.exception
+
+
+def test_bad_ladder_settings_get_a_sentence(loaded):
+    at = loaded
+    at.select_slider(key="fewshot_lr_factor").set_value(0.5).run()
+    assert "factor must be at least 1" in _texts(at, "warning")
+    assert _button(at, "Run the ladder").disabled
+    at.select_slider(key="fewshot_lr_factor").set_value(10)
+    at.slider(key="fewshot_head_epochs").set_value(0).run()
+    assert "Training the head needs at least 1 epoch" in _texts(at, "warning")
+    at.slider(key="fewshot_head_epochs").set_value(15).run()
+    assert not _button(at, "Run the ladder").disabled and not at.exception
+
+
+def test_ladder_runs_on_the_page_and_its_model_comes_back(loaded):
+    at = loaded
+    assert at.radio(key="fewshot_heldout").value == "validation"  # the sample's own held-out images
+    at.slider(key="fewshot_head_epochs").set_value(2)
+    at.slider(key="fewshot_unfreeze_epochs").set_value(1).run()
+    _button(at, "Run the ladder").click().run()
+    assert not at.exception, at.exception
+    session = _state(at).ladder
+    session.job.join()
+    at.run()
+    assert not at.exception, at.exception
+    assert session.job.status == "done" and "153 ants/bees validation images held out" in session.held_out
+    table = next(df.value for df in at.dataframe if "rung" in df.value.columns)
+    assert len(table) == 4 and table["held-out accuracy"].str.contains("/153)", regex=False).all()
+    assert table["95% CI"].str.contains("–", regex=False).all()
+    assert "Best on these held-out images" in _texts(at, "markdown")
+    groups = next(df.value for df in at.dataframe if "group" in df.value.columns)
+    assert list(groups["group"]) == ["new head", "block group 7", "head convolution"]
+    # export, then bring the model back: it classifies the query on the page
+    data = session.classifier.to_safetensors()
+    _uploader(at, "A .safetensors or .onnx file").set_value(("ladder.safetensors", data, "application/octet-stream"))
+    at.run()
+    assert "Loaded ladder.safetensors: classes ants, bees" in _texts(at, "success")
+    assert "The query **" in _texts(at, "markdown") and not at.exception
+    pickle = b"\x80\x04\x95" + b"\x00" * 20
+    _uploader(at, "A .safetensors or .onnx file").set_value(("model.pth", pickle, "application/octet-stream"))
+    at.run()
+    assert "Loading a pickle can run any code, so it is refused" in _texts(at, "error")
+
+
 def test_bad_uploads_and_names_get_a_sentence(loaded):
     at = loaded
     _add_class(at, "Ants")
@@ -109,7 +179,7 @@ def test_bad_uploads_and_names_get_a_sentence(loaded):
     uploader.set_value([("notes.txt", b"not a picture", "text/plain"), ("red.png", _png(), "image/png")]).run()
     assert not at.exception, at.exception
     assert "notes.txt is not an image Pillow can read" in _texts(at, "error")
-    assert "**ants** · 5 images" in _texts(at, "markdown")  # the good file was still added
+    assert "**ants** · 11 images" in _texts(at, "markdown")  # the good file was still added
     zip_buf = io.BytesIO()
     with zipfile.ZipFile(zip_buf, "w") as archive:
         archive.writestr("../../escape.png", _png())
@@ -130,12 +200,12 @@ def test_camera_snapshots_go_to_the_chosen_class(loaded):
     at.camera_input(key="fewshot_camera").set_value(("photo.jpg", photo.getvalue(), "image/jpeg")).run()
     assert not at.exception, at.exception
     assert "Added 1 image to 'bees' from the camera." in _texts(at, "success")
-    snap = at.session_state["fewshot_set"].classes["bees"][-1]
-    assert snap.name == "camera 5.jpg"
-    computed = at.session_state["fewshot_cache"].computed
+    snap = _state(at).examples.classes["bees"][-1]
+    assert snap.name == "camera 11.jpg"
+    computed = _state(at).cache.computed
     at.button(key=f"fewshot_rm_{snap.uid}").click().run()  # the ✕ under its thumbnail
-    assert "**bees** · 4 images" in _texts(at, "markdown")
-    assert at.session_state["fewshot_cache"].computed == computed  # removing never re-embeds the rest
+    assert "**bees** · 10 images" in _texts(at, "markdown")
+    assert _state(at).cache.computed == computed  # removing never re-embeds the rest
 
 
 def test_one_class_only_and_empty_class_are_explained():
@@ -169,5 +239,6 @@ def test_import_of_an_exported_set_restores_its_features():
     assert not at.exception, at.exception
     assert "carried 4 precomputed embeddings" in _texts(at, "info")
     # the four examples were not embedded again (the query is embedded outside the cache)
-    assert at.session_state["fewshot_cache"].computed == 0
+    assert _state(at).cache.computed == 0
     assert "Prediction:" in _texts(at, "markdown")
+

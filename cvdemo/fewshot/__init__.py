@@ -19,10 +19,41 @@ is the door (``from cvdemo import fewshot as fs; fs.KNNClassifier``), one concep
 * ``zipio.py`` — :func:`export_zip` / :func:`import_zip` move a set and its features between machines.
 * ``samples.py`` — the ants/bees sample set and query images to try.
 * ``figures.py`` — Plotly figure builders shared by the page and the Gradio demo.
+* ``intervals.py`` — :func:`accuracy_estimate`: every accuracy with its n and a 95% (Wilson) interval.
+* ``literal.py`` — user text (class and file names) escaped for Markdown and Plotly: shown as typed.
+
+The transfer-learning ladder (kNN → linear probe → new head → unfreeze with lower learning rates):
+
+* ``augment.py`` — :class:`AugmentConfig` and the ``torchvision.transforms.v2`` pipeline; seeded views.
+* ``network.py`` — a timm backbone cut into stages, :func:`classifier_head`, :func:`fine_tune_network`
+  with per-stage parameter groups (base LR = head LR / factor); :class:`LadderError`.
+* ``training.py`` — :func:`fit`: the shared AdamW loop with per-epoch held-out accuracy.
+* ``view_bank.py`` — :class:`ViewBank`: frozen outputs of augmented views, computed once for every rung.
+* ``jobs.py`` — :class:`BackgroundJob`: long work in a thread, observable and stoppable.
+* ``ladder.py`` — :class:`LadderConfig`, :class:`LadderRun`, :func:`transfer_ladder` (the table).
+* ``evaluation_plan.py`` — :func:`plan_evaluation` (held-out split or cross-validation),
+  :class:`CrossValidatedLadder`.
+* ``ladder_shots.py`` — :class:`ShotsRun` / :func:`ladder_vs_shots` (accuracy vs shots for every
+  rung) and :func:`augmentation_effect` (with vs without augmentation).
+* ``model_io.py`` — :class:`FineTunedClassifier`: export to safetensors / ONNX (accelerated runtime,
+  parity-checked) and :func:`load_classifier` (pickles refused, self-check on load).
+* ``ood.py`` — :func:`calibrate_ood`: the "unlike every example" warning calibrated on held-out data.
+* ``ladder_figures.py`` — the ladder's figures (curves, table bars, shots, augmentation, OOD).
+* ``session.py`` — :class:`FewshotSession`: the page's typed session state.
 
 torch, timm, scikit-learn and plotly are imported inside the functions that need them.
 """
 
+from cvdemo.fewshot import literal
+from cvdemo.fewshot.augment import (
+    DEFAULT_AUGMENTATION,
+    NO_AUGMENTATION,
+    AugmentConfig,
+    augmented_view,
+    augmented_views,
+    build_augmentation,
+    view_grid,
+)
 from cvdemo.fewshot.embedding_cache import EmbeddingCache
 from cvdemo.fewshot.evaluation import (
     LeaveOneOut,
@@ -35,12 +66,15 @@ from cvdemo.fewshot.evaluation import (
 from cvdemo.fewshot.examples import (
     MAX_CLASS_NAME,
     STORE_MAX_SIDE,
+    DuplicateNote,
     Example,
     ExampleSet,
     ExampleSetError,
     clean_class_name,
     image_digest,
+    summarise_notes,
 )
+from cvdemo.fewshot.evaluation_plan import CrossValidatedLadder, EvaluationPlan, plan_evaluation
 from cvdemo.fewshot.extractor import (
     DEFAULT_BACKBONE,
     ENCODER_BACKBONES,
@@ -56,13 +90,64 @@ from cvdemo.fewshot.figures import (
     CLASS_COLOURS,
     confusion_figure,
     embedding_figure,
+    integer_shot_axis,
     layers_figure,
     probability_figure,
     shots_figure,
 )
+from cvdemo.fewshot.intervals import (
+    AccuracyEstimate,
+    Spread,
+    accuracy_estimate,
+    estimate_from,
+    per_class_estimates,
+    spread,
+)
+from cvdemo.fewshot.jobs import BackgroundJob
 from cvdemo.fewshot.knn import METRICS, WEIGHTINGS, KNNClassifier, pairwise_distances
+from cvdemo.fewshot.ladder import (
+    METHOD_LABELS,
+    METHODS,
+    STARTS,
+    LadderConfig,
+    LadderRun,
+    RungResult,
+    check_data,
+    describe_results,
+    display_table,
+    shared_ladder,
+    transfer_ladder,
+)
+from cvdemo.fewshot.ladder_figures import curves_figure, effect_figure, ladder_figure, ladder_shots_figure, ood_figure
+from cvdemo.fewshot.ladder_shots import SHOTS, ShotsRun, augmentation_effect, describe_curve, ladder_vs_shots
+from cvdemo.fewshot.model_io import (
+    ClassifierSpec,
+    FineTunedClassifier,
+    ModelFileError,
+    OnnxClassifier,
+    load_classifier,
+)
+from cvdemo.fewshot.network import (
+    LadderError,
+    backbone_stages,
+    classifier_head,
+    count_parameters,
+    fine_tune_network,
+    head_from_linear_probe,
+)
+from cvdemo.fewshot.ood import OODRule, calibrate_ood, nearest_distance_rule, reference_bank, reference_photos
 from cvdemo.fewshot.projection import project_2d
-from cvdemo.fewshot.samples import SAMPLE_SET, load_sample_set, query_samples, sample_examples
+from cvdemo.fewshot.samples import (
+    SAMPLE_SET,
+    is_sample_classes,
+    load_sample_set,
+    query_samples,
+    sample_examples,
+    validation_images,
+)
+from cvdemo.fewshot.session import EffectResult, EmbedSpeed, FewshotSession, LadderSession, LoadedModel, Note
+from cvdemo.fewshot.training import EpochRecord, FitSettings, fit
+from cvdemo.fewshot.view_bank import ViewBank
 from cvdemo.fewshot.zipio import EXPORT_FORMAT, EXPORT_VERSION, ImportResult, export_zip, import_zip
 
 __all__ = [
@@ -93,6 +178,8 @@ __all__ = [
     # examples
     "MAX_CLASS_NAME",
     "STORE_MAX_SIDE",
+    "DuplicateNote",
+    "summarise_notes",
     "Example",
     "ExampleSet",
     "ExampleSetError",
@@ -111,6 +198,8 @@ __all__ = [
     "load_sample_set",
     "query_samples",
     "sample_examples",
+    "validation_images",
+    "is_sample_classes",
     # figures
     "CLASS_COLOURS",
     "confusion_figure",
@@ -118,4 +207,84 @@ __all__ = [
     "layers_figure",
     "probability_figure",
     "shots_figure",
+    "integer_shot_axis",
+    # intervals
+    "AccuracyEstimate",
+    "Spread",
+    "accuracy_estimate",
+    "estimate_from",
+    "per_class_estimates",
+    "spread",
+    # literal
+    "literal",
+    # augment
+    "AugmentConfig",
+    "DEFAULT_AUGMENTATION",
+    "NO_AUGMENTATION",
+    "augmented_view",
+    "augmented_views",
+    "build_augmentation",
+    "view_grid",
+    # network
+    "LadderError",
+    "backbone_stages",
+    "classifier_head",
+    "count_parameters",
+    "fine_tune_network",
+    "head_from_linear_probe",
+    # training
+    "EpochRecord",
+    "FitSettings",
+    "fit",
+    # view_bank
+    "ViewBank",
+    # jobs
+    "BackgroundJob",
+    # ladder
+    "METHODS",
+    "METHOD_LABELS",
+    "STARTS",
+    "LadderConfig",
+    "LadderRun",
+    "RungResult",
+    "check_data",
+    "describe_results",
+    "display_table",
+    "shared_ladder",
+    "transfer_ladder",
+    # evaluation_plan
+    "CrossValidatedLadder",
+    "EvaluationPlan",
+    "plan_evaluation",
+    # ladder_shots
+    "SHOTS",
+    "ShotsRun",
+    "augmentation_effect",
+    "describe_curve",
+    "ladder_vs_shots",
+    # model_io
+    "ClassifierSpec",
+    "FineTunedClassifier",
+    "ModelFileError",
+    "OnnxClassifier",
+    "load_classifier",
+    # ood
+    "OODRule",
+    "calibrate_ood",
+    "nearest_distance_rule",
+    "reference_bank",
+    "reference_photos",
+    # ladder_figures
+    "curves_figure",
+    "effect_figure",
+    "ladder_figure",
+    "ladder_shots_figure",
+    "ood_figure",
+    # session
+    "EffectResult",
+    "EmbedSpeed",
+    "FewshotSession",
+    "LadderSession",
+    "LoadedModel",
+    "Note",
 ]

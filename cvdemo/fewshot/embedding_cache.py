@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import Iterable, Sequence
 
@@ -13,10 +14,14 @@ from cvdemo.fewshot.extractor import FeatureExtractor, Progress
 
 
 class EmbeddingCache:
-    """Vectors per (extractor key, image digest): each image is embedded once per feature space."""
+    """Vectors per (extractor key, image digest): each image is embedded once per feature space.
+
+    Thread-safe: the page reads it while a ladder run fills it in a background thread.
+    """
 
     def __init__(self, max_entries: int = 50_000) -> None:
         self._store: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._lock = threading.RLock()
         self.max_entries = max_entries
         self.computed = 0  # how many images were actually run through a network (for tests/UI)
 
@@ -24,19 +29,22 @@ class EmbeddingCache:
         return len(self._store)
 
     def get(self, key: str, digest: str) -> np.ndarray | None:
-        vec = self._store.get((key, digest))
-        if vec is not None:
-            self._store.move_to_end((key, digest))
-        return vec
+        with self._lock:
+            vec = self._store.get((key, digest))
+            if vec is not None:
+                self._store.move_to_end((key, digest))
+            return vec
 
     def put(self, key: str, digest: str, vector: np.ndarray) -> None:
-        self._store[(key, digest)] = np.asarray(vector, np.float32)
-        self._store.move_to_end((key, digest))
-        while len(self._store) > self.max_entries:
-            self._store.popitem(last=False)
+        with self._lock:
+            self._store[(key, digest)] = np.asarray(vector, np.float32)
+            self._store.move_to_end((key, digest))
+            while len(self._store) > self.max_entries:
+                self._store.popitem(last=False)
 
     def missing(self, key: str, digests: Sequence[str]) -> list[int]:
-        return [i for i, d in enumerate(digests) if (key, d) not in self._store]
+        with self._lock:
+            return [i for i, d in enumerate(digests) if (key, d) not in self._store]
 
     def embed(
         self,
@@ -88,7 +96,9 @@ class EmbeddingCache:
         """Every feature space with vectors for some of these digests: ``{key: {digest: vector}}``."""
         wanted = set(digests)
         out: dict[str, dict[str, np.ndarray]] = {}
-        for (key, digest), vec in self._store.items():
+        with self._lock:
+            items = list(self._store.items())
+        for (key, digest), vec in items:
             if digest in wanted:
                 out.setdefault(key, {})[digest] = vec
         return out

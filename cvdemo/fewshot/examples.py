@@ -23,6 +23,29 @@ class ExampleSetError(ValueError):
     """A request on the example set that cannot be done; the message is shown as is."""
 
 
+class DuplicateNote(str):
+    """The sentence for an image that was already in its class (and skipped); :func:`summarise_notes` groups them."""
+
+    def __new__(cls, name: str, class_name: str) -> "DuplicateNote":
+        note = super().__new__(cls, f"{name} is already in '{class_name}', skipped.")
+        note.name, note.class_name = name, class_name
+        return note
+
+
+def summarise_notes(messages: list[str]) -> list[str]:
+    """The messages with every "already in …, skipped" note folded into one sentence (reloading the
+    sample gives 20 of them, not 20 banners)."""
+    duplicates = [m for m in messages if isinstance(m, DuplicateNote)]
+    if len(duplicates) < 2:
+        return list(messages)
+    per_class: dict[str, int] = {}
+    for note in duplicates:
+        per_class[note.class_name] = per_class.get(note.class_name, 0) + 1
+    where = ", ".join(f"{count} in '{name}'" for name, count in per_class.items())
+    summary = f"{len(duplicates)} images were already in the set and were skipped ({where})."
+    return [summary] + [m for m in messages if not isinstance(m, DuplicateNote)]
+
+
 def image_digest(img: Image.Image) -> str:
     """Content hash of the decoded pixels: the same picture gets the same key however it was encoded."""
     h = hashlib.sha256(f"{img.mode}{img.size}".encode())
@@ -141,7 +164,7 @@ class ExampleSet:
         """Add one decoded example; returns a note when it was a duplicate (and skipped)."""
         items = self.classes[class_name]
         if any(e.digest == example.digest for e in items):
-            return f"{example.name} is already in '{class_name}', skipped."
+            return DuplicateNote(example.name, class_name)
         items.append(example)
         return None
 

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 from PIL import Image
 
+from cvdemo.fewshot.literal import plotly as literal
+
 if TYPE_CHECKING:
     import pandas as pd
     import plotly.graph_objects as go
@@ -25,7 +27,7 @@ def probability_figure(classes: Sequence[str], proba: Sequence[float]) -> "go.Fi
     fig = go.Figure(
         go.Bar(
             x=[float(proba[i]) for i in order],
-            y=[str(classes[i]) for i in order],
+            y=[literal(classes[i]) for i in order],
             orientation="h",
             text=[f"{proba[i]:.0%}" for i in order],
             textposition="auto",
@@ -33,7 +35,7 @@ def probability_figure(classes: Sequence[str], proba: Sequence[float]) -> "go.Fi
         )
     )
     fig.update_layout(
-        xaxis=dict(range=[0, 1], tickformat=".0%", title="share of the k neighbours' vote"),
+        xaxis=dict(range=[0, 1.0001], tickformat=".0%", title="share of the k neighbours' vote"),  # 1.0001: the 100% tick shows
         height=max(160, 60 + 40 * len(classes)),
         margin=dict(l=10, r=10, t=10, b=40),
     )
@@ -45,8 +47,8 @@ def confusion_figure(matrix: np.ndarray, labels: Sequence[str]) -> "go.Figure":
 
     fig = px.imshow(
         matrix,
-        x=[str(label) for label in labels],
-        y=[str(label) for label in labels],
+        x=[literal(label) for label in labels],
+        y=[literal(label) for label in labels],
         text_auto=True,
         color_continuous_scale="Blues",
         labels=dict(x="predicted", y="true", color="images"),
@@ -55,7 +57,16 @@ def confusion_figure(matrix: np.ndarray, labels: Sequence[str]) -> "go.Figure":
     return fig
 
 
+def integer_shot_axis(fig: "go.Figure", shots: Sequence[int]) -> None:
+    """Ticks only at the shot counts measured (never "1.5 shots"); log-spaced once they reach 10."""
+    shots = sorted({int(s) for s in shots}) or [1]
+    fig.update_xaxes(title_text="training images per class", type="log" if max(shots) >= 10 else "linear",
+                     tickmode="array", tickvals=shots, ticktext=[str(s) for s in shots])
+
+
 def shots_figure(curve: "pd.DataFrame", chance: float | None = None) -> "go.Figure":
+    """Accuracy vs training images per class: mean over the draws, error bars = spread (s.d.),
+    the number of draws and test images in the hover."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -68,16 +79,20 @@ def shots_figure(curve: "pd.DataFrame", chance: float | None = None) -> "go.Figu
                 mode="lines+markers",
                 name=str(method),
                 line_color=colour,
+                customdata=np.stack([part["std"], part["runs"], part["n_test"]], axis=1),
+                hovertemplate="%{x} per class: %{y:.1%} ± %{customdata[0]:.1%} "
+                "(%{customdata[1]} draws, %{customdata[2]} test images each)<extra>%{fullData.name}</extra>",
             )
         )
+    integer_shot_axis(fig, curve["shots"] if len(curve) else [1])
     if chance is not None:
-        fig.add_hline(y=chance, line_dash="dot", annotation_text="chance", line_color="gray")
+        fig.add_hline(y=chance, line_dash="dot", annotation_text="chance", annotation_position="bottom right",
+                      line_color="gray")
     fig.update_layout(
-        xaxis_title="training images per class",
         yaxis=dict(title="accuracy on the other images", range=[0, 1.02], tickformat=".0%"),
         height=360,
         margin=dict(l=10, r=10, t=10, b=10),
-        legend=dict(orientation="h", y=1.08),
+        legend=dict(orientation="h", yanchor="top", y=-0.2, x=0),
     )
     return fig
 
@@ -96,8 +111,8 @@ def embedding_figure(
     fig = px.scatter(
         x=xy[:, 0],
         y=xy[:, 1],
-        color=[str(label) for label in labels],
-        hover_name=list(names),
+        color=[literal(label) for label in labels],
+        hover_name=[literal(name) for name in names],
         custom_data=[np.arange(len(xy))],  # the example's index, returned by selections
         labels=dict(x="dimension 1", y="dimension 2", color="class"),
         color_discrete_sequence=CLASS_COLOURS,
@@ -120,14 +135,28 @@ def embedding_figure(
     return fig
 
 
-def layers_figure(rows: Sequence[tuple[str, float]], chance: float | None = None) -> "go.Figure":
+def layers_figure(
+    rows: Sequence[tuple[str, float]], chance: float | None = None, n: int | None = None
+) -> "go.Figure":
+    """Leave-one-out accuracy per layer; with ``n`` (images scored) each bar shows its 95% interval."""
     import plotly.graph_objects as go
 
-    fig = go.Figure(go.Bar(x=[r[0] for r in rows], y=[r[1] for r in rows], text=[f"{r[1]:.0%}" for r in rows]))
+    from cvdemo.fewshot.intervals import accuracy_estimate
+
+    bar = dict(x=[r[0] for r in rows], y=[r[1] for r in rows], text=[f"{r[1]:.0%}" for r in rows])
+    if n:
+        estimates = [accuracy_estimate(round(r[1] * n), n) for r in rows]
+        bar["text"] = [f"{e.value:.0%} ({e.correct}/{e.n})" for e in estimates]
+        bar["error_y"] = dict(type="data", symmetric=False, array=[e.high - e.value for e in estimates],
+                              arrayminus=[e.value - e.low for e in estimates], color="#444")
+        bar["hovertext"] = [e.describe() for e in estimates]
+    fig = go.Figure(go.Bar(**bar, textposition="inside", insidetextanchor="start"))
     if chance is not None:
-        fig.add_hline(y=chance, line_dash="dot", annotation_text="chance", line_color="gray")
+        fig.add_hline(y=chance, line_dash="dot", annotation_text="chance", annotation_position="bottom right",
+                      line_color="gray")
     fig.update_layout(
-        yaxis=dict(title="leave-one-out accuracy", range=[0, 1.02], tickformat=".0%"),
+        yaxis=dict(title="leave-one-out accuracy" + (" (bars: 95% CI)" if n else ""), range=[0, 1.02],
+                   tickformat=".0%"),
         height=320,
         margin=dict(l=10, r=10, t=10, b=10),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from cvdemo.fewshot.examples import ExampleSet
 
@@ -46,3 +47,21 @@ def load_sample_set(per_class: int = 10, split: str = "train") -> ExampleSet:
     for label, path in sample_examples(per_class, split):
         examples.add_images(label, [(path.name, path)])
     return examples
+
+
+def validation_images() -> list[tuple[Image.Image, str, str]]:
+    """Every ants/bees validation image as ``(image, label, digest)``: held-out images no sample example
+    comes from. Raises :class:`cvdemo.datasets.DataUnavailable` when the data set is missing."""
+    from cvdemo.fewshot.examples import image_digest
+    from cvdemo.images import load_image
+
+    out = []
+    for label, path in sample_examples(10_000, "val"):
+        image = load_image(path)
+        out.append((image, label, image_digest(image)))
+    return out
+
+
+def is_sample_classes(class_names: list[str]) -> bool:
+    """Whether the classes are exactly the sample's (ants and bees, any case)."""
+    return sorted(c.casefold() for c in class_names) == ["ants", "bees"]

@@ -114,6 +114,32 @@ def test_fewshot_sample_gives_a_prediction_with_its_neighbours(page, app_url):
     expect(why).to_contain_text(f"the {k} nearest")
 
 
+def test_fewshot_ladder_runs_on_the_sample_and_reloading_gives_one_note(page, app_url):
+    open_page(page, app_url, "fewshot")
+    load = main(page).get_by_role("button", name=re.compile("Load ants vs bees"))
+    click(page, load)
+    click(page, load)  # the same 20 images again: one sentence, not 20 banners
+    skipped = main(page).get_by_text(re.compile(r"already in the set and were skipped"))
+    expect(skipped).to_have_count(1)
+    expect(main(page).get_by_text(re.compile(r"already in '(ants|bees)', skipped"))).to_have_count(0)
+    ladder = main(page).get_by_role("heading", name=re.compile("the transfer-learning ladder"))
+    ladder.scroll_into_view_if_needed()
+    # a short run: held out from the examples (features already computed), every rung, fewer epochs
+    choose(page, "Held-out images (never trained on)", "a share of my examples")
+    set_slider(page, "New head: epochs", "Home", presses=2)
+    set_slider(page, "Unfreeze: epochs", "Home", presses=1)
+    click(page, main(page).get_by_role("button", name="Run the ladder"))
+    finished = main(page).get_by_text(re.compile(r"^Finished in \d+ s on this CPU"))
+    expect(finished).to_be_visible(timeout=400_000)
+    settle(page)  # the finished run reruns the whole page
+    best = main(page).get_by_text(re.compile(r"^Best on these held-out images: .+ \(\d+/\d+, 95% CI \d+–\d+%\)\.$"))
+    expect(best).to_be_visible()
+    expect(main(page).get_by_text("Optimizer parameter groups of the unfreeze rung")).to_be_visible()
+    click(page, main(page).get_by_role("tab", name="Export & import"))
+    model = download(page, "Download (.safetensors)")
+    assert model[8:9] == b"{" and b"cvdemo_fewshot_classifier" in model[:4096]
+
+
 def test_segmentation_trains_one_epoch_and_paints_an_overlay(page, app_url):
     open_page(page, app_url, "segmentation")
     set_slider(page, "Stage 1: epochs with the encoder frozen", "Home", presses=1)
