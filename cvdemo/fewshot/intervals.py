@@ -1,18 +1,18 @@
 """Accuracy with its sample size and a confidence interval: on 20-150 test images, 85 % vs 80 % is often noise.
 
-:func:`accuracy_estimate` gives the Wilson score interval (as scipy's ``binomtest(...).proportion_ci(
-method="wilson")``, in a few lines of numpy), which stays inside [0, 1] and behaves at 0 % and 100 %,
-unlike the textbook ``p ± 1.96·sqrt(p(1-p)/n)``.
+:func:`accuracy_estimate` wraps :func:`cvdemo.stats.wilson_interval` (the app's one interval) with the
+counts it came from, so a page can print "85.0% (17/20, 95% CI 64–95%)".
 Repeated random draws (accuracy vs shots) report their spread instead: :func:`spread`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from statistics import NormalDist
 from typing import Any, Sequence
 
 import numpy as np
+
+from cvdemo.stats import wilson_interval
 
 CONFIDENCE = 0.95
 
@@ -50,11 +50,7 @@ def accuracy_estimate(correct: int, n: int, confidence: float = CONFIDENCE) -> A
         raise ValueError(f"Need 0 <= correct <= n; got {correct} of {n}.")
     if n == 0:
         return AccuracyEstimate(0, 0, 0.0, 1.0, confidence)
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)  # 1.96 for 95%
-    p, z2 = correct / n, z * z
-    centre = (correct + z2 / 2) / (n + z2)
-    half = z * np.sqrt(n) / (n + z2) * np.sqrt(p * (1 - p) + z2 / (4 * n))
-    low, high = (0.0 if correct == 0 else max(0.0, centre - half)), (1.0 if correct == n else min(1.0, centre + half))
+    low, high = wilson_interval(correct, n, confidence)  # one interval for the whole app (cvdemo.stats)
     return AccuracyEstimate(correct, n, float(low), float(high), confidence)
 
 
