@@ -12,12 +12,15 @@ from PIL import Image
 from cvdemo import datasets, ui, weights
 from cvdemo.detection import (
     DETECTION_MODELS,
+    FLOAT,
     IMAGE_SIZES,
+    INT8,
     Detections,
     Detector,
     LabeledSetError,
     NmsLesson,
     draw_iou_pair,
+    has_int8_twin,
     pr_figure,
     sample_set,
     yolo_zip_set,
@@ -38,9 +41,12 @@ def _model_label(name: str) -> str:
     return name if weights.available(name) else f"{name} (weights missing)"
 
 
-def load_detector(name: str) -> Detector | None:
+VARIANT_CHOICES = {FLOAT: "FP32 activations (default)", INT8: "INT8 (compressed twin)"}
+
+
+def load_detector(name: str, variant: str) -> Detector | None:
     try:
-        return ui.shared(Detector, name, accelerated=ui.accelerated())
+        return ui.shared(Detector, name, accelerated=ui.accelerated(), variant=variant)
     except weights.WeightsUnavailable as exc:
         ui.weights_missing(exc)
     except Exception as exc:  # a damaged or foreign model file must not take the page down
@@ -58,7 +64,20 @@ with settings_col:
         format_func=_model_label,
         key="det_model",
     )
-    detector = load_detector(model_name)
+    variant = FLOAT
+    if has_int8_twin(model_name):
+        variant = st.radio(
+            "Precision",
+            list(VARIANT_CHOICES),
+            format_func=VARIANT_CHOICES.get,
+            horizontal=True,
+            key="det_variant",
+            help="The classroom model file is INT8. By default the float-activation graph derived from it runs: "
+            "float math gives the same boxes and scores on every CPU. INT8 runs the file as it is, with integer "
+            "kernels that differ by CPU (AVX-512 VNNI vs AVX2), so scores can differ from machine to machine. "
+            "The Compression page compares the two.",
+        )
+    detector = load_detector(model_name, variant)
     conf = st.slider(
         "Confidence threshold",
         0.01,
