@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[float, str], None]  # (fraction done 0..1, what is happening)
 
-DATASETS = {"coco8": "coco8 (8 images, about half a minute)", "coco128": "coco128 (128 images, a few minutes)"}
+DATASETS = {"coco8": "coco8 (8 images, under a minute)", "coco128": "coco128 (128 images, a few minutes)"}
 AGREEMENT_IOU = 0.5
 AGREEMENT_CONF = 0.25  # the Detection page's default confidence threshold
 BORDERLINE = 0.5  # a box scoring below this is "borderline": quantization noise can move it across the threshold

@@ -423,8 +423,9 @@ def show_detector_comparison(result: dc.DetectorComparison) -> None:
     m3.metric("Box agreement (F1)", f"{agree.f1:.2f}",
               help=f"INT8 boxes matched to float boxes: same class, IoU ≥ {agree.min_iou:.1f}, "
                    f"confidence ≥ {agree.conf:.2f}")
-    m4.metric("Matched boxes", f"{agree.matched} / {max(agree.float_boxes, agree.int8_boxes)}",
-              help=f"{agree.float_boxes} float boxes, {agree.int8_boxes} INT8 boxes")
+    m4.metric("INT8 boxes matched", f"{agree.matched} / {agree.int8_boxes}",
+              help=f"INT8 boxes with a float box of the same class at IoU ≥ {agree.min_iou:.1f}; the float graph "
+                   f"found {agree.float_boxes} boxes")
     samples = pd.DataFrame([{"model": table.loc[k, "model"], "inference ms": ms}
                             for k, values in result.latency_samples_ms.items() for ms in values])
     fig = px.box(samples, x="inference ms", y="model", points="all", color="model")
@@ -465,6 +466,7 @@ def detector_section() -> None:
                 ui.weights_missing(exc)
                 return
             status.update(label="Done", state="complete", expanded=False)
+        st.rerun(scope="fragment")  # the button now reads "Measure again"
     if dc.has_result(DETECTOR_MODEL, dataset):
         show_detector_comparison(dc.remembered(DETECTOR_MODEL, dataset))
     else:
