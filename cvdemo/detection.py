@@ -868,7 +868,9 @@ class DetectionParity:
         )
 
 
-PARITY_SCORE, PARITY_IOU, PARITY_TOLERANCE = 0.5, 0.5, 0.9
+# Quantization noise moves a few confident boxes (measured: 16 of 16 matched on an AVX-512 VNNI Xeon, 17 of 18
+# under AVX2-only emulation); a broken graph matches almost none.
+PARITY_SCORE, PARITY_IOU, PARITY_TOLERANCE = 0.5, 0.5, 0.8
 RAW_TOLERANCE = {"boxes": 0.05, "scores": 1e-4}  # two FP32 runtimes of one graph: measured 1e-3 px and 1e-6
 
 

@@ -104,7 +104,7 @@ with settings_col:
         key="det_imgsz",
         disabled=fixed is not None,
         help=(
-            f"This {detector.format.upper()} export has a fixed {fixed}×{fixed} input."
+            f"This model file ({detector.path.name}) was exported with a fixed {fixed}×{fixed} input."
             if fixed and detector
             else "Larger finds smaller objects, but costs time roughly with the number of pixels."
         ),
