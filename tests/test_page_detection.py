@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import open_page
 
-PAGE = "pages/detection.py"
+PAGE = "app_pages/detection.py"
 
 
 def _page() -> AppTest:

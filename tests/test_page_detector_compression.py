@@ -7,7 +7,7 @@ from streamlit.testing.v1 import AppTest
 from conftest import open_page
 from cvdemo import detector_compression as dc
 
-PAGE = "pages/compression.py"
+PAGE = "app_pages/compression.py"
 
 
 def _button(at: AppTest, key: str):
