@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import PurePosixPath
 
 import pandas as pd
@@ -20,11 +19,15 @@ from cvdemo.detection import (
     LabeledSetError,
     NmsLesson,
     draw_iou_pair,
+    drop_duplicate_images,
+    duplicates_note,
     has_int8_twin,
+    image_fingerprint,
     pr_figure,
     sample_set,
     yolo_zip_set,
 )
+from cvdemo.clip.prompts import md_literal
 from cvdemo.images import is_image_name
 
 ui.page_header(
@@ -126,6 +129,9 @@ with input_col:
         multiple=True,
         samples=datasets.sample_images(include_sets=("coco8", "coco128")),
     )
+    images, repeats = drop_duplicate_images(images)
+    if repeats:  # one message for all of them, names shown exactly as the files are called
+        st.warning(md_literal(duplicates_note(repeats)), icon=":material/content_copy:")
 
 
 # --- detections ----------------------------------------------------------------------------------
@@ -203,15 +209,11 @@ else:
 # --- NMS lesson -----------------------------------------------------------------------------------
 
 
-def _image_key(image: Image.Image) -> str:
-    return hashlib.blake2b(image.tobytes(), digest_size=16).hexdigest()
-
-
 def cached_lesson(
     detector: Detector, image: Image.Image, conf: float, classes: tuple[int, ...] | None, imgsz: int
 ) -> NmsLesson:
     """One forward pass per (image, settings); IoU changes reuse it."""
-    key = (detector.description, _image_key(image), conf, classes, imgsz)
+    key = (detector.description, image_fingerprint(image), conf, classes, imgsz)
     stored = st.session_state.get("det_nms_lesson")
     if stored is None or stored[0] != key:
         stored = (key, detector.nms_lesson(image, conf=conf, classes=classes, imgsz=imgsz))
@@ -259,7 +261,7 @@ def nms_lesson_section(
     st.markdown("##### IoU of two boxes, by the formula")
     default_a, default_b = lesson.default_pair(nms_iou)
     options = list(range(len(lesson)))
-    pair_key = f"{_image_key(image)}_{conf}_{classes}_{imgsz}"  # new lesson: back to the default pair
+    pair_key = f"{image_fingerprint(image)}_{conf}_{classes}_{imgsz}"  # new lesson: back to the default pair
     pick_a, pick_b, _ = st.columns([1, 1, 1])
     a = pick_a.selectbox("Box A (blue)", options, index=default_a, format_func=lesson.label, key=f"nms_a_{pair_key}")
     b = pick_b.selectbox("Box B (orange)", options, index=default_b, format_func=lesson.label, key=f"nms_b_{pair_key}")

@@ -27,6 +27,7 @@ auto-install, downloads and code-unpickling switched off: see :mod:`cvdemo.yolo_
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -313,6 +314,62 @@ def draw_iou_pair(image: Image.Image, working: IoUWorking, margin: float = 0.25)
     return Image.alpha_composite(crop, overlay).convert("RGB")
 
 
+def image_fingerprint(image: Image.Image) -> str:
+    """A digest of an image's pixels (mode, size and values): the same photo uploaded twice, or re-saved, has one."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{image.mode}:{image.width}x{image.height}:".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
+
+
+def drop_duplicate_images(
+    images: Sequence[tuple[str, Image.Image]],
+) -> tuple[list[tuple[str, Image.Image]], list[tuple[str, str]]]:
+    """The images without repeats (same pixels as an earlier one), and ``(skipped name, name it repeats)`` pairs."""
+    kept: list[tuple[str, Image.Image]] = []
+    first_name: dict[str, str] = {}
+    skipped: list[tuple[str, str]] = []
+    for name, image in images:
+        key = image_fingerprint(image)
+        if key in first_name:
+            skipped.append((name, first_name[key]))
+        else:
+            first_name[key] = name
+            kept.append((name, image))
+    return kept, skipped
+
+
+def duplicates_note(skipped: Sequence[tuple[str, str]]) -> str:
+    """One sentence for all skipped repeats, file names quoted as given (the page escapes them for markdown)."""
+    parts = [
+        f"“{name}” (the same pixels as “{original}”)" if name != original else f"a second “{name}”"
+        for name, original in skipped
+    ]
+    if len(parts) == 1:
+        return f"Skipped {parts[0]}: each photo is detected once."
+    return f"Skipped {len(parts)} duplicates: {', '.join(parts)}. Each photo is detected once."
+
+
+def distinct_scores(higher: float, lower: float, max_digits: int = 6) -> tuple[str, str] | None:
+    """Two scores written with the fewest decimals (2 or more) that tell them apart; None when they are equal.
+
+    "0.29 vs 0.29" would say nothing: 0.2913 and 0.2907 are written "0.2913" and "0.2907".
+    """
+    for digits in range(2, max_digits + 1):
+        a, b = f"{higher:.{digits}f}", f"{lower:.{digits}f}"
+        if a != b:
+            return a, b
+    return None
+
+
+def _why_first(hi: int, lo: int, score_hi: float, score_lo: float) -> str:
+    """Why NMS visits box ``hi`` before box ``lo``: its higher score, shown with enough digits, or a tie."""
+    shown = distinct_scores(score_hi, score_lo)
+    if shown is None:
+        return f"#{hi} and #{lo} score the same ({score_hi:.2f}), and on a tie NMS keeps the one it ranks first, #{hi},"
+    return f"#{hi} scores higher ({shown[0]} vs {shown[1]})"
+
+
 @dataclass
 class NmsLesson:
     """The boxes a detector proposes before NMS, and which survive NMS at any IoU threshold.
@@ -433,7 +490,8 @@ class NmsLesson:
         """What NMS at this threshold does with candidates i and j, in one or two sentences."""
         if i == j:
             return "Pick two different boxes."
-        hi, lo = (i, j) if self.candidates[i, 4] >= self.candidates[j, 4] else (j, i)
+        # Candidates are sorted by score, so on a tie the lower index is the one NMS visits first.
+        hi, lo = sorted((i, j), key=lambda k: (-self.candidates[k, 4], k))
         value = self.pair_iou(i, j).iou
         name_hi, name_lo = self.names[int(self.candidates[hi, 5])], self.names[int(self.candidates[lo, 5])]
         if not self.agnostic and name_hi != name_lo:
@@ -446,8 +504,9 @@ class NmsLesson:
             return f"IoU {value:.3f} ≤ {iou:.2f}: this overlap is allowed, so neither box removes the other."
         if removed.get(lo, (None,))[0] == hi:
             return (
-                f"IoU {value:.3f} > {iou:.2f}: #{lo} is removed, because #{hi} scores higher "
-                f"({self.candidates[hi, 4]:.2f} vs {self.candidates[lo, 4]:.2f}) and overlaps it too much."
+                f"IoU {value:.3f} > {iou:.2f}: #{lo} is removed, because "
+                f"{_why_first(hi, lo, float(self.candidates[hi, 4]), float(self.candidates[lo, 4]))} "
+                f"and overlaps it too much."
             )
         if hi in removed:
             return (

@@ -30,7 +30,11 @@ from cvdemo.detection import (
     LabeledSetError,
     check_label_text,
     detection_parity,
+    distinct_scores,
     draw_iou_pair,
+    drop_duplicate_images,
+    duplicates_note,
+    image_fingerprint,
     iou_by_formula,
     match_boxes,
     pr_figure,
@@ -204,6 +208,53 @@ def test_nms_lesson_matches_ultralytics(detector, bus, bus_detections):
     a, b = lesson.default_pair(0.45)
     assert lesson.pair_iou(a, b).iou > 0.45
     assert lesson.plot().size == bus.size and lesson.plot(kept).size == bus.size
+
+
+def test_nms_explanation_shows_scores_apart_or_says_they_tie(detector, bus):
+    """Issue 19: "#11 scores higher (0.29 vs 0.29)": the text follows the numbers."""
+    import dataclasses
+
+    assert distinct_scores(0.35, 0.29) == ("0.35", "0.29")
+    assert distinct_scores(0.2913, 0.2907) == ("0.2913", "0.2907")
+    assert distinct_scores(0.29, 0.29) is None
+    lesson = detector.nms_lesson(bus, conf=0.25)
+    removed = lesson.suppressed_by(0.45)
+    j, (k, _) = next(iter(removed.items()))  # a real pair: k kept, j removed by it
+    shown = distinct_scores(float(lesson.candidates[k, 4]), float(lesson.candidates[j, 4]))
+    assert shown is not None and shown[0] != shown[1]
+    assert f"#{j} is removed, because #{k} scores higher ({shown[0]} vs {shown[1]})" in lesson.explain_pair(j, k, 0.45)
+
+    def with_scores(high: float, low: float):
+        scores = lesson.candidates.copy()
+        scores[k, 4], scores[j, 4] = high, low
+        return dataclasses.replace(lesson, candidates=scores)
+
+    near = with_scores(0.2913, 0.2907).explain_pair(k, j, 0.45)
+    assert "(0.2913 vs 0.2907)" in near and "0.29 vs 0.29" not in near
+    tie = with_scores(0.29, 0.29).explain_pair(j, k, 0.45)
+    assert "scores higher" not in tie
+    assert f"#{j} is removed, because #{k} and #{j} score the same (0.29)" in tie and f"ranks first, #{k}" in tie
+
+
+def test_duplicate_photos_are_detected_once(bus):
+    """Issue 19: the same file uploaded twice gave two identical tabs."""
+    resaved = io.BytesIO()
+    bus.save(resaved, format="PNG")  # lossless: the same pixels under another name and format
+    other = Image.new("RGB", bus.size, "white")
+    images = [
+        ("bus.jpg", bus),
+        ("bus *copy* <b>.png", Image.open(resaved).convert("RGB")),
+        ("blank.jpg", other),
+        ("bus.jpg", bus.copy()),
+    ]
+    kept, skipped = drop_duplicate_images(images)
+    assert [name for name, _ in kept] == ["bus.jpg", "blank.jpg"]
+    assert skipped == [("bus *copy* <b>.png", "bus.jpg"), ("bus.jpg", "bus.jpg")]
+    assert image_fingerprint(bus) == image_fingerprint(bus.copy()) != image_fingerprint(bus.convert("L"))
+    note = duplicates_note(skipped)
+    assert note == "Skipped 2 duplicates: “bus *copy* <b>.png” (the same pixels as “bus.jpg”), a second “bus.jpg”. Each photo is detected once."
+    assert duplicates_note(skipped[:1]) == "Skipped “bus *copy* <b>.png” (the same pixels as “bus.jpg”): each photo is detected once."
+    assert drop_duplicate_images([]) == ([], [])
 
 
 @pytest.mark.parametrize("variant", ["float", "int8"])

@@ -14,6 +14,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from conftest import open_page
+from cvdemo.clip.prompts import md_literal
+from cvdemo.detection import duplicates_note
 
 PAGE = "app_pages/detection.py"
 
@@ -131,6 +133,27 @@ def test_uploads_bad_files_are_reported_and_good_ones_kept(bus_jpg):
     assert "empty.jpg is empty (0 bytes)" in errors
     assert "huge.png" in errors and "megapixel" in errors
     _assert_bus_and_people_counted(at)
+
+
+def test_same_photo_uploaded_twice_is_detected_once(bus_jpg):
+    from cvdemo.datasets import packaged_images
+
+    at = _page()
+    at.radio(key="det_source").set_value("Upload").run()
+    bus = bus_jpg.read_bytes()
+    at.file_uploader(key="det_upload").set_value(
+        [
+            ("bus.jpg", bus, "image/jpeg"),
+            ("zidane.jpg", packaged_images()["zidane.jpg"].read_bytes(), "image/jpeg"),
+            ("**bus** [copy](x).jpg", bus, "image/jpeg"),
+        ]
+    ).run()
+    assert not at.exception and not at.error
+    assert [t.label for t in at.tabs] == ["bus.jpg", "zidane.jpg"]
+    assert any(s.value.endswith("in 2 images") for s in at.subheader)
+    assert len(at.warning) == 1  # one message, the name escaped so markdown shows it as it is
+    expected = md_literal(duplicates_note([("**bus** [copy](x).jpg", "bus.jpg")]))
+    assert at.warning[0].value == expected and "“\\*\\*bus\\*\\* \\[copy\\]\\(x\\)\\.jpg”" in expected
 
 
 def test_camera_snapshot(bus_jpg):
