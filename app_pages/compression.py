@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.express as px
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from cvdemo import ui, weights
 from cvdemo.archives import ArchiveError
@@ -466,7 +467,10 @@ def detector_section() -> None:
                 ui.weights_missing(exc)
                 return
             status.update(label="Done", state="complete", expanded=False)
-        st.rerun(scope="fragment")  # the button now reads "Measure again"
+        try:
+            st.rerun(scope="fragment")  # the button now reads "Measure again"
+        except StreamlitAPIException:  # the click came with a whole-page run (not a fragment rerun): rerun it all
+            st.rerun()
     if dc.has_result(DETECTOR_MODEL, dataset):
         show_detector_comparison(dc.remembered(DETECTOR_MODEL, dataset))
     else:
