@@ -7,7 +7,7 @@ from cvdemo.catalog import PAGES
 
 st.set_page_config(page_title="cvdemo", page_icon=":material/visibility:", layout="wide")
 
-home = st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)
+home = st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True)
 pages = [st.Page(p.path, title=p.title, icon=p.icon) for p in PAGES]
 navigation = st.navigation({"cvdemo": [home], "Lessons": pages})
 ui.sidebar_status()  # the runtime switch must exist before the page reads it

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class PageInfo:
-    path: str  # script under pages/
+    path: str  # script under app_pages/
     title: str
     icon: str
     lesson: str  # what you learn there, one sentence
@@ -15,37 +15,37 @@ class PageInfo:
 
 PAGES: list[PageInfo] = [
     PageInfo(
-        "pages/architectures.py",
+        "app_pages/architectures.py",
         "Architectures",
         ":material/account_tree:",
         "Count parameters, MACs and FLOPs layer by layer for LeNet to ViT, and see why papers disagree.",
     ),
     PageInfo(
-        "pages/fewshot.py",
+        "app_pages/fewshot.py",
         "Few-shot kNN",
         ":material/school:",
         "Build an image classifier in seconds from frozen pretrained features and a k-nearest-neighbour vote.",
     ),
     PageInfo(
-        "pages/segmentation.py",
+        "app_pages/segmentation.py",
         "Segmentation",
         ":material/texture:",
         "Train a U-Net with a pretrained encoder on your CPU and paint every pixel with a class.",
     ),
     PageInfo(
-        "pages/detection.py",
+        "app_pages/detection.py",
         "Detection",
         ":material/center_focus_strong:",
         "Run YOLO on your photos, watch non-maximum suppression prune boxes, and measure mAP.",
     ),
     PageInfo(
-        "pages/clip_search.py",
+        "app_pages/clip_search.py",
         "CLIP search",
         ":material/image_search:",
         "Turn any list of words into a classifier and any sentence into an image search.",
     ),
     PageInfo(
-        "pages/compression.py",
+        "app_pages/compression.py",
         "Compression",
         ":material/compress:",
         "Prune, quantize, factorise and distil one model, then measure what really got smaller and faster.",

@@ -18,6 +18,10 @@ VGG-19 is profiled in milliseconds without allocating its 548 MB. A module you p
 for real on zeros (under ``torch.inference_mode``) and left as it was; a module that lives on the
 meta device is profiled from shapes alone.
 
+What runs a named or typed network for real (the three counters, the latency timer) first
+estimates its memory from the shapes (:mod:`cvdemo.memory_budget`) and refuses with
+:class:`OverBudget` when it is over the per-run budget; the counts from shapes stay available.
+
 ``profile_spec(text)`` builds a network from the one-layer-a-line notation students use on
 paper (see :func:`build_spec`).
 """
@@ -41,7 +45,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
-from cvdemo import zoo
+from cvdemo import memory_budget, zoo
 
 aten = torch.ops.aten
 
@@ -66,6 +70,17 @@ _module_lock = threading.Lock()  # hooks on a caller's module must not interleav
 
 class ProfileError(ValueError):
     """The model could not be profiled; the message says why in one sentence."""
+
+
+class OverBudget(ProfileError):
+    """A real run would need more memory than one run may use; ``estimate`` says how much."""
+
+    def __init__(self, estimate: memory_budget.MemoryEstimate, what: str = "This network"):
+        super().__init__(
+            f"{estimate.sentence(what)} So it is not run for real here; its parameters and MACs are "
+            "still counted from shapes alone (no forward pass)."
+        )
+        self.estimate = estimate
 
 
 class SpecError(ValueError):
@@ -112,6 +127,9 @@ class Profile:
     layers: tuple[LayerRow, ...]
     ops: dict[str, int] = field(default_factory=dict)  # MACs per aten operator, e.g. aten.convolution
     method: str = "meta"  # "meta": shapes only; "forward": a real forward pass on zeros
+    total_buffers: int = 0  # elements of every buffer (BatchNorm's running statistics, ...)
+    peak_activation_bytes: int = 0  # most activation memory alive at once in forward(), input included
+    peak_working_bytes: int = 0  # the same with a working copy of the operator being computed
 
     @property
     def total_flops(self) -> int:
@@ -160,6 +178,20 @@ def shape_text(shape: Sequence[int] | None) -> str:
     return "—" if shape is None else "×".join(str(s) for s in shape) or "scalar"
 
 
+def compact(n: float) -> str:
+    """15_470_264_320 -> "15.47 G": four significant digits with K, M, G, T (headline numbers)."""
+    for size, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= size:
+            value = n / size
+            return f"{value:.4g} {suffix}" if value < 1000 else f"{value:,.0f} {suffix}"
+    return f"{n:,.0f}"
+
+
+def memory_estimate(prof: Profile) -> memory_budget.MemoryEstimate:
+    """Memory one real forward pass of the profiled network needs (weights, activations, working)."""
+    return memory_budget.estimate(prof.total_params, prof.total_buffers, prof.peak_activation_bytes, prof.peak_working_bytes)
+
+
 def human(n: float, unit: str = "") -> str:
     """1_234_567 -> "1.23M" (K, M, G, T; for slides)."""
     for size, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
@@ -173,12 +205,86 @@ def human(n: float, unit: str = "") -> str:
 # ----------------------------------------------------------------------------------------------
 
 
+class _Allocation:
+    """The bytes one operator output holds; freed when the last tensor holding it (it or a view) dies."""
+
+    __slots__ = ("meter", "nbytes")
+
+    def __init__(self, meter: "_LiveBytes", nbytes: int):
+        self.meter, self.nbytes = meter, nbytes
+        meter.allocate(nbytes)
+
+    def __del__(self) -> None:
+        self.meter.live -= self.nbytes
+
+
+class _LiveBytes:
+    """When eager PyTorch allocates and frees the tensors of a forward pass, replayed on shapes.
+
+    Every operator output that is not a view or an in-place result gets an :class:`_Allocation`;
+    views share their source's. Python frees a (meta) tensor exactly when it would free the real
+    one, so ``peak`` is the most activation memory alive at once, without computing anything.
+    """
+
+    _TAG = "_cvdemo_allocation"
+
+    def __init__(self) -> None:
+        self.live = 0
+        self.peak = 0  # most bytes alive at once
+        self.peak_working = 0  # most bytes alive at once plus a working copy of the op being computed
+
+    def allocate(self, nbytes: int) -> None:
+        self.live += nbytes
+        self.peak = max(self.peak, self.live)
+        self.peak_working = max(self.peak_working, self.live + WORKING_COPIES * nbytes)
+
+    def track(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+        aliased_args, aliased_returns = _aliasing(func)
+        shared: list[_Allocation] = []
+        for i, name in aliased_args:
+            for t in _tensors(args[i] if i < len(args) else kwargs.get(name)):
+                shared.extend(getattr(t, self._TAG, ()))
+        values = out if len(aliased_returns) > 1 else (out,)
+        for is_alias, value in zip(aliased_returns, values):
+            for t in _tensors(value):
+                if hasattr(t, self._TAG):
+                    continue
+                try:
+                    if is_alias:
+                        setattr(t, self._TAG, tuple(shared))
+                    else:
+                        setattr(t, self._TAG, (_Allocation(self, t.numel() * t.element_size()),))
+                except (AttributeError, RuntimeError):  # a tensor subclass without attributes: not tracked
+                    pass
+
+
+_ALIASING: dict[Any, tuple[tuple[tuple[int, str], ...], tuple[bool, ...]]] = {}
+
+
+def _aliasing(func: Any) -> tuple[tuple[tuple[int, str], ...], tuple[bool, ...]]:
+    """(position, name) of the arguments an operator's outputs may view, and which outputs are views."""
+    if func not in _ALIASING:
+        schema = func._schema
+        _ALIASING[func] = (
+            tuple((i, a.name) for i, a in enumerate(schema.arguments) if a.alias_info is not None),
+            tuple(r.alias_info is not None for r in schema.returns),
+        )
+    return _ALIASING[func]
+
+
+WORKING_COPIES = 2  # oneDNN convolves in a blocked layout: the input copied in, the output copied back
+
+
 class _MacCounter(TorchDispatchMode):
-    """Prices every aten operator with torch.utils.flop_counter's formulas (FLOPs = 2 x MACs)."""
+    """Prices every aten operator with torch.utils.flop_counter's formulas (FLOPs = 2 x MACs).
+
+    It also replays which outputs are alive when (:class:`_LiveBytes`), for the memory estimate.
+    """
 
     def __init__(self, charge: Callable[[str, int], None]):
         super().__init__()
         self.charge = charge
+        self.memory = _LiveBytes()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -194,6 +300,7 @@ class _MacCounter(TorchDispatchMode):
                 if out is not NotImplemented:
                     return out
         out = func(*args, **kwargs)
+        self.memory.track(func, args, kwargs, out)
         if packet in _FORMULAS:
             flops = _FORMULAS[packet](*args, **kwargs, out_val=out)
             self.charge(str(packet), int(flops) // 2)
@@ -317,8 +424,9 @@ def _run(model: nn.Module, example: torch.Tensor, label: str, input_size: tuple[
     for module in modules.values():
         handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
         handles.append(module.register_forward_hook(post_hook, with_kwargs=True, always_call=True))
+    counter = _MacCounter(charge)
     try:
-        with _MacCounter(charge):
+        with counter:
             model(example)
     finally:
         for handle in handles:
@@ -362,21 +470,30 @@ def _run(model: nn.Module, example: torch.Tensor, label: str, input_size: tuple[
         layers=layers,
         ops=ops,
         method=method,
+        total_buffers=sum(int(b.numel()) for b in model.buffers()),
+        peak_activation_bytes=int(example.numel() * example.element_size() + counter.memory.peak),
+        peak_working_bytes=int(example.numel() * example.element_size() + counter.memory.peak_working),
     )
 
 
-MAX_REAL_PARAMS = 200_000_000  # biggest model built with real weights (VGG-19: 144M, 0.6 GB)
+def check_budget(estimate: memory_budget.MemoryEstimate, what: str = "This network") -> None:
+    """Raise :class:`OverBudget` when a real run would need more than one run may use."""
+    if not estimate.fits():
+        raise OverBudget(estimate, what)
 
 
-def _cpu_model(name: str, resolution: Any, label: str) -> nn.Module:
-    """``name`` built untrained on the CPU, unless it is too big for a classroom machine."""
-    size = sum(p.numel() for p in zoo.build(name, resolution=resolution, device="meta").parameters())
-    if size > MAX_REAL_PARAMS:
-        raise ProfileError(
-            f"{label} has {size:,} parameters: too big to build for real on this machine "
-            f"(limit {MAX_REAL_PARAMS:,}); its counts need a real forward pass."
-        )
-    return zoo.build(name, resolution=resolution, device="cpu")
+def _resolution_of(size: tuple[int, ...]) -> Any:
+    return size[-1] if len(size) < 3 or size[-1] == size[-2] else (size[-2], size[-1])
+
+
+def _check_named(name: str, size: tuple[int, ...], label: str) -> None:
+    """Refuse (:class:`OverBudget`) a real run of ``name`` whose shapes-only estimate is over the budget."""
+    check_budget(memory_estimate(profile(name, size, name=label)), label)
+
+
+def _cpu_model(name: str, size: tuple[int, ...]) -> nn.Module:
+    """``name`` built untrained on the CPU (check the budget first, build inside a run slot)."""
+    return zoo.build(name, resolution=_resolution_of(size), device="cpu")
 
 
 def _input_for(model: nn.Module) -> tuple[torch.device, torch.dtype]:
@@ -438,7 +555,7 @@ def profile(model: "nn.Module | str", input_size: Sequence[int] | None = None, *
     """
     if isinstance(model, str):
         size = _named_input_size(model, input_size)
-        resolution = size[-1] if len(size) < 3 or size[-1] == size[-2] else (size[-2], size[-1])
+        resolution = _resolution_of(size)
         label = name or zoo.label(model)
         try:
             module = zoo.build(model, resolution=resolution, device="meta")
@@ -448,8 +565,14 @@ def profile(model: "nn.Module | str", input_size: Sequence[int] | None = None, *
             with torch.no_grad():
                 return _run(module, torch.zeros((1, *size), device="meta"), label, size, "meta")
         except Exception:
-            # A few architectures need real values in forward() (e.g. .item()): run those for real.
-            return _profile_module(_cpu_model(model, resolution, label), size, label)
+            pass
+        # A few architectures need real values in forward() (e.g. .item()): run those for real, if
+        # their weights fit (their activations cannot be known before running).
+        params, buffers = (sum(t.numel() for t in ts) for ts in (module.parameters(), module.buffers()))
+        check_budget(memory_budget.estimate(params, buffers, None), label)
+        del module
+        with memory_budget.run_slot():
+            return _profile_module(_cpu_model(model, size), size, label)
     if not isinstance(model, nn.Module):
         raise ProfileError(f"Expected an nn.Module or a model name, got {type(model).__name__}.")
     size = _check_input_size(input_size or (3, 224, 224))
@@ -1027,15 +1150,30 @@ def compare_counters(model: "nn.Module | str", input_size: Sequence[int] | None 
     """The same model through our profiler, ``torch.utils.flop_counter`` and fvcore, with reasons.
 
     All three see a real CPU forward pass (fvcore traces with ``torch.jit``), as a student
-    running them on their laptop would. Names are built untrained on the CPU.
+    running them on their laptop would. Names are built untrained on the CPU, after checking
+    that the run fits the memory budget (else :class:`OverBudget`); a module you pass in is
+    already in memory and is run as it is.
     """
     if isinstance(model, str):
         size = _named_input_size(model, input_size)
         label = zoo.label(model)
-        module = _cpu_model(model, size[-1], label)
-    else:
-        size = _check_input_size(input_size or (3, 224, 224))
-        label, module = type(model).__name__, model
+        _check_named(model, size, label)
+        with memory_budget.run_slot():
+            return _compare(_cpu_model(model, size), size, label)
+    size = _check_input_size(input_size or (3, 224, 224))
+    with memory_budget.run_slot():
+        return _compare(model, size, type(model).__name__)
+
+
+def compare_spec_counters(text: str) -> CounterComparison:
+    """:func:`compare_counters` for a typed network: refused (:class:`OverBudget`) before anything is allocated."""
+    check_budget(memory_estimate(profile_spec(text)), "This network")
+    with memory_budget.run_slot():
+        net = build_spec(text)
+        return _compare(net.model, net.input_size, "typed network")
+
+
+def _compare(module: nn.Module, size: tuple[int, ...], label: str) -> CounterComparison:
     start = time.perf_counter()
     ours = _profile_module(module, size, label)
     ours_seconds = time.perf_counter() - start
@@ -1093,10 +1231,14 @@ def measure_latency(model: nn.Module, input_size: Sequence[int], repeats: int = 
 
 
 def latency_of(name: str, input_size: Sequence[int] | None = None, repeats: int = 10) -> Latency:
-    """Build ``name`` untrained on the CPU, time it, and let it go (weights do not change speed)."""
-    channels, native = zoo.input_channels(name), zoo.native_resolution(name)
-    size = tuple(input_size or (channels, native, native))
-    return measure_latency(_cpu_model(name, size[-1], zoo.label(name)), size, repeats=repeats)
+    """Build ``name`` untrained on the CPU, time it, and let it go (weights do not change speed).
+
+    Refused with :class:`OverBudget` when the run would not fit the memory budget.
+    """
+    size = _named_input_size(name, input_size)
+    _check_named(name, size, zoo.label(name))
+    with memory_budget.run_slot():
+        return measure_latency(_cpu_model(name, size), size, repeats=repeats)
 
 
 def paper_numbers() -> dict[str, Any]:

@@ -3,8 +3,9 @@
 The demos live in :mod:`cvdemo.demos` (one module per capability, each ``build() -> gr.Blocks``)
 and call the same ``cvdemo`` functions as the Streamlit pages. This module builds them by name,
 bundles them in a ``gr.TabbedInterface``, starts each at most once per process on a free port
-(for the pages' "Share this demo" section), and mounts them all under one path for a
-Hugging Face Space, where only one port is public.
+(for the pages' "Share this demo" section: on the interfaces the app itself serves, embedded
+under the host name the browser used, so students on the classroom network reach it), and mounts
+them all under one path for a Hugging Face Space, where only one port is public.
 
 Command line::
 
@@ -22,6 +23,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -69,6 +71,7 @@ class RunningDemo:
     share_url: str | None = None
     share_note: str = ""  # why there is no public link, when asked for one
     blocks: object | None = None
+    host: str = "127.0.0.1"  # the interface it listens on
 
     @property
     def port(self) -> int:
@@ -100,13 +103,49 @@ def share_link_possible(timeout: float = 2.0) -> tuple[bool, str]:
     )
 
 
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+ALL_INTERFACES = "0.0.0.0"
+
+
+def is_loopback(host: str | None) -> bool:
+    return bool(host) and (host in LOOPBACK_NAMES or host.startswith("127."))
+
+
+def bind_host(app_address: str | None = None) -> str:
+    """The interface the demo servers listen on: ``$CVDEMO_SHARE_HOST``, else the one the app serves.
+
+    ``app_address`` is Streamlit's ``server.address`` (None when unset: Streamlit then serves every
+    interface). The demos offer nothing the app does not, so they are exactly as reachable as the
+    app: every interface for a default ``streamlit run``, loopback for an app kept on loopback.
+    """
+    explicit = os.environ.get(HOST_ENV, "").strip()
+    if explicit:
+        return explicit
+    if not app_address or app_address in ("0.0.0.0", "::"):
+        return ALL_INTERFACES
+    if app_address.startswith("unix://") or is_loopback(app_address):
+        return "127.0.0.1"  # a unix socket sits behind a proxy on this machine
+    return app_address
+
+
+def lan_address() -> str | None:
+    """This machine's address on its local network (the one Streamlit's "Network URL" shows), if any."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("10.255.255.255", 1))  # UDP connect sends nothing; it only picks the route
+            address = sock.getsockname()[0]
+        except OSError:
+            return None
+    return None if is_loopback(address) or address == "0.0.0.0" else address
+
+
 def serve(name: str, share: bool = False, host: str | None = None, port: int | None = None) -> RunningDemo:
     """Start demo ``name`` once per process (later calls return the running one)."""
     with _lock:
         running = _running.get(name)
         if running is not None:
             return running
-        host = host or os.environ.get(HOST_ENV, "127.0.0.1")
+        host = host or bind_host()
         blocks = build_demo(name)
         note = ""
         if share:
@@ -120,7 +159,7 @@ def serve(name: str, share: bool = False, host: str | None = None, port: int | N
             show_error=True,
             ssr_mode=False,
         )
-        running = RunningDemo(name, local_url, share_url, note, blocks)
+        running = RunningDemo(name, local_url, share_url, note, blocks, host)
         _running[name] = running
         return running
 
@@ -135,21 +174,101 @@ def stop_all() -> None:
         _running.clear()
 
 
-def embed_url(name: str, browser_host: str | None = None) -> tuple[str, RunningDemo | None]:
-    """The URL a browser should load for demo ``name``, and the local server if one was started.
+@dataclass(frozen=True)
+class Embed:
+    """Where a page's "Share this demo" points, and who else can open it."""
 
-    Behind a proxy (``$CVDEMO_GRADIO_BASE_URL`` set, as on Spaces) the demo is already mounted
-    at ``<base>/<name>/``. Otherwise a local server starts; ``browser_host`` (the host name the
-    browser used to reach the app) replaces the bind address so a classroom LAN works too.
+    url: str  # what the page's iframe loads, as seen from the browser that opened the page
+    student_url: str | None  # the link to hand out; None when no other machine can open it
+    audience: str  # one sentence: who can open the link, and what to change if nobody else can
+    running: RunningDemo | None = None  # the local server, unless a proxy serves the demos
+    warnings: tuple[str, ...] = ()  # why the embedded demo may not load in this browser
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def embed(
+    name: str,
+    page_url: str | None = None,
+    app_address: str | None = None,
+    app_port: int | None = None,
+) -> Embed:
+    """Where the page for demo ``name`` should embed it, for the browser that opened ``page_url``.
+
+    Behind a proxy (``$CVDEMO_GRADIO_BASE_URL`` set, as on Spaces) the demo is mounted at
+    ``<base>/<name>/`` on the page's own origin: whoever opens the app opens the demo. Otherwise the
+    demo server starts on the interface the app serves (:func:`bind_host`) and the iframe uses the
+    host name the browser used for the app, so a student who opened the Network URL gets the demo
+    from the lecturer's machine, not from their own. ``app_address`` / ``app_port`` are Streamlit's
+    ``server.address`` / ``server.port``.
     """
     base = os.environ.get(PUBLIC_BASE_ENV, "").rstrip("/")
     if base:
-        return f"{base}/{name}/", None
-    running = serve(name)
-    url = running.local_url
-    if browser_host and os.environ.get(HOST_ENV) == "0.0.0.0":
-        url = f"http://{browser_host}:{running.port}/"
-    return url, running
+        url = f"{base}/{name}/"
+        absolute = urljoin(page_url, url) if page_url else url
+        return Embed(url, absolute, "Anyone who can open this app can open this link: the same site serves it.")
+
+    running = serve(name, host=bind_host(app_address))
+    page = urlsplit(page_url) if page_url else None
+    browser_host = page.hostname if page else None
+    everywhere = running.host == ALL_INTERFACES
+    if browser_host and (everywhere or running.host == browser_host):
+        url = f"http://{_url_host(browser_host)}:{running.port}/"
+    else:  # no browser address known (or not one the demo listens on): the demo's own address
+        url = f"http://{'127.0.0.1' if everywhere else _url_host(running.host)}:{running.port}/"
+    warnings = _embed_warnings(page, browser_host, everywhere, running.port, app_port)
+
+    if is_loopback(running.host):
+        audience = (
+            f"Only this computer can open it: the demo listens on {running.host}, like the app. For students, "
+            f"start Streamlit without `--server.address` (then the app and the demos serve the network) or set "
+            f"`{HOST_ENV}=0.0.0.0`."
+        )
+        return Embed(url, None, audience, running, warnings)
+    if browser_host and not is_loopback(browser_host):
+        student_url: str | None = url  # this browser already came over the network
+    else:  # the lecturer opened the app on this machine: hand out its network address instead
+        lan = lan_address() if everywhere else running.host
+        student_url = f"http://{_url_host(lan)}:{running.port}/" if lan else None
+    if student_url is None:
+        audience = "This computer has no network address right now, so only it can open the demo."
+    else:
+        audience = (
+            "Anyone who can reach this computer, such as students on the same network, can open it: like the app, "
+            f"the demo listens on every network interface (port {running.port}; a firewall must let it through "
+            f"as it does the app's port{f' {app_port}' if app_port else ''})."
+            if everywhere
+            else f"Anyone who can reach {running.host}, such as students on the same network, can open it."
+        )
+    return Embed(url, student_url, audience, running, warnings)
+
+
+def _embed_warnings(
+    page: SplitResult | None, browser_host: str | None, everywhere: bool, demo_port: int, app_port: int | None
+) -> tuple[str, ...]:
+    """Why the embedded demo may not load in the browser that opened ``page`` (a urlsplit result)."""
+    if page is None:
+        return ()
+    proxy_fix = f"serve the demos through the proxy instead (`deploy/nginx.conf`, `{PUBLIC_BASE_ENV}`)"
+    warnings = []
+    if browser_host and ":" in browser_host and everywhere:
+        warnings.append(
+            "You opened this app by an IPv6 address; the demo server listens on IPv4 only, so open the app by "
+            "its IPv4 address or host name to see the demo here."
+        )
+    if page.scheme == "https":
+        warnings.append(
+            "This page came over HTTPS but the demo server speaks plain HTTP, so browsers will not show it "
+            f"inside the page: {proxy_fix}."
+        )
+    elif app_port and (page.port or 80) != app_port:
+        warnings.append(
+            f"You reached this app through a proxy or a forwarded port ({page.port or 80}; the app listens on "
+            f"{app_port}), which may not forward the demo's port {demo_port}: if the demo stays blank, {proxy_fix}."
+        )
+    return tuple(warnings)
 
 
 def mount_all(prefix: str = "/gradio"):
@@ -175,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cvdemo.share", description="Launch cvdemo's Gradio demos.")
     parser.add_argument("name", nargs="?", default="all", choices=NAMES)
     parser.add_argument("--share", action="store_true", help="ask Gradio for a public link (needs internet)")
-    parser.add_argument("--host", default=os.environ.get(HOST_ENV, "127.0.0.1"))
+    parser.add_argument("--host", default=os.environ.get(HOST_ENV, "127.0.0.1"),
+                        help=f"interface to listen on (default ${HOST_ENV} or 127.0.0.1; 0.0.0.0 = the whole network)")
     parser.add_argument("--port", type=int, default=None)
     parser.add_argument("--mount", metavar="PREFIX", help="serve every demo under PREFIX/<name>/ (for Spaces)")
     args = parser.parse_args(argv)

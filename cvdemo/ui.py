@@ -39,24 +39,8 @@ def shared(factory: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return _shared(factory, key, args, frozen_kwargs)
 
 
-def ensure_app_shell() -> None:
-    """Run pages inside app.py's navigation, even for a deep link to a freshly started server.
-
-    Because a ``pages/`` folder exists, Streamlit's first run on a new server uses its legacy
-    multipage mode and executes ``pages/<page>.py`` alone (no app.py: raw file names in the
-    sidebar, narrow layout, no status). Leave that mode and rerun through app.py.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        if len(st.session_state) == 0:  # a fresh session: nothing (no click) is lost by rerunning
-            st.rerun()
-
-
 def page_header(title: str, lesson: str) -> None:
     """Title plus the one-sentence lesson of the page."""
-    ensure_app_shell()
     st.title(title)
     st.caption(lesson)
 
@@ -202,12 +186,19 @@ def sidebar_footer() -> None:
         )
 
 
-def _browser_host() -> str | None:
-    """The host name the browser used to reach this app (for LAN classrooms)."""
+def _page_url() -> str | None:
+    """The URL this browser used to open the app (scheme, host, port), as the browser reports it."""
     try:
-        return st.context.headers.get("Host", "").rsplit(":", 1)[0] or None
+        url = st.context.url
     except Exception:
-        return None
+        url = None
+    if url:
+        return url
+    try:  # older front ends: rebuild it from the Host header
+        host = st.context.headers.get("Host")
+    except Exception:
+        host = None
+    return f"http://{host}/" if host else None
 
 
 def share_section(name: str, height: int = 760) -> None:
@@ -216,22 +207,35 @@ def share_section(name: str, height: int = 760) -> None:
 
     with st.expander("Share this demo", icon=":material/share:"):
         st.caption(
-            "A Gradio version of this page, built on the same code, for students to open on their own "
-            "devices. It starts once per server and is reused by every session."
+            "A Gradio version of this page, built on the same code, that students open on their own devices. "
+            "It starts once per server and is reused by every session."
         )
         if not st.toggle("Start the shareable demo", key=f"share_{name}"):
             return
         try:
             with st.spinner("Starting the Gradio demo…"):
-                url, running = share.embed_url(name, browser_host=_browser_host())
+                shared_demo = share.embed(
+                    name,
+                    page_url=_page_url(),
+                    app_address=st.get_option("server.address"),
+                    app_port=st.get_option("server.port"),
+                )
         except Exception as exc:  # a demo that cannot start must not take the page down
             st.error(f"The shareable demo could not start: {exc}")
             return
-        st.markdown("Link on this site:" if running is None else "Local link (this machine / classroom network):")
-        st.code(url, language=None)
+        if shared_demo.student_url:
+            st.markdown("Link for students:")
+            st.code(shared_demo.student_url, language=None)
+        else:
+            st.markdown("Link on this computer:")
+            st.code(shared_demo.url, language=None)
+        st.caption(shared_demo.audience)
+        for warning in shared_demo.warnings:
+            st.warning(warning, icon=":material/lan:")
+        running = shared_demo.running
         if running is not None and running.share_url:
             st.markdown("Public link, valid for about a week:")
             st.code(running.share_url, language=None)
-        elif os.environ.get(share.PUBLIC_BASE_ENV) is None:
-            st.caption("For a public link run `python -m cvdemo.share " + name + " --share` on a machine with internet.")
-        st.iframe(url, height=height)
+        elif running is not None:
+            st.caption(f"For a public link run `python -m cvdemo.share {name} --share` on a machine with internet.")
+        st.iframe(shared_demo.url, height=height)

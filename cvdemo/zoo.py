@@ -1,8 +1,10 @@
 """The lecture's model zoo: names -> untrained ``nn.Module`` builders (torchvision, timm, or built here).
 
 Profiling needs architectures, not weights, so everything is built with ``pretrained=False`` and,
-by default, on PyTorch's ``meta`` device: parameters have shapes but no storage, so even VGG-19
-(144M parameters) is built in milliseconds and costs no memory.
+by default, with its parameters and buffers on PyTorch's ``meta`` device: they have shapes but no
+storage, so even VGG-19 (144M parameters) is built in milliseconds and costs no memory. Only the
+model's state goes to ``meta``: the arithmetic a builder does to size its layers (RegNet computes
+its stage widths with torch and ``.tolist()``) runs on the CPU as usual.
 
 Besides the curated :data:`ZOO`, :func:`build` accepts any torchvision classification model name
 and any timm model name. This module stays light: torch, timm and torchvision are imported only
@@ -11,12 +13,18 @@ inside the builders.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:
+    import torch
     import torch.nn as nn
+
+MAX_NAME_LENGTH = 120  # the longest timm name is under 60 characters; longer text is not a name
+NAME_EXAMPLES = "resnet50, regnet_y_400mf, swin_t or convnext_tiny"
 
 
 class UnknownModel(ValueError):
@@ -145,9 +153,17 @@ def resolve(name: str) -> tuple[str, str]:
     Exact names first (zoo key, torchvision, timm), then loose matches on zoo keys and labels and
     torchvision names ("ResNet-50", "VGG16", "MobileNetV2"). Prefixes ``tv:``/``torchvision:`` and
     ``timm:`` pick the library.
-    Raises :class:`UnknownModel` with suggestions.
+    Raises :class:`UnknownModel` with suggestions (or saying what a name looks like, for an
+    empty or overlong one).
     """
+    if not isinstance(name, str) or not name.strip():
+        raise UnknownModel(f"No model name given: type one, e.g. {NAME_EXAMPLES}.")
     name = name.strip()
+    if len(name) > MAX_NAME_LENGTH:
+        raise UnknownModel(
+            f"That name is {len(name):,} characters long; model names are short "
+            f"(at most {MAX_NAME_LENGTH}), e.g. {NAME_EXAMPLES}."
+        )
     if ":" in name:
         prefix, arch = name.split(":", 1)
         if prefix in ("tv", "torchvision"):
@@ -176,7 +192,7 @@ def resolve(name: str) -> tuple[str, str]:
     tv = {_squash(n): n for n in tv_names}
     if squashed in tv:
         return "torchvision", tv[squashed]
-    known = list(ZOO) + list(tv.values()) + timm.list_models()
+    known = list(dict.fromkeys([*ZOO, *tv.values(), *timm.list_models()]))  # resnet50 is in all three
     close = difflib.get_close_matches(name.lower(), known, n=4, cutoff=0.6)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     raise UnknownModel(f"Unknown model '{name}': not in the zoo, torchvision or timm.{hint}")
@@ -239,46 +255,113 @@ def mobilenet_v1(width: float = 1.0, num_classes: int = 1000) -> "nn.Sequential"
     return nn.Sequential(layers)
 
 
+_building = threading.local()  # the device this thread's build puts parameters and buffers on
+_hooks_lock = threading.Lock()
+_hooks_installed = False
+
+
+def _state_to_build_device(module: "nn.Module", name: str, tensor: "torch.Tensor | None") -> Any:
+    """Registration hook: a new parameter or buffer goes to the device of this thread's build, if any."""
+    from torch import nn
+
+    device = getattr(_building, "device", None)
+    if device is None or tensor is None or isinstance(tensor, nn.parameter.UninitializedTensorMixin):
+        return None
+    if isinstance(tensor, nn.Parameter):
+        return type(tensor)(tensor.to(device), requires_grad=tensor.requires_grad)
+    return tensor.to(device)
+
+
+def _install_hooks() -> None:
+    # Installed once and kept: adding or removing a global hook while another thread registers a
+    # parameter (a session loading a real model) would change the dict that thread is iterating.
+    global _hooks_installed
+    with _hooks_lock:
+        if not _hooks_installed:
+            from torch.nn.modules import module as torch_module
+
+            torch_module.register_module_parameter_registration_hook(_state_to_build_device)
+            torch_module.register_module_buffer_registration_hook(_state_to_build_device)
+            _hooks_installed = True
+
+
+@contextlib.contextmanager
+def state_on(device: str) -> Iterator[None]:
+    """Parameters and buffers registered in this thread go to ``device``; other tensors stay on the CPU.
+
+    ``with torch.device("meta")`` would put every tensor on meta, including the ones a builder
+    computes its architecture from (RegNet's widths, ``.tolist()``: "Cannot copy out of meta
+    tensor"). Hooking registration moves only the model's state, so weights are never filled in
+    (their CPU tensors are created uninitialised and dropped at once). torch's registration hooks
+    are global; ours acts only in the thread inside this context, so other sessions building real
+    models at the same time are untouched.
+    """
+    _install_hooks()
+    previous = getattr(_building, "device", None)
+    _building.device = device
+    try:
+        yield
+    finally:
+        _building.device = previous
+
+
 def build(name: str, resolution: int | None = None, device: str = "meta") -> "nn.Module":
     """An untrained model in eval mode, on ``device`` ("meta": shapes only, no memory).
 
     ``resolution`` matters only for architectures with a fixed token grid (ViTs), which are
     built for that size. Raises :class:`UnknownModel`.
+
+    On "meta", every tensor the builder creates goes to meta (``with torch.device("meta")``), so
+    nothing is allocated; builders that size their layers from tensor values (torchvision's
+    RegNets) fail there and are built again with only their parameters and buffers on meta
+    (:func:`state_on`). The first way is kept first because some builders run a dummy input
+    through the layers they just made (timm's ViTamin), which needs everything on one device.
     """
     import torch
 
     source, arch = resolve(name)
-    with torch.device(device):
-        if source == "cvdemo":
-            if arch == "lenet5":
-                from cvdemo.complexity import build_spec
+    if device != "meta":
+        with torch.device(device):
+            return _build(source, arch, resolution).eval()
+    try:
+        with torch.device("meta"):
+            return _build(source, arch, resolution).eval()
+    except Exception as everything_on_meta:
+        try:
+            with state_on("meta"):
+                model = _build(source, arch, resolution)
+        except Exception:
+            raise everything_on_meta from None
+    # Tensors a builder assigns to an existing buffer (not through registration) follow here.
+    return model.to("meta").eval()
 
-                model = build_spec(LENET5_SPEC).model
-            else:
-                model = mobilenet_v1(MOBILENET_V1_WIDTHS[arch])
-        elif source == "torchvision":
-            from torchvision import models
 
-            kwargs: dict = {}
-            if arch in ("googlenet", "inception_v3"):
-                # Auxiliary classifiers only exist for training; the papers' counts leave them out.
-                kwargs = {"aux_logits": False, "init_weights": True}
-            if arch.startswith("vit_") and resolution:
-                kwargs["image_size"] = resolution
-            model = models.get_model(arch, weights=None, **kwargs)
-        else:
-            import timm
+def _build(source: str, arch: str, resolution: int | None) -> "nn.Module":
+    if source == "cvdemo":
+        if arch == "lenet5":
+            from cvdemo.complexity import build_spec
 
-            native = (timm.get_pretrained_cfg(arch).input_size[-1]) if timm.get_pretrained_cfg(arch) else None
-            model = None
-            if resolution and native and resolution != native:
-                try:  # transformers have a fixed patch grid: build them for this size
-                    model = timm.create_model(arch, pretrained=False, img_size=resolution)
-                except TypeError:  # convnets take any size and have no img_size argument
-                    model = None
-            if model is None:
-                model = timm.create_model(arch, pretrained=False)
-    return model.eval()
+            return build_spec(LENET5_SPEC).model
+        return mobilenet_v1(MOBILENET_V1_WIDTHS[arch])
+    if source == "torchvision":
+        from torchvision import models
+
+        kwargs: dict = {}
+        if arch in ("googlenet", "inception_v3"):
+            # Auxiliary classifiers only exist for training; the papers' counts leave them out.
+            kwargs = {"aux_logits": False, "init_weights": True}
+        if arch.startswith("vit_") and resolution:
+            kwargs["image_size"] = resolution
+        return models.get_model(arch, weights=None, **kwargs)
+    import timm
+
+    native = (timm.get_pretrained_cfg(arch).input_size[-1]) if timm.get_pretrained_cfg(arch) else None
+    if resolution and native and resolution != native:
+        try:  # transformers have a fixed patch grid: build them for this size
+            return timm.create_model(arch, pretrained=False, img_size=resolution)
+        except TypeError:  # convnets take any size and have no img_size argument
+            pass
+    return timm.create_model(arch, pretrained=False)
 
 
 def zoo_keys() -> list[str]:

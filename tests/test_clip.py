@@ -200,6 +200,20 @@ def test_search_order_matches_a_full_sort(tiny):
     assert index.search(query, k=3, exclude=["v" + str(hits[0].position)])[0].position == hits[1].position
 
 
+
+def test_index_keeps_its_vector_space_when_the_runtime_changes(tiny):
+    index = clip.ImageIndex(tiny, folder=False)
+    index.add_embeddings(["a", "b", "c"], np.eye(3, tiny.dim, dtype=np.float32), ["cat", None, "dog"])
+    embeddings, labels = index.labeled()
+    assert labels == ["cat", "dog"]
+    np.testing.assert_array_equal(embeddings, index.embeddings[[0, 2]])
+    twin = types.SimpleNamespace(name=tiny.name, dim=tiny.dim)  # the same engine in the other runtime
+    index.use_engine(twin)
+    assert index.engine is twin and index.search_by_id("c", 1)[0].id == "c"
+    with pytest.raises(ValueError, match="not someone-else"):
+        index.use_engine(types.SimpleNamespace(name="someone-else", dim=tiny.dim))
+    assert index.engine is twin
+
 # --- ConSE with real weights --------------------------------------------------------------------------
 
 
@@ -272,7 +286,8 @@ def test_engine_choice_falls_back_to_conse_without_clip_weights(conse, monkeypat
     assert clip.available_engines() == ["conse"]
     with pytest.raises(weights.WeightsUnavailable, match="python -m cvdemo.weights fetch clip"):
         clip.ClipModel("clip")
-    monkeypatch.setattr(clip, "ConSEEngine", lambda cache_dir=None, accelerated=True: conse)
+    # create_engine looks ConSEEngine up in its own module (cvdemo.clip.engines), not in the facade
+    monkeypatch.setattr(clip.engines, "ConSEEngine", lambda cache_dir=None, accelerated=True: conse)
     assert clip.load_engine("clip") is conse
 
 
@@ -284,7 +299,7 @@ def test_labels_are_cleaned_with_explanations():
         with pytest.raises(clip.ClipInputError, match="at least one label"):
             clip.parse_labels(empty)
     labels, notes = clip.parse_labels("cat, Cat ,dog,, cat\nbird")
-    assert labels == ["cat", "dog", "bird"] and "Duplicate labels were removed: Cat, cat" in notes[0]
+    assert labels == ["cat", "dog", "bird"] and "Duplicate labels were removed: “Cat”, “cat”" in notes[0]
     labels, notes = clip.parse_labels("dog")
     assert labels == ["dog"] and "always 100%" in notes[0]
     with pytest.raises(clip.ClipInputError, match="too many"):
@@ -355,3 +370,46 @@ def test_zero_shot_figure_shows_probability_cosine_and_threshold(tiny):
     assert [t.type for t in figure.data] == ["bar", "bar"]
     assert sorted(figure.data[0].y) == ["a", "b", "c"]
     assert any(s.x0 == 0.25 for s in figure.layout.shapes)
+
+
+# --- issue 19: unreadable text, class-vector cache, calibrated thresholds --------------------------------
+
+
+def test_emoji_only_text_is_explained_not_silently_ranked(conse, cifar, tiny):
+    assert not conse.has_words("😀😀") and not conse.has_words("!!!") and conse.has_words("asdkjh")
+    assert tiny.has_words("😀")  # CLIP's byte-level tokenizer reads emoji
+    with pytest.raises(clip.ClipInputError, match="has no words the text encoder can read"):
+        cifar.search("😀😀", 5)
+    result = clip.zero_shot(conse, cifar.embeddings[:1], ["ship", "🚢"], templates="{}")
+    assert any("no words the text encoder can read" in n and "🚢" in n for n in result.notes)
+
+
+def test_class_vectors_are_cached_per_engine_and_template_with_progress(tiny, monkeypatch):
+    labels = ["a cactus", "a kettle", "a glacier"]
+    steps = []
+    first = clip.class_text_embeddings(tiny, labels, ["a photo of {}.", "a drawing of {}."],
+                                       progress=lambda done, total: steps.append((done, total)))
+    assert steps == [] or steps[-1][0] == steps[-1][1]
+    monkeypatch.setattr(tiny, "encode_texts", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-encoded")))
+    again = clip.class_text_embeddings(tiny, labels[::-1], ["a photo of {}.", "a drawing of {}."])
+    np.testing.assert_array_equal(again, first[::-1])  # served from the process-wide cache
+    monkeypatch.undo()
+    other = clip.class_text_embeddings(tiny, labels, "{}")  # another template set: other vectors
+    assert not np.allclose(other, first)
+    many = [f"thing number {i}" for i in range(40)]  # > SMALL_BATCH texts: encoded in chunks with progress
+    steps.clear()
+    clip.class_text_embeddings(tiny, many, "{}", progress=lambda done, total: steps.append((done, total)))
+    assert steps and steps[-1] == (40, 40)
+    assert clip.warm_text_cache(tiny, [["cat", "dog"], ["dog", "bird"]], ["{}"]) == 3
+
+
+def test_none_of_the_above_thresholds_are_per_template_and_calibrated(conse, cifar):
+    assert conse.none_threshold(clip.ENSEMBLE) == 0.39 and conse.none_threshold("{}") == 0.47
+    assert conse.none_threshold("an unknown {} template") == conse.default_threshold
+    threshold = clip.calibrate_none_threshold(conse, [cifar.embeddings], "a photo of a {}.")
+    unrelated = clip.zero_shot(conse, cifar.embeddings, ["chair", "banana", "spaceship", "violin", "toothbrush",
+                                                         "umbrella", "pizza", "keyboard", "lamp", "clock"],
+                               "a photo of a {}.").cosine.max(axis=1)
+    assert (unrelated >= threshold).mean() == pytest.approx(0.1, abs=0.01)  # 10 % of no-fit photos pass it
+    print(f"\nCIFAR-only calibration for 'a photo of a {{}}.': {threshold:.3f} (constant, with ants/bees: 0.32)")
+    assert abs(threshold - conse.none_threshold("a photo of a {}.")) < 0.06

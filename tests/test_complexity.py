@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Callable, Iterator
 
+import psutil
 import pytest
 import torch
 from torch import nn
 
 from cvdemo import complexity as cx
-from cvdemo import zoo
+from cvdemo import memory_budget, zoo
 
 FIRST_BLOCK = """\
 input 32x32x3
@@ -312,11 +319,13 @@ def test_bad_inputs_give_readable_errors():
         cx.profile(42)  # type: ignore[arg-type]
 
 
-def test_every_zoo_model_profiles_at_its_native_size():
+def test_every_zoo_model_profiles_at_its_native_size_and_fits_the_memory_budget():
     for key, model in zoo.ZOO.items():
+        prof = cx.profile(key)
+        estimate = cx.memory_estimate(prof)
+        assert estimate.fits(), estimate.sentence(key)  # counters and latency run every zoo model at its size
         if key.startswith(("vgg", "resnet50", "mobilenetv1", "lenet", "deit")):
             continue  # covered exactly above
-        prof = cx.profile(key)
         assert prof.method == "meta", key
         assert prof.total_params > 50_000 and prof.total_macs > 10_000_000, key
         assert prof.input_size == (model.channels, model.resolution, model.resolution)
@@ -388,13 +397,255 @@ def test_counters_explain_missing_attention():
     assert "layer_norm" in text
 
 
-def test_models_too_big_for_the_classroom_are_not_built_for_real(monkeypatch):
-    monkeypatch.setattr(cx, "MAX_REAL_PARAMS", 1_000_000)
-    with pytest.raises(cx.ProfileError, match="11,689,512 parameters: too big"):
+def test_models_over_the_memory_budget_are_not_built_for_real(monkeypatch):
+    monkeypatch.setattr(memory_budget, "RUN_BUDGET_BYTES", 20 * 2**20)
+    with rss_watch() as grew, pytest.raises(cx.OverBudget, match=r"ResNet-18 needs ~\d+ MB .*weights 44\.6 MB.*limit here is 20 MB"):
         cx.latency_of("resnet18")
+    assert grew() < 200 * 2**20
+    with pytest.raises(cx.OverBudget):
+        cx.compare_counters("resnet18", (3, 64, 64))
 
 
 def test_latency_is_measured_and_positive():
     lat = cx.measure_latency(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()), (3, 32, 32), repeats=3, warmup=1)
     assert 0 < lat.best_ms <= lat.median_ms and lat.repeats == 3 and lat.threads >= 1
     assert math.isfinite(lat.median_ms)
+
+
+# --- names: everything the page offers profiles; junk gets a sentence ------------------------------
+
+
+@contextlib.contextmanager
+def rss_watch(every: float = 0.002) -> Iterator[Callable[[], int]]:
+    """Yields a function giving the largest RSS growth (bytes) seen while the block ran, sampled with psutil."""
+    process = psutil.Process()
+    start = process.memory_info().rss
+    top = [start]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            top[0] = max(top[0], process.memory_info().rss)
+            done.wait(every)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield lambda: top[0] - start
+    finally:
+        done.set()
+        sampler.join()
+        top[0] = max(top[0], process.memory_info().rss)
+
+
+# torchvision's model cards (weights.meta num_params and _ops, "GFLOPS" that are GMACs), one model per
+# family at the card's resolution; "tv:" picks torchvision where the zoo has a timm model of that name.
+TORCHVISION_FAMILIES = [
+    "alexnet", "tv:convnext_tiny", "densenet121", "tv:efficientnet_b0", "efficientnet_v2_s", "googlenet",
+    "maxvit_t", "mnasnet0_5", "mobilenet_v2", "mobilenet_v3_small", "regnet_x_400mf", "regnet_y_400mf",
+    "regnet_y_128gf", "resnext50_32x4d", "shufflenet_v2_x0_5", "squeezenet1_0", "swin_t", "swin_v2_t",
+    "vgg11_bn", "vit_b_16", "wide_resnet50_2",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", TORCHVISION_FAMILIES)
+def test_torchvision_families_profile_with_their_model_cards_counts(name):
+    card = cx.torchvision_card(name)
+    size = (3, card["resolution"], card["resolution"])
+    with rss_watch() as grew:
+        prof = cx.profile(name, size)
+    assert prof.method == "meta"  # shapes only: regnet_y_128gf's 645M parameters (2.4 GB) are never allocated
+    assert grew() < 200 * 2**20, grew()
+    assert prof.total_params == card["params"]
+    assert round(prof.total_macs / 1e9, 3) == round(card["gmacs"], 3)
+
+
+def test_regnets_size_their_stages_with_tensor_arithmetic_and_still_build_on_meta():
+    """RegNet's builder computes stage widths with torch and .tolist(): the default of the page's name box."""
+    model = zoo.build("regnet_y_400mf")
+    assert all(p.device.type == "meta" for p in model.parameters())
+    assert all(b.device.type == "meta" for b in model.buffers())
+    prof = cx.profile("regnet_y_400mf")
+    assert (prof.total_params, prof.total_macs) == (4_344_144, 401_842_848)  # card: 4,344,144 and 0.402 G
+
+
+def test_inception_v3_differs_from_its_card_by_exactly_the_auxiliary_classifier():
+    from torchvision.models.inception import InceptionAux
+
+    card = cx.torchvision_card("inception_v3")
+    aux = sum(p.numel() for p in InceptionAux(768, 1000).parameters())
+    assert cx.profile("inception_v3").total_params == card["params"] - aux == 23_834_568
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["resnet26d", "regnetx_002", "convnext_atto", "mobilevitv2_050", "levit_128s", "efficientvit_b0",
+     "vitamin_small_224"],  # the last runs a dummy input through its stem while it is being built
+)  # fmt: skip
+def test_timm_models_count_on_meta_what_a_real_build_has(name):
+    import timm
+
+    prof = cx.profile(name)
+    real = timm.create_model(name, pretrained=False)
+    assert prof.method == "meta"
+    assert prof.total_params == sum(p.numel() for p in real.parameters())
+    assert prof.total_buffers == sum(b.numel() for b in real.buffers())
+
+
+def test_meta_builds_leave_other_threads_real_models_alone():
+    """The registration hooks act only in the building thread: a session loading a real model meanwhile is untouched."""
+    started, release = threading.Event(), threading.Event()
+    seen: list[str] = []
+
+    def other_session() -> None:
+        started.wait()
+        seen.append(nn.Linear(4, 4).weight.device.type)
+        release.set()
+
+    thread = threading.Thread(target=other_session)
+    thread.start()
+    with zoo.state_on("meta"):
+        started.set()
+        release.wait(10)
+        assert nn.Linear(4, 4).weight.device.type == "meta"
+    thread.join()
+    assert seen == ["cpu"]
+    assert nn.Linear(4, 4).weight.device.type == "cpu"
+
+
+@pytest.mark.parametrize(
+    "name, phrase",
+    [
+        ("", "No model name given: type one, e.g. resnet50"),
+        ("   \t ", "No model name given"),
+        ("x" * 5000, "That name is 5,000 characters long; model names are short (at most 120)"),
+        ("resnet5O", "Unknown model 'resnet5O': not in the zoo, torchvision or timm. Did you mean: resnet50, "),
+        ("**bold** <b>x</b>", "Unknown model '**bold** <b>x</b>'"),
+        ("timm:", "timm has no model ''"),
+    ],
+)
+def test_junk_names_get_one_sentence(name, phrase):
+    with pytest.raises(cx.ProfileError) as info:
+        cx.profile(name)  # type: ignore[arg-type]
+    assert str(info.value).startswith(phrase)
+    assert len(str(info.value)) < 300
+    assert "resnet50, resnet50" not in str(info.value)  # a name in the zoo, torchvision and timm is suggested once
+
+
+def test_a_missing_name_is_not_a_crash():
+    with pytest.raises(zoo.UnknownModel, match="No model name given"):
+        zoo.resolve(None)  # type: ignore[arg-type]  # what a cleared Gradio dropdown sends
+
+
+# --- memory budget: estimated from shapes, refused before allocating -----------------------------
+
+
+def test_live_memory_follows_views_and_in_place_layers():
+    """Peak activation memory is replayed: an in-place ReLU and a Flatten (a view) add nothing."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(80_000, 10))
+    with torch.device("meta"):
+        meta = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(80_000, 10))
+    for module in (model, meta):
+        prof = cx.profile(module, (3, 100, 100))
+        assert prof.peak_activation_bytes == 4 * (30_000 + 80_000 + 10)  # input + conv output + logits
+        assert prof.activation_bytes == 4 * (80_000 + 80_000 + 10)  # the per-layer sum counts the view's output
+
+
+# The three typed networks the browser walk found: a 10,000 x 10,000 input, a 600M-parameter dense layer,
+# a 1e8-wide dense layer (60 TB of weights: the allocator's own message before).
+HUGE_SPECS = {
+    "10k input": ("input 10000x10000x3\nconv 8 3x3\nrelu\nglobalavgpool\ndense 10", 3 * 9 * 8 + 8 + 8 * 10 + 10,
+                  3 * 9 * 8 * 9998 * 9998 + 8 * 10),
+    "600M dense": ("input 224x224x3\nflatten\ndense 4000", 150_528 * 4000 + 4000, 150_528 * 4000),
+    "1e8 dense": ("input 224x224x3\nflatten\ndense 100000000", 150_528 * 10**8 + 10**8, 150_528 * 10**8),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("key", list(HUGE_SPECS))
+def test_huge_typed_networks_are_refused_before_allocating_and_still_counted(key):
+    spec, params, macs = HUGE_SPECS[key]
+    with rss_watch() as grew:
+        prof = cx.profile_spec(spec)
+        with pytest.raises(cx.OverBudget) as info:
+            cx.compare_spec_counters(spec)
+    assert grew() < 200 * 2**20, f"{grew() / 2**20:.0f} MB"
+    assert (prof.total_params, prof.total_macs) == (params, macs)  # the counts from shapes stand
+    message = str(info.value)
+    assert message.startswith("This network needs ~") and "for weights and activations" in message
+    assert "the limit here is 1 GB per run" in message and "counted from shapes alone" in message
+    estimate = info.value.estimate
+    assert estimate.weights == 4 * params and estimate.total > memory_budget.RUN_BUDGET_BYTES
+    assert f"needs ~{memory_budget.format_bytes(estimate.total)} " in message
+
+
+def test_the_messages_numbers():
+    assert "needs ~2.31 GB" in str(cx.OverBudget(cx.memory_estimate(cx.profile_spec(HUGE_SPECS["600M dense"][0]))))
+    assert "weights 54.8 TB" in str(cx.OverBudget(cx.memory_estimate(cx.profile_spec(HUGE_SPECS["1e8 dense"][0]))))
+    assert [memory_budget.format_bytes(n) for n in (512, 2048, 1_008 * 2**20, 2**30, 5.5 * 2**40)] == [
+        "512 bytes", "2 KB", "0.984 GB", "1 GB", "5.5 TB",
+    ]  # fmt: skip
+    assert [cx.compact(n) for n in (999, 61_100_840, 138_357_544, 15_470_264_320, 17_563_828_224)] == [
+        "999", "61.1 M", "138.4 M", "15.47 G", "17.56 G",
+    ]  # fmt: skip
+
+
+def test_zoo_models_at_large_inputs_are_refused_but_profiled():
+    with rss_watch() as grew:
+        prof = cx.profile("vgg16", (3, 1024, 1024))
+        with pytest.raises(cx.OverBudget, match=r"VGG-16 needs ~[\d.]+ GB .*weights 528 MB"):
+            cx.compare_counters("vgg16", (3, 1024, 1024))
+        with pytest.raises(cx.OverBudget):
+            cx.latency_of("vgg16", (3, 1024, 1024))
+    assert grew() < 200 * 2**20
+    assert prof.total_params == 138_357_544 and prof.layer("classifier.0").params == 25088 * 4096 + 4096
+    assert cx.memory_estimate(cx.profile("vgg19")).fits()  # the biggest zoo model runs at its native size
+
+
+_PEAK_SCRIPT = """
+import re, sys, warnings
+warnings.simplefilter("ignore")
+import fvcore.nn
+from cvdemo import complexity as cx
+
+def peak_rss():  # VmHWM: the process's peak resident memory, reset below
+    return int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
+
+spec = sys.argv[1]
+estimate = cx.memory_estimate(cx.profile_spec(spec))
+# A forked child starts with its parent's peak (pytest's, gigabytes): reset it to the current RSS.
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+before = peak_rss()
+cx.compare_spec_counters(spec)
+print(peak_rss() - before, estimate.total)
+"""
+
+
+def test_the_estimate_is_above_the_real_peak_of_the_three_counters():
+    """Measured in a fresh process (peak RSS): the three counters' real forward passes stay under the estimate."""
+    from conftest import REPO
+
+    if not Path("/proc/self/clear_refs").exists():
+        pytest.skip("needs Linux's /proc/self/clear_refs to reset the peak RSS")
+
+    spec = "input 1000x1000x3\nconv 8 3x3\nrelu\nconv 16 3x3 stride 2\nbn\nrelu\nglobalavgpool\ndense 10"
+    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, spec], capture_output=True, text=True, cwd=REPO,
+                         timeout=600, check=True)  # fmt: skip
+    grew, estimate = (int(v) for v in out.stdout.split()[-2:])
+    assert 30 * 2**20 < grew <= estimate, (grew, estimate)
+
+
+def test_a_model_needing_real_values_runs_for_real_only_if_its_weights_fit(monkeypatch):
+    real_run = cx._run
+
+    def meta_fails(model, example, *args):  # as a forward() calling .item() would on the meta device
+        if example.device.type == "meta":
+            raise RuntimeError("Tensor.item() cannot be called on meta tensors")
+        return real_run(model, example, *args)
+
+    monkeypatch.setattr(cx, "_run", meta_fails)
+    prof = cx.profile("resnet18", (3, 64, 64))
+    assert prof.method == "forward" and prof.total_params == 11_689_512
+    monkeypatch.setattr(memory_budget, "RUN_BUDGET_BYTES", 20 * 2**20)
+    with pytest.raises(cx.OverBudget, match=r"weights 44\.6 MB, activations unknown until it runs\); the limit here is 20 MB"):
+        cx.profile("resnet18", (3, 64, 64))

@@ -36,7 +36,7 @@ def test_build_returns_blocks():
     blocks = demo.build()
     assert isinstance(blocks, gr.Blocks)
     names = {d.get("api_name") for d in blocks.config["dependencies"]}
-    assert {"classify", "search"} <= names
+    assert {"classify", "search", "verify", "evaluate_verification"} <= names
 
 
 def test_classify_handler_labels_a_real_photo(bus_jpg):
@@ -71,3 +71,9 @@ def test_search_and_similar_handlers():
     assert again_ids[0] == ids[1] and again[0][1].startswith("1.000")
     with pytest.raises(gr.Error, match="Type a query"):
         demo.search("   ", 5)
+
+
+def test_evaluate_verification_handler():
+    figure, text = demo.evaluate_verification(clip.CLASS, 0.5)
+    assert "AUC" in text and "equal-error rate" in text and "CIFAR-10" in text  # the first labeled sample set
+    assert any("your threshold 0.50" in (t.name or "") for t in figure.data)

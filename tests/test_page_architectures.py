@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO
 from cvdemo import complexity as cx
+from test_complexity import HUGE_SPECS, rss_watch
 
-PAGE = "pages/architectures.py"
+PAGE = "app_pages/architectures.py"
 
 
 @pytest.fixture
@@ -24,13 +27,24 @@ def metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
 
+def exact(at: AppTest) -> dict[str, str]:
+    """The exact figure each headline metric gives on hover ("Exactly 15,470,264,320 MACs: ...")."""
+    return {m.label: re.search(r"Exactly ([\d,]+)", m.help).group(1) for m in at.metric if "Exactly" in m.help}
+
+
+def shown(markdown: str) -> str:
+    """What Streamlit displays for escaped markdown: every backslash escape undone."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
 def test_zoo_model_totals_papers_and_formula(page):
     at = page
-    assert metrics(at)["Parameters"] == "61,100,840"  # AlexNet by default
+    assert metrics(at)["Parameters"] == "61.1 M" and exact(at)["Parameters"] == "61,100,840"  # AlexNet by default
     at.selectbox(key="arch_model").set_value("vgg16").run()
     assert not at.exception, at.exception
-    shown = metrics(at)
-    assert shown["Parameters"] == "138,357,544" and shown["MACs"] == "15,470,264,320"
+    # Compact headline numbers fit a narrow window (issue 19: "15,470,264,3…"); the exact figure is on hover.
+    assert metrics(at) == {"Parameters": "138.4 M", "MACs": "15.47 G", "Weights": "528 MB", "Activations": "57.6 MB"}
+    assert exact(at) == {"Parameters": "138,357,544", "MACs": "15,470,264,320"}
     papers = at.dataframe[0].value
     assert papers["source"].str.contains("Simonyan").any() and papers["source"].str.contains("Sze").any()
     layers = at.dataframe[1].value
@@ -40,7 +54,10 @@ def test_zoo_model_totals_papers_and_formula(page):
     assert any("the formula agrees" in s.value for s in at.success)
 
     at.segmented_control(key="arch_unit").set_value("FLOPs").run()
-    assert metrics(at)["FLOPs"] == "30,940,528,640"
+    assert metrics(at)["FLOPs"] == "30.94 G" and exact(at)["FLOPs"] == "30,940,528,640"
+    at.selectbox(key="arch_model").set_value("vit_base_patch16_224").run()
+    at.segmented_control(key="arch_unit").set_value("MACs").run()
+    assert metrics(at)["MACs"] == "17.56 G" and exact(at)["MACs"] == "17,563,828,224"
 
 
 def test_resolution_slider_changes_macs_not_params(page):
@@ -48,8 +65,8 @@ def test_resolution_slider_changes_macs_not_params(page):
     at.selectbox(key="arch_model").set_value("mobilenetv1_100").run()
     at.select_slider(key="arch_res_mobilenetv1_100").set_value(160).run()
     assert not at.exception, at.exception
-    shown = metrics(at)
-    assert shown["Parameters"] == "4,231,976" and shown["MACs"] == "290,675,200"
+    assert exact(at) == {"Parameters": "4,231,976", "MACs": "290,675,200"}
+    assert metrics(at)["MACs"] == "290.7 M"
     papers = at.dataframe[0].value
     assert papers["source"].str.contains("Howard").any()  # Table 7's 160 px row
 
@@ -58,20 +75,62 @@ def test_typed_network_and_a_bad_line(page):
     at = page
     at.segmented_control(key="arch_source").set_value("Type a network").run()
     assert not at.exception, at.exception
-    assert metrics(at)["Parameters"] == "2,103,636"
+    assert exact(at)["Parameters"] == "2,103,636"
     at.text_area(key="arch_spec").set_value("input 32x32x3\nconv 8 3x3\nconv 16 40x40\n").run()
     assert not at.exception
     assert any("Line 3" in e.value and "does not fit" in e.value for e in at.error)
 
 
-def test_unknown_name_is_a_sentence_not_a_traceback(page):
+def test_any_model_default_and_the_names_its_help_offers(page):
     at = page
     at.segmented_control(key="arch_source").set_value("Any timm / torchvision model").run()
-    at.text_input(key="arch_name").set_value("resnet5O").run()
-    assert not at.exception
-    assert any("Unknown model" in e.value for e in at.error)
-    at.text_input(key="arch_name").set_value("squeezenet1_0").run()
-    assert not at.exception and metrics(at)["Parameters"] == "1,248,424"
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.text_input(key="arch_name").value == "regnet_y_400mf"  # was "Cannot copy out of meta tensor"
+    assert exact(at) == {"Parameters": "4,344,144", "MACs": "401,842,848"}  # torchvision's card: 4,344,144; 0.402 G
+    for name, params in [("squeezenet1_0", "1,248,424"), ("swin_t", "28,288,354"), ("resnet26d", "16,014,408")]:
+        assert name in at.text_input(key="arch_name").help
+        at.text_input(key="arch_name").set_value(name).run()
+        assert not at.exception and not at.error and exact(at)["Parameters"] == params, name
+
+
+@pytest.mark.parametrize(
+    "name, kind, phrase",
+    [
+        ("", "info", "Type a model name above, e.g. resnet50"),
+        ("   ", "info", "Type a model name above"),
+        ("resnet5O", "error", "Unknown model 'resnet5O': not in the zoo, torchvision or timm. Did you mean: resnet50,"),
+        ("x" * 500, "error", "Unknown model 'xxxx"),  # the box keeps 120 characters
+        ("**bold** <b>x</b> [a](http://e.com) :red[hi] $x$ `c`", "error",
+         "Unknown model '**bold** <b>x</b> [a](http://e.com) :red[hi] $x$ `c`'"),
+    ],
+)  # fmt: skip
+def test_junk_names_get_a_clear_message_not_a_traceback(page, name, kind, phrase):
+    at = page
+    at.segmented_control(key="arch_source").set_value("Any timm / torchvision model").run()
+    at.text_input(key="arch_name").set_value(name).run()
+    assert not at.exception, at.exception  # an empty name raised an uncaught exception before
+    messages = [m.value for m in (at.info if kind == "info" else at.error)]
+    assert len(messages) == 1 and shown(messages[0]).startswith(phrase), messages
+    assert not at.metric  # nothing counted for a name that is not a model
+    if kind == "error":  # user text is escaped: Streamlit shows it as typed, not as bold, a link, red or maths
+        assert "**" not in messages[0] and "<b>" not in messages[0] and "[a]" not in messages[0] and len(messages[0]) < 600
+
+
+@pytest.mark.parametrize("key", list(HUGE_SPECS))
+def test_huge_typed_networks_are_counted_from_shapes_and_never_run(page, key):
+    spec, params, macs = HUGE_SPECS[key]
+    at = page
+    at.segmented_control(key="arch_source").set_value("Type a network").run()
+    at.session_state["arch_tab"] = "Counters disagree"
+    with rss_watch() as grew:
+        at.text_area(key="arch_spec").set_value(spec).run()
+        assert not at.exception, at.exception
+        assert exact(at) == {"Parameters": f"{params:,}", "MACs": f"{macs:,}"}  # by formula, no forward pass
+        (warning,) = [w.value for w in at.warning]
+        assert shown(warning).startswith("This network needs ~") and "the limit here is 1 GB per run" in shown(warning)
+        assert f"parameters ({params:,}) and MACs ({macs:,}) above are counted from shapes alone" in shown(warning)
+        assert at.button(key="arch_counters_run").disabled  # and cx.compare_spec_counters refuses too
+    assert grew() < 200 * 2**20, f"{grew() / 2**20:.0f} MB"  # the browser walk saw 9.2 GB for the first one
 
 
 def test_counters_and_latency_on_demand(page):
@@ -103,3 +162,25 @@ def test_compare_tab_scatter_separable_and_mobilenet_grid(page):
     assert sep["MACs"].tolist() == [3 * 3 * 128 * 256 * 56 * 56, (9 * 128 + 128 * 256) * 56 * 56]
     grid = next(d.value for d in at.dataframe if "α" in d.value.columns)
     assert "paper 569M" in grid.loc[0, "224 px"]
+
+
+def test_a_smaller_budget_refuses_counters_and_timing_with_the_sentence(page, monkeypatch):
+    from cvdemo import memory_budget
+
+    monkeypatch.setattr(memory_budget, "RUN_BUDGET_BYTES", 2**20)  # 1 MB: even LeNet-5's run is over it
+    at = page
+    at.selectbox(key="arch_model").set_value("lenet5").run()
+    at.session_state["arch_tab"] = "Counters disagree"
+    at.run()
+    assert at.button(key="arch_counters_run").disabled
+    (warning,) = [shown(w.value) for w in at.warning]
+    assert warning.startswith("This network needs ~") and "the limit here is 1 MB per run" in warning
+    at.session_state["arch_tab"] = "FLOPs ≠ speed"
+    at.run()
+    # A model no other test timed (a cached timing costs no memory and is shown as it is).
+    at.multiselect(key="arch_speed").set_value(["mobilenetv1_075"]).run()
+    at.button(key="arch_speed_run").click().run()
+    assert not at.exception, at.exception
+    assert any(shown(w.value).startswith("MobileNetV1 0.75 needs ~") and "not run for real" in shown(w.value)
+               for w in at.warning)  # fmt: skip
+    assert "Nothing timed yet" in " ".join(c.value for c in at.caption)

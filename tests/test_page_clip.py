@@ -6,6 +6,7 @@ fills (or this module fills it itself when run alone), so the page rebuilds it w
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from conftest import REPO, set_runtime as _set_runtime
 from cvdemo import cache, clip
 
 CIFAR = "CIFAR-10 subset (500 tiny photos, 10 classes)"
-PAGE = "pages/clip_search.py"
+PAGE = "app_pages/clip_search.py"
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,9 @@ def test_engine_banner_and_zero_shot_on_a_photo(page):
     after = re.search(r"probability (\d+)%", _texts(at.success)).group(1)
     assert int(after) < int(before)  # a hotter softmax is less sure of the same cosine
 
-    at.slider(key=f"clip_threshold_{cache.shared(clip.create_engine, 'conse').name}").set_value(0.99).run()
+    threshold_key = f"clip_threshold_{cache.shared(clip.create_engine, 'conse').name}_{clip.TEMPLATE_CHOICES['a photo of a {}.']}"
+    assert at.slider(key=threshold_key).value == 0.32  # calibrated for ConSE with this template
+    at.slider(key=threshold_key).set_value(0.99).run()
     warning = _texts(at.warning)
     assert "None of the above" in warning and "sum to 1" in warning
 
@@ -139,3 +142,78 @@ def test_engine_toggle_and_comparison_when_clip_is_present(monkeypatch, cache_ro
     assert not at.exception, at.exception
     assert "random init" in _texts(at.markdown) and "ConSE" in _texts(at.markdown)
     assert len(at.get("plotly_chart")) >= 2  # one bar chart per engine
+
+
+# --- issue 19: honest defaults, literal user text, unusable queries ---------------------------------------
+
+
+def test_nothing_fits_preset_says_none_of_the_above_on_the_bus_with_every_template(page):
+    at = page
+    at.selectbox(key="clip_preset").set_value("Nothing fits (chair, banana, spaceship)").run()
+    for template in clip.TEMPLATE_CHOICES:
+        at.radio(key="clip_template").set_value(template).run()
+        assert not at.exception, at.exception
+        warning = _texts(at.warning)
+        assert "None of the above" in warning, (template, _texts(at.success))
+    at.selectbox(key="clip_preset").set_value("Street scene").run()
+    assert "**bus**" in _texts(at.success)  # the right label stays above the calibrated threshold
+
+
+def test_user_text_is_shown_literally_and_emoji_queries_are_explained(page):
+    at = page
+    at.selectbox(key="clip_preset").set_value("Custom").run()
+    at.text_area(key="clip_labels_Custom").set_value("**bus**, <b>car</b>, :red[tree], 🚌").run()
+    assert not at.exception, at.exception
+    messages = _texts(at.success) + _texts(at.warning) + _texts(at.info)
+    assert "\\*\\*bus\\*\\*" in messages or "\\<b\\>car\\</b\\>" in messages  # escaped, not rendered
+    assert "no words the text encoder can read" in messages and "🚌" in messages
+    labels = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["y"]
+    assert "&lt;b&gt;car&lt;/b&gt;" in labels and "<b>car</b>" not in labels  # plotly would render <b>
+    at.text_input(key="clip_query").set_value("😀😀").run()
+    assert "has no words the text encoder can read" in _texts(at.warning)
+
+
+# --- issue 18: Verify and Fast search tabs -----------------------------------------------------------------
+
+
+def test_verify_tab_verdicts_evaluation_and_threshold(page):
+    at = page
+    assert at.slider(key="clip_verify_threshold_" + cache.shared(clip.create_engine, "conse").name).value == 0.58
+    verdicts = _texts(at.success) + _texts(at.error)
+    assert "**Same** — cosine" in verdicts  # bus.jpg against its flipped copy (the default change)
+    at.toggle(key="clip_verify_changed").set_value(False).run()
+    assert "**Different** — cosine" in _texts(at.error)  # bus.jpg against another sample photo
+    at.selectbox(key="clip_verify_b_sample").set_value("bus.jpg").run()
+    assert "identical" in _texts(at.success)
+    at.selectbox(key="clip_verify_set_photo").set_value("Ants and bees (153 photos)").run()
+    at.slider(key="clip_verify_n_photo").set_value(8).run()
+    at.button(key="clip_verify_run").click().run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert float(metrics["AUC"]) > 0.6 and "%" in metrics["Equal-error rate"]
+    assert "96 same and 48 different pairs" not in _texts(at.caption)
+    assert "48 same and 48 different pairs" in _texts(at.caption)
+    eer_button = at.button(key="clip_verify_use_eer")
+    eer = float(re.search(r"\((-?[\d.]+)\)", eer_button.label).group(1))
+    eer_button.click().run()
+    assert at.slider(key="clip_verify_threshold_" + cache.shared(clip.create_engine, "conse").name).value == pytest.approx(eer)
+    assert "What breaks verification" in _texts(at.markdown) or "hardest is" in _texts(at.markdown)
+
+
+def test_fast_search_tab_compares_and_follows_the_sliders(page):
+    at = page
+    at.radio(key="clip_fast_source").set_value("synthetic").run()
+    at.select_slider(key="clip_fast_size").set_value(10_000).run()
+    at.button(key="clip_fast_run").click().run()
+    assert not at.exception, at.exception
+    table = at.dataframe[-1].value
+    assert list(table["method"].str.split(" ").str[0]) == ["brute", "LSH", "FAISS"]
+    assert table.iloc[0]["recall_at_k"] == 1.0
+    state = at.session_state["clip_fast_search"]
+    assert len(state.sweep) == 6  # the bits slider's value with 1..32 tables
+    at.slider(key="clip_fast_bits").set_value(16).run()  # a slider move measures the new point
+    assert len(at.session_state["clip_fast_search"].sweep) == 7
+    assert "Your sliders (16 bits × 8 tables)" in _texts(at.caption)
+    at.slider(key="clip_fast_k").set_value(50).run()
+    at.radio(key="clip_fast_source").set_value("gallery").run()
+    assert not at.exception, at.exception

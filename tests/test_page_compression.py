@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import open_page
 
-PAGE = "pages/compression.py"
+PAGE = "app_pages/compression.py"
 
 
 def _page() -> AppTest:

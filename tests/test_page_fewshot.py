@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from conftest import open_page, set_runtime as _set_runtime
 from cvdemo import fewshot as fs
 
-PAGE = "pages/fewshot.py"
+PAGE = "app_pages/fewshot.py"
 
 
 def _page() -> AppTest:

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from conftest import open_page  # noqa: E402
 
-PAGE = "pages/segmentation.py"
+PAGE = "app_pages/segmentation.py"
 
 
 def _page() -> AppTest:

@@ -250,7 +250,8 @@ def test_an_unwritable_cache_folder_falls_back_with_the_folder_named(monkeypatch
 def test_a_machine_without_sample_photos_still_accelerates(monkeypatch):
     """No packaged or data-set photos: parity runs on one plain picture instead of failing the page."""
     from cvdemo import datasets
+    from cvdemo.fewshot.extractor import _accelerated_backbone
 
     monkeypatch.setattr(datasets, "sample_images", lambda: {})
-    fast = fs._accelerated_backbone("mobilenetv3_small_100", False)
+    fast = _accelerated_backbone("mobilenetv3_small_100", False)
     assert fast.accelerated and fast.parity.images == 1

@@ -1,6 +1,6 @@
 """Gradio twin of the CLIP page: zero-shot labels for a photo, and text -> image search in a sample gallery.
 
-Same functions as ``pages/clip_search.py`` (:mod:`cvdemo.clip`); models and the gallery index are
+Same functions as ``app_pages/clip_search.py`` (:mod:`cvdemo.clip`); models and the gallery index are
 built once per process through :func:`cvdemo.cache.shared`.
 """
 
@@ -38,7 +38,12 @@ def default_threshold() -> float:
     """The active engine's default cosine threshold, without loading it."""
     keys = clip.available_engines()
     cls = clip.ClipModel if keys and keys[0] in clip.CLIP_MODELS else clip.ConSEEngine
-    return float(cls.default_threshold)
+    return float(cls.none_thresholds.get(clip.ENSEMBLE, cls.default_threshold))
+
+
+def default_verification_threshold() -> float:
+    keys = clip.available_engines()
+    return clip.default_verification_threshold(keys[0]) if keys else 0.8
 
 
 def build_sample_index(key: str, gallery_key: str) -> clip.ImageIndex:
@@ -68,16 +73,17 @@ def classify(
     except (ImageInputError, clip.ClipInputError) as exc:
         raise _error(str(exc)) from None
     model = engine()
-    threshold = model.default_threshold if threshold is None else float(threshold)
+    threshold = model.none_threshold(template) if threshold is None else float(threshold)
     result = clip.zero_shot(model, model.encode_images([picture])[0], labels, template, temperature or None)
     best = result.rows(0)[0]
     if result.none_of_the_above(threshold)[0]:
         verdict = (
-            f"**None of the above**: the best label, “{best['label']}”, has cosine {best['cosine']:.3f} "
+            f"**None of the above**: the best label, {clip.quoted(best['label'])}, has cosine {best['cosine']:.3f} "
             f"< {threshold:.2f}, yet softmax gives it {best['probability']:.0%} (probabilities always sum to 1)."
         )
     else:
-        verdict = f"**{best['label']}**: probability {best['probability']:.0%}, cosine {best['cosine']:.3f}."
+        verdict = (f"**{clip.md_literal(best['label'])}**: probability {best['probability']:.0%}, "
+                   f"cosine {best['cosine']:.3f}.")
     verdict += f"\n\nEngine: {model.label}."
     if notes:
         verdict += "\n\n" + " ".join(notes)
@@ -97,7 +103,7 @@ def search(query: str, k: int = 10) -> tuple[list[tuple[Image.Image, str]], list
         hits = index.search(text, int(k))
     except clip.ClipInputError as exc:
         raise _error(str(exc)) from None
-    status = f"Top {len(hits)} of {len(index)} gallery images for “{text}”. Click one to search by image."
+    status = f"Top {len(hits)} of {len(index)} gallery images for {clip.quoted(text)}. Click one to search by image."
     return _gallery_items(index, hits), [h.id for h in hits], " ".join([status, *notes])
 
 
@@ -109,6 +115,43 @@ def similar(shown_ids: list[str], k: int, evt: gr.SelectData) -> tuple[list[tupl
     query_id = shown_ids[int(evt.index)]
     hits = index.search_by_id(query_id, int(k))
     return _gallery_items(index, hits), [h.id for h in hits], f"Images most similar to {query_id} (itself first)."
+
+
+def verification_embedder() -> clip.Embedder:
+    """The active engine as a verification embedder (its vectors cached by image digest)."""
+    return clip.embedder_for(engine())
+
+
+def verify_images(first: Any, second: Any, threshold: float | None = None) -> tuple[str, float]:
+    """Same or different? The verdict sentence and the cosine of the two images' embeddings."""
+    if first is None or second is None:
+        raise _error("Verification compares two images: give both.")
+    try:
+        a, b = load_image(first), load_image(second)
+    except ImageInputError as exc:
+        raise _error(str(exc)) from None
+    embedder = verification_embedder()
+    threshold = clip.default_verification_threshold(embedder.name) if threshold is None else float(threshold)
+    verdict = clip.verify(embedder, a, b, threshold)
+    return clip.verdict_text(verdict) + f"\n\nEngine: {embedder.label}.", verdict.cosine
+
+
+def evaluate_verification(level: str, threshold: float) -> tuple["go.Figure", str]:
+    """ROC of the active engine on pairs from a sample set, the threshold marked, which changes break."""
+    sets = clip.available_sample_galleries(labeled_only=level == clip.CLASS)
+    if not sets:
+        raise _error("No sample images on this machine: set $CVDEMO_DATA_DIR to the shared data folder.")
+    embedder = verification_embedder()
+    try:
+        pairs = clip.build_pairs(clip.sample_gallery(sets[0]).images, level, sources=24 if level == clip.PHOTO else 60)
+    except clip.ClipInputError as exc:
+        raise _error(str(exc)) from None
+    evaluation, _ = clip.evaluate_pairs(embedder, pairs)
+    kinds = evaluation.by_kind(float(threshold))
+    worst = ", ".join(f"{k.kind} ({k.accepted:.0%} accepted)" for k in kinds[:3])
+    text = (f"**AUC {evaluation.auc:.3f}**, equal-error rate {evaluation.eer:.1%} at cosine "
+            f"{evaluation.eer_threshold:.3f}, on {len(pairs)} pairs from {sets[0]}. Hardest at {float(threshold):.2f}: {worst}.")
+    return clip.roc_figure([(embedder.label, evaluation)], float(threshold)), text
 
 
 def build() -> gr.Blocks:
@@ -164,4 +207,26 @@ def build() -> gr.Blocks:
             go_button.click(search, [query, k], [results, shown, status], api_name="search")
             query.submit(search, [query, k], [results, shown, status])
             results.select(similar, [shown, k], [results, shown, status])
+        with gr.Tab("Verify"):
+            gr.Markdown("Are two images the same? Their embeddings' cosine against a threshold.")
+            with gr.Row():
+                first = gr.Image(type="pil", label="First image", height=260)
+                second = gr.Image(type="pil", label="Second image", height=260)
+            with gr.Row():
+                verify_threshold = gr.Slider(-0.2, 1.0, value=default_verification_threshold(), step=0.01,
+                                             label="Same if cosine ≥", scale=3)
+                check = gr.Button("Verify", variant="primary", scale=1)
+            verify_verdict = gr.Markdown()
+            verify_cosine = gr.Number(label="cosine", precision=3)
+            check.click(verify_images, [first, second, verify_threshold], [verify_verdict, verify_cosine],
+                        api_name="verify")
+            if samples:
+                gr.Examples([[str(p), str(p)] for p in list(samples.values())[:2]], inputs=[first, second])
+            with gr.Accordion("How good is this threshold? ROC on sample pairs", open=False):
+                level = gr.Radio([(name, key) for key, name in clip.LEVELS.items()], value=clip.PHOTO, label="Same means")
+                evaluate = gr.Button("Evaluate")
+                roc = gr.Plot(label="ROC")
+                roc_text = gr.Markdown()
+                evaluate.click(evaluate_verification, [level, verify_threshold], [roc, roc_text],
+                               api_name="evaluate_verification")
     return demo

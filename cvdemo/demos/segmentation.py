@@ -72,7 +72,7 @@ def _examples() -> list[list[str]]:
     """Pets the server's U-Net never trained on (its held-out split), then a street it has never seen."""
     paths: list[str] = []
     try:
-        _, held_out = seg.split(seg.load_sample().samples, 6, seed=seg.TrainConfig().seed)
+        held_out = seg.sample_held_out(seg.load_sample().samples)
         root = datasets.dataset_path(seg.SAMPLE_DATASET) / "images"
         paths = [str(p) for s in held_out[:3] for p in root.glob(f"{s.name}.*")]
     except datasets.DataUnavailable:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import streamlit as st
 
@@ -17,7 +18,7 @@ with st.spinner("Loading PyTorch…"):
     import plotly.graph_objects as go
 
     from cvdemo import complexity as cx
-    from cvdemo import zoo
+    from cvdemo import memory_budget, zoo
 
 RESOLUTIONS = [96, 128, 160, 192, 224, 256, 288, 320, 384, 448, 512]
 DEFAULT_COMPARE = ["alexnet", "vgg16", "googlenet", "resnet18", "resnet50", "mobilenetv1_100", "mobilenetv2_100",
@@ -41,9 +42,9 @@ def spec_profile(text: str) -> cx.Profile:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def counters(name: str, resolution: int, spec: str | None) -> cx.CounterComparison:
+    # Real CPU runs; both refuse (cx.OverBudget) before allocating when over the memory budget.
     if spec is not None:
-        net = cx.build_spec(spec)  # a real CPU model: the three counters run it for real
-        return cx.compare_counters(net.model, net.input_size)
+        return cx.compare_spec_counters(spec)
     return cx.compare_counters(name, (zoo.input_channels(name), resolution, resolution))
 
 
@@ -73,6 +74,15 @@ def fmt(n: float | None) -> str:
     return "—" if n is None else f"{n:,.0f}"
 
 
+def ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"  # a source that gives no number shows a dash, not "None"
+
+
+def literal(text: str) -> str:
+    """``text`` shown as typed in Streamlit's markdown: every ASCII punctuation mark escaped."""
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", text)
+
+
 # --- what to count --------------------------------------------------------------------------------
 
 source = st.segmented_control(
@@ -82,7 +92,7 @@ source = st.segmented_control(
     required=True,
     key="arch_source",
 )
-controls = st.columns([2, 3, 1] if source == "Type a network" else [2, 2, 1])  # spec: room for the syntax card
+controls = st.columns([4, 7, 3] if source == "Type a network" else [4, 4, 3])  # spec: room for the syntax card
 spec_text: str | None = None
 model_key = ""
 resolution = 224
@@ -105,13 +115,16 @@ else:
             st.caption(zoo.ZOO[model_key].lesson)
         else:
             model_key = st.text_input(
-                "timm or torchvision model name", "regnet_y_400mf", key="arch_name",
+                "timm or torchvision model name", "regnet_y_400mf", key="arch_name", max_chars=zoo.MAX_NAME_LENGTH,
                 help="Any torchvision classification model (e.g. squeezenet1_0, swin_t) or timm model (e.g. resnet26d).",
             ).strip()  # fmt: skip
+    if not model_key:
+        st.info(f"Type a model name above, e.g. {zoo.NAME_EXAMPLES}.", icon=":material/keyboard:")
+        st.stop()
     try:
-        native = zoo.native_resolution(model_key) if model_key else 224
+        native = zoo.native_resolution(model_key)
     except zoo.UnknownModel as exc:
-        st.error(str(exc))
+        st.error(literal(str(exc)))
         st.stop()
     with controls[1]:
         fixed = model_key in zoo.ZOO and zoo.ZOO[model_key].fixed_resolution
@@ -135,27 +148,41 @@ try:
     with st.spinner("Counting…"):
         prof = spec_profile(spec_text) if spec_text is not None else zoo_profile(model_key, resolution)
 except cx.SpecError as exc:
-    st.error(str(exc), icon=":material/edit_note:")
+    st.error(literal(str(exc)), icon=":material/edit_note:")
     st.stop()
-except cx.ProfileError as exc:
-    st.error(str(exc))
+except (cx.ProfileError, zoo.UnknownModel) as exc:
+    st.error(literal(str(exc)))
     st.stop()
 
 # --- totals and the papers ------------------------------------------------------------------------
 
 title = "Your network" if spec_text is not None else prof.name
-st.subheader(f"{title} at {cx.shape_text(prof.input_size)}")
+st.subheader(literal(f"{title} at {cx.shape_text(prof.input_size)}"))
 if spec_text is not None:
     c, h, w = prof.input_size
     st.caption(f"Shapes are per image and channels first, as PyTorch stores them: your {h}x{w}x{c} is {c}×{h}×{w} here.")
+# Compact headline numbers (15.47 G) fit a quarter of a narrow window; the exact figure is on hover
+# and in the layer table.
 cols = st.columns(4)
-cols[0].metric("Parameters", fmt(prof.total_params), help="Elements of every nn.Parameter (BatchNorm γ/β included).")
-cols[1].metric(unit, fmt(prof.total_macs * factor), help="Conv, dense and attention matmuls, one image.")
-cols[2].metric("Weights (float32)", f"{prof.total_params * 4 / 2**20:,.1f} MB")
+cols[0].metric(
+    "Parameters", cx.compact(prof.total_params),
+    help=f"Exactly {fmt(prof.total_params)}: elements of every nn.Parameter (BatchNorm γ/β included).",
+)  # fmt: skip
+cols[1].metric(
+    unit, cx.compact(prof.total_macs * factor),
+    help=f"Exactly {fmt(prof.total_macs * factor)} {unit}: conv, dense and attention matmuls, one image."
+    + (" 1 MAC = one multiply-add." if unit == "MACs" else " FLOPs = 2 × MACs."),
+)  # fmt: skip
+cols[2].metric(
+    "Weights", memory_budget.format_bytes(prof.total_params * 4),
+    help=f"float32: {fmt(prof.total_params)} parameters × 4 bytes = {fmt(prof.total_params * 4)} bytes.",
+)  # fmt: skip
 cols[3].metric(
-    "Activations (float32)",
-    f"{prof.activation_bytes / 2**20:,.1f} MB",
-    help="Sum of every layer's output for one image (in-place layers not counted twice).",
+    "Activations",
+    memory_budget.format_bytes(prof.activation_bytes),
+    help=f"float32: {fmt(prof.activation_bytes)} bytes, the sum of every layer's output for one image (in-place layers "
+    f"not counted twice). At most {memory_budget.format_bytes(prof.peak_activation_bytes)} of it is alive at "
+    "once in a forward pass, since PyTorch frees an output when nothing needs it any more.",
 )
 
 if spec_text is None:
@@ -170,9 +197,9 @@ if spec_text is None:
                         "where": r.where,
                         "they call it": r.called,
                         "params": cx.human(r.params) if r.params else "—",
-                        "ours / theirs (params)": r.params_ratio,
+                        "ours / theirs (params)": ratio(r.params_ratio),
                         unit: cx.human(r.macs * factor) if r.macs else "—",
-                        f"ours / theirs ({unit})": r.macs_ratio,
+                        f"ours / theirs ({unit})": ratio(r.macs_ratio),
                         "note": r.note,
                         "paper": r.url,
                     }
@@ -181,8 +208,6 @@ if spec_text is None:
             ),
             hide_index=True,
             column_config={
-                "ours / theirs (params)": st.column_config.NumberColumn(format="%.3f"),
-                f"ours / theirs ({unit})": st.column_config.NumberColumn(format="%.3f"),
                 "paper": st.column_config.LinkColumn(display_text="open"),
                 "note": st.column_config.TextColumn(width="large"),
             },
@@ -299,24 +324,41 @@ if tab_where.open:
 
 
 @st.fragment
-def counters_panel(model_key: str, resolution: int, spec: str | None) -> None:
+def counters_panel(prof: cx.Profile, model_key: str, resolution: int, spec: str | None) -> None:
     st.markdown(
         "The same model, one CPU forward pass, three tools: this page's profiler, PyTorch's "
         "`torch.utils.flop_counter.FlopCounterMode` and fvcore's `FlopCountAnalysis`."
     )
     request = (model_key, resolution, spec)
-    if st.button("Run the three counters", icon=":material/play_arrow:", key="arch_counters_run"):
+    memory = cx.memory_estimate(prof)
+    if not memory.fits():  # refused before anything is built; the counts from shapes stand above
+        st.warning(
+            literal(f"{memory.sentence()} So the three counters, which run it for real, are off here. The parameters "
+            f"({fmt(prof.total_params)}) and MACs ({fmt(prof.total_macs)}) above are counted from shapes alone, "
+            "with no forward pass. A smaller input or fewer units brings it under the limit."),
+            icon=":material/memory:",
+        )
+    if st.button("Run the three counters", icon=":material/play_arrow:", key="arch_counters_run", disabled=not memory.fits()):
         with st.status("Building the model on the CPU and running three counters…", expanded=False) as status:
             try:
                 st.session_state["arch_counters"] = (request, counters(model_key, resolution, spec))
                 status.update(label="Counted.", state="complete")
+            except cx.OverBudget as exc:
+                status.update(label="Not run: too big for this server.", state="error")
+                st.warning(literal(str(exc)), icon=":material/memory:")
+                return
             except Exception as exc:  # a model a tool cannot follow must not break the page
                 status.update(label="A counter failed.", state="error")
-                st.error(f"Counting failed: {exc}")
+                st.error(literal(f"Counting failed: {exc}"))
                 return
     stored = st.session_state.get("arch_counters")
     if not stored or stored[0] != request:
-        st.caption("Runs a real forward pass (seconds for VGG-sized models); results are cached.")
+        if memory.fits():
+            st.caption(
+                f"Runs a real forward pass (seconds for VGG-sized models; about {memory_budget.format_bytes(memory.total)} "
+                f"of memory, the limit per run here is {memory_budget.format_bytes(memory_budget.RUN_BUDGET_BYTES)}); "
+                "results are cached."
+            )
         return
     comparison: cx.CounterComparison = stored[1]
     st.dataframe(
@@ -334,7 +376,7 @@ def counters_panel(model_key: str, resolution: int, spec: str | None) -> None:
 
 if tab_counters.open:
     with tab_counters:
-        counters_panel(model_key, resolution, spec_text)
+        counters_panel(prof, model_key, resolution, spec_text)
 
 
 # --- compare models + depthwise separable saving --------------------------------------------------
@@ -441,12 +483,17 @@ def speed_panel(unit: str, factor: int, current: str) -> None:
     picked = st.multiselect("Models to time", list(zoo.ZOO), default=default, format_func=zoo.label, key="arch_speed")
     if st.button("Measure latency on this CPU", icon=":material/timer:", key="arch_speed_run") and picked:
         bar = st.progress(0.0, text="Timing…")
-        results = {}
+        results, refused = {}, []
         for i, key in enumerate(picked):
             bar.progress(i / len(picked), text=f"Building and timing {zoo.label(key)} ({i + 1}/{len(picked)})…")
-            results[key] = latency(key, zoo.ZOO[key].resolution)
+            try:
+                results[key] = latency(key, zoo.ZOO[key].resolution)
+            except cx.OverBudget as exc:  # refused before building: nothing allocated
+                refused.append(str(exc))
         bar.empty()
         st.session_state["arch_speed_results"] = results
+        for message in refused:
+            st.warning(literal(message), icon=":material/memory:")
     results = st.session_state.get("arch_speed_results")
     if not results:
         st.caption("Nothing timed yet: pick models and press the button.")

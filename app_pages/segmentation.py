@@ -429,7 +429,7 @@ def predict_tab() -> None:
     name, image = images[0]
     image = seg.display_copy(image)  # segmented and shown at most 2048 px wide
     if options[choice] == "server" and name.startswith(seg.SAMPLE_DATASET + "/"):
-        _, held_out = seg.split(_dataset("sample").samples, 6, seed=seg.TrainConfig().seed)
+        held_out = seg.sample_held_out(_dataset("sample").samples)
         stem = PurePosixPath(name).stem
         seen = "was **held out** (never trained on)" if stem in {s.name for s in held_out} else \
             "was in its **training set** (pick a held-out one for an honest look)"

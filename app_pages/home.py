@@ -2,10 +2,7 @@
 
 import streamlit as st
 
-from cvdemo import ui
 from cvdemo.catalog import PAGES
-
-ui.ensure_app_shell()
 
 st.title("cvdemo: see what the lectures teach")
 st.markdown(

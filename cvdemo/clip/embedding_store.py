@@ -1,0 +1,93 @@
+"""The on-disk embedding cache: sha256 key (of a file's bytes, or of a text) -> vector, one ``.npz`` per engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from cvdemo import weights
+
+
+def cache_root() -> Path:
+    """cvdemo's cache folder: ``$CVDEMO_CACHE_DIR`` or ``~/.cache/cvdemo``."""
+    return weights.cache_root()
+
+
+def default_index_dir(engine_name: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", engine_name)
+    return cache_root() / "clip_index" / safe
+
+
+class EmbeddingStore:
+    """sha256 key (of a file's bytes, or of a text) -> embedding, persisted as one ``.npz`` per engine folder.
+
+    Saving merges with what is on disk (other sessions may have added images) and replaces the
+    file atomically, so a crash never leaves half a file.
+    """
+
+    def __init__(self, folder: Path | None, engine_name: str, dim: int, filename: str = "embeddings.npz") -> None:
+        self.folder = Path(folder) if folder is not None else None
+        self.filename = filename
+        self.engine_name = engine_name
+        self.dim = dim
+        self.vectors: dict[str, np.ndarray] = {}
+        self.notes: list[str] = []
+        self._lock = threading.Lock()
+        if self.folder is not None:
+            self.vectors.update(self._read())
+
+    @property
+    def path(self) -> Path | None:
+        return self.folder / self.filename if self.folder is not None else None
+
+    def _read(self) -> dict[str, np.ndarray]:
+        path = self.path
+        if path is None or not path.is_file():
+            return {}
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                digests, vectors = data["digests"], data["vectors"]
+        except Exception as exc:  # a damaged cache is rebuilt, never fatal
+            self.notes.append(f"The embedding cache {path} could not be read ({exc}); it will be rebuilt.")
+            return {}
+        if meta.get("engine") != self.engine_name or vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            self.notes.append(f"The embedding cache {path} belongs to another model; it will be rebuilt.")
+            return {}
+        return dict(zip(digests.tolist(), vectors.astype(np.float32)))
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self.vectors
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def put(self, digests: Sequence[str], vectors: np.ndarray) -> None:
+        with self._lock:
+            self.vectors.update(zip(digests, np.asarray(vectors, dtype=np.float32)))
+            self.save()
+
+    def save(self) -> None:
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        merged = {**self._read(), **self.vectors}
+        self.vectors = merged
+        digests = np.array(list(merged), dtype="<U64")
+        vectors = np.stack(list(merged.values())) if merged else np.zeros((0, self.dim), np.float32)
+        meta = json.dumps({"engine": self.engine_name, "dim": self.dim})
+        fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".npz.part")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, digests=digests, vectors=vectors, meta=np.array(meta))
+            os.replace(tmp, self.path)  # type: ignore[arg-type]
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
