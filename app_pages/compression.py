@@ -28,7 +28,7 @@ cpu = cx.cpu_features()
 
 with st.sidebar.expander("This CPU", icon=":material/memory:"):
     st.markdown(cpu.summary())
-    st.caption("Instruction sets that matter here: " + (", ".join(cpu.relevant_flags) or "none found in /proc/cpuinfo"))
+    st.caption("Instruction sets that matter here: " + (", ".join(cpu.relevant_flags) or f"none found in {cpu.source}"))
     st.caption(f"Every latency on this page uses {cx.thread_count()} thread(s), PyTorch and ONNX Runtime alike.")
     st.caption(
         f"OpenMP wait policy for PyTorch: {cx.openmp_wait_policy()}. Passive threads sleep between layers, which "

@@ -318,7 +318,7 @@ def explain(comparison: DetectorComparison) -> str:
             "detection head and a busy server (other sessions share these cores) take back the difference."
         )
     lines = [
-        f"**Speed.** {why} {verdict} Flags read from /proc/cpuinfo: {flags}.",
+        f"**Speed.** {why} {verdict} Flags read from {cpu.source}: {flags}.",
         "",
         f"**Size.** The INT8 file is {table.loc['int8', 'file MB']:.1f} MB, the float graph "
         f"{table.loc['float', 'file MB']:.1f} MB: 1 byte per weight instead of 4.",
