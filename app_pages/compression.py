@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.express as px
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from cvdemo import ui, weights
 from cvdemo.archives import ArchiveError
@@ -29,7 +30,7 @@ cpu = cx.cpu_features()
 
 with st.sidebar.expander("This CPU", icon=":material/memory:"):
     st.markdown(cpu.summary())
-    st.caption("Instruction sets that matter here: " + (", ".join(cpu.relevant_flags) or "none found in /proc/cpuinfo"))
+    st.caption("Instruction sets that matter here: " + (", ".join(cpu.relevant_flags) or f"none found in {cpu.source}"))
     st.caption(f"Every latency on this page uses {cx.thread_count()} thread(s), PyTorch and ONNX Runtime alike.")
     st.caption(
         f"OpenMP wait policy for PyTorch: {cx.openmp_wait_policy()}. Passive threads sleep between layers, which "
@@ -448,6 +449,98 @@ with tab_upload:
                 ui.weights_missing(exc)
         if "up_result" in state:
             show_table(state["up_result"])
+
+
+
+# --- 4 · the detector: FP32 activations vs INT8 ---------------------------------------------------------------
+
+from cvdemo import detector_compression as dc  # noqa: E402
+
+DETECTOR_MODEL = "yolov8n"
+DETECTOR_TABLE_CONFIG = {
+    "model": st.column_config.TextColumn(width="medium"),
+    "file MB": st.column_config.NumberColumn(format="%.1f", width="small"),
+    "inference ms": st.column_config.NumberColumn(format="%.1f", width="small",
+                                                  help="Network time per image (ultralytics' split): median of the runs"),
+    "best ms": st.column_config.NumberColumn(format="%.1f", width="small", help="Fastest of the timed runs"),
+    "per image ms": st.column_config.NumberColumn(format="%.0f", width="small",
+                                                  help="Whole detect call: letterbox, network, NMS (median)"),
+    "speed-up": st.column_config.NumberColumn(format="%.2fx", width="small",
+                                              help="Median inference time of FP32 activations in ONNX Runtime / this one"),
+    "mAP50": st.column_config.NumberColumn(format="%.3f", width="small"),
+    "mAP50-95": st.column_config.NumberColumn(format="%.3f", width="small", help="COCO's metric: AP at IoU 0.50 … 0.95"),
+}
+
+
+def show_detector_comparison(result: dc.DetectorComparison) -> None:
+    table, agree = result.table, result.agreement
+    st.caption(f"{result.model_name} · latency on {result.image_name}, accuracy and agreement on {result.dataset} · "
+               f"{result.cpu.summary()} · measured once for this server in {result.seconds:.0f} s")
+    st.dataframe(table, hide_index=True, column_config=DETECTOR_TABLE_CONFIG,
+                 column_order=["model", "inference ms", "speed-up", "mAP50-95", "mAP50", "file MB", "best ms",
+                               "per image ms"])
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("INT8 speed-up here", f"{result.speedup:.2f}x", help="Median inference, both in ONNX Runtime")
+    m2.metric("mAP50-95, INT8 vs float", f"{table.loc['int8', 'mAP50-95']:.3f}",
+              delta=f"{table.loc['int8', 'mAP50-95'] - table.loc['float', 'mAP50-95']:+.3f}")
+    m3.metric("Box agreement (F1)", f"{agree.f1:.2f}",
+              help=f"INT8 boxes matched to float boxes: same class, IoU ≥ {agree.min_iou:.1f}, "
+                   f"confidence ≥ {agree.conf:.2f}")
+    m4.metric("INT8 boxes matched", f"{agree.matched} / {agree.int8_boxes}",
+              help=f"INT8 boxes with a float box of the same class at IoU ≥ {agree.min_iou:.1f}; the float graph "
+                   f"found {agree.float_boxes} boxes")
+    samples = pd.DataFrame([{"model": table.loc[k, "model"], "inference ms": ms}
+                            for k, values in result.latency_samples_ms.items() for ms in values])
+    fig = px.box(samples, x="inference ms", y="model", points="all", color="model")
+    fig.update_layout(height=120 + 60 * len(table), showlegend=False, yaxis_title=None, margin_t=30,
+                      xaxis_title=f"inference ms per image, {len(samples) // len(table)} interleaved runs each")
+    st.plotly_chart(fig, key="dx_latency")
+    st.markdown(dc.explain(result))
+    with st.expander(f"Boxes image by image ({agree.images} images)"):
+        st.dataframe(agree.per_image, hide_index=True, height=min(38 + 35 * agree.images, 420))
+
+
+@st.fragment
+def detector_section() -> None:
+    st.subheader("The detector: FP32 activations vs INT8")
+    st.caption(
+        "The Detection page's YOLOv8n ships as a static INT8 file. Its float twin has the same weights with float "
+        "activations (the quantize/dequantize steps between layers removed). Both run here on the same photos: "
+        "speed on this CPU, mAP on a labeled set, and whether they find the same boxes."
+    )
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    dataset = left.radio("Accuracy and agreement measured on", list(dc.DATASETS), format_func=dc.DATASETS.get,
+                         horizontal=True, key="dx_dataset")
+    done = dc.has_result(DETECTOR_MODEL, dataset)
+    clicked = right.button("Measure again" if done else "Compare float and INT8", key="dx_run",
+                           type="secondary" if done else "primary", icon=":material/compare_arrows:")
+    if clicked:
+        with st.status(f"Measuring the detector on {dataset}…", expanded=True) as status:
+            bar = st.progress(0.0)
+            try:
+                dc.remembered(DETECTOR_MODEL, dataset, refresh=done,
+                              progress=lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text))
+            except (dc.ComparisonUnavailable, DataUnavailable) as exc:
+                status.update(label="Stopped", state="error")
+                st.error(str(exc))
+                return
+            except WeightsUnavailable as exc:
+                status.update(label="Stopped", state="error")
+                ui.weights_missing(exc)
+                return
+            status.update(label="Done", state="complete", expanded=False)
+        try:
+            st.rerun(scope="fragment")  # the button now reads "Measure again"
+        except StreamlitAPIException:  # the click came with a whole-page run (not a fragment rerun): rerun it all
+            st.rerun()
+    if dc.has_result(DETECTOR_MODEL, dataset):
+        show_detector_comparison(dc.remembered(DETECTOR_MODEL, dataset))
+    else:
+        st.info("Not measured on this server yet: press the button (the result is kept for everyone).")
+
+
+st.divider()
+detector_section()
 
 st.divider()
 ui.share_section("compression", height=900)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import PurePosixPath
 
 import pandas as pd
@@ -12,16 +11,23 @@ from PIL import Image
 from cvdemo import datasets, ui, weights
 from cvdemo.detection import (
     DETECTION_MODELS,
+    FLOAT,
     IMAGE_SIZES,
+    INT8,
     Detections,
     Detector,
     LabeledSetError,
     NmsLesson,
     draw_iou_pair,
+    drop_duplicate_images,
+    duplicates_note,
+    has_int8_twin,
+    image_fingerprint,
     pr_figure,
     sample_set,
     yolo_zip_set,
 )
+from cvdemo.clip.prompts import md_literal
 from cvdemo.images import is_image_name
 
 ui.page_header(
@@ -38,9 +44,12 @@ def _model_label(name: str) -> str:
     return name if weights.available(name) else f"{name} (weights missing)"
 
 
-def load_detector(name: str) -> Detector | None:
+VARIANT_CHOICES = {FLOAT: "FP32 activations (default)", INT8: "INT8 (compressed twin)"}
+
+
+def load_detector(name: str, variant: str) -> Detector | None:
     try:
-        return ui.shared(Detector, name, accelerated=ui.accelerated())
+        return ui.shared(Detector, name, accelerated=ui.accelerated(), variant=variant)
     except weights.WeightsUnavailable as exc:
         ui.weights_missing(exc)
     except Exception as exc:  # a damaged or foreign model file must not take the page down
@@ -58,7 +67,20 @@ with settings_col:
         format_func=_model_label,
         key="det_model",
     )
-    detector = load_detector(model_name)
+    variant = FLOAT
+    if has_int8_twin(model_name):
+        variant = st.radio(
+            "Precision",
+            list(VARIANT_CHOICES),
+            format_func=VARIANT_CHOICES.get,
+            horizontal=True,
+            key="det_variant",
+            help="The classroom model file is INT8. By default the float-activation graph derived from it runs: "
+            "float math gives the same boxes and scores on every CPU. INT8 runs the file as it is, with integer "
+            "kernels that differ by CPU (AVX-512 VNNI vs AVX2), so scores can differ from machine to machine. "
+            "The Compression page compares the two.",
+        )
+    detector = load_detector(model_name, variant)
     conf = st.slider(
         "Confidence threshold",
         0.01,
@@ -85,7 +107,7 @@ with settings_col:
         key="det_imgsz",
         disabled=fixed is not None,
         help=(
-            f"This {detector.format.upper()} export has a fixed {fixed}×{fixed} input."
+            f"This model file ({detector.path.name}) was exported with a fixed {fixed}×{fixed} input."
             if fixed and detector
             else "Larger finds smaller objects, but costs time roughly with the number of pixels."
         ),
@@ -107,6 +129,9 @@ with input_col:
         multiple=True,
         samples=datasets.sample_images(include_sets=("coco8", "coco128")),
     )
+    images, repeats = drop_duplicate_images(images)
+    if repeats:  # one message for all of them, names shown exactly as the files are called
+        st.warning(md_literal(duplicates_note(repeats)), icon=":material/content_copy:")
 
 
 # --- detections ----------------------------------------------------------------------------------
@@ -184,15 +209,11 @@ else:
 # --- NMS lesson -----------------------------------------------------------------------------------
 
 
-def _image_key(image: Image.Image) -> str:
-    return hashlib.blake2b(image.tobytes(), digest_size=16).hexdigest()
-
-
 def cached_lesson(
     detector: Detector, image: Image.Image, conf: float, classes: tuple[int, ...] | None, imgsz: int
 ) -> NmsLesson:
     """One forward pass per (image, settings); IoU changes reuse it."""
-    key = (detector.description, _image_key(image), conf, classes, imgsz)
+    key = (detector.description, image_fingerprint(image), conf, classes, imgsz)
     stored = st.session_state.get("det_nms_lesson")
     if stored is None or stored[0] != key:
         stored = (key, detector.nms_lesson(image, conf=conf, classes=classes, imgsz=imgsz))
@@ -240,7 +261,7 @@ def nms_lesson_section(
     st.markdown("##### IoU of two boxes, by the formula")
     default_a, default_b = lesson.default_pair(nms_iou)
     options = list(range(len(lesson)))
-    pair_key = f"{_image_key(image)}_{conf}_{classes}_{imgsz}"  # new lesson: back to the default pair
+    pair_key = f"{image_fingerprint(image)}_{conf}_{classes}_{imgsz}"  # new lesson: back to the default pair
     pick_a, pick_b, _ = st.columns([1, 1, 1])
     a = pick_a.selectbox("Box A (blue)", options, index=default_a, format_func=lesson.label, key=f"nms_a_{pair_key}")
     b = pick_b.selectbox("Box B (orange)", options, index=default_b, format_func=lesson.label, key=f"nms_b_{pair_key}")

@@ -62,6 +62,7 @@ class CpuFeatures:
     model_name: str
     flags: frozenset[str]
     cores: int
+    source: str = "/proc/cpuinfo"  # where the flags were read: "CPUID" (what kernels dispatch on) or a cpuinfo file
 
     @property
     def avx2(self) -> bool:
@@ -85,6 +86,11 @@ class CpuFeatures:
         return any(flag.startswith("amx") for flag in self.flags)
 
     @property
+    def int8_flags(self) -> list[str]:
+        """The flags that decide how ONNX Runtime multiplies 8-bit numbers here."""
+        return sorted(self.flags & {"avx2", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8"})
+
+    @property
     def relevant_flags(self) -> list[str]:
         keep = re.compile(r"^(sse4_2|fma|f16c|avx|avx2|avx512.*|avx_vnni.*|amx.*)$")
         return sorted(f for f in self.flags if keep.match(f))
@@ -99,12 +105,35 @@ class CpuFeatures:
         return ", ".join(parts)
 
 
-def cpu_features(cpuinfo: str | Path = "/proc/cpuinfo") -> CpuFeatures:
-    """Parse ``/proc/cpuinfo`` (Linux); an unreadable file gives an empty flag set."""
+# torch.cpu.get_capabilities() names -> the /proc/cpuinfo names the rest of this module uses
+_CPUID_TO_LINUX = {"avx512_f": "avx512f", "avx512_cd": "avx512cd", "avx512_dq": "avx512dq", "avx512_bw": "avx512bw",
+                   "avx512_vl": "avx512vl", "avx512_ifma": "avx512ifma", "avx512_vbmi": "avx512vbmi", "fma3": "fma",
+                   "bmi": "bmi1"}
+
+
+def _cpuid_flags() -> frozenset[str] | None:
+    """Flags from CPUID as this process sees them (PyTorch's cpuinfo), or None where torch cannot tell."""
+    try:
+        capabilities = torch.cpu.get_capabilities()
+    except Exception:  # an older torch or an unknown architecture
+        return None
+    flags = {_CPUID_TO_LINUX.get(name, name) for name, value in capabilities.items() if value is True}
+    return frozenset(flags) if flags else None
+
+
+def cpu_features(cpuinfo: str | Path | None = None) -> CpuFeatures:
+    """This CPU's instruction-set flags and model name.
+
+    By default the flags come from CPUID as this process sees it (``torch.cpu.get_capabilities``): that is
+    what ONNX Runtime's and PyTorch's kernels dispatch on, also under an emulator (``qemu -cpu Haswell``
+    reports an AVX2-only CPU while /proc/cpuinfo still lists the host's AVX-512 VNNI). The model name comes
+    from /proc/cpuinfo. Given a ``cpuinfo`` file, only that file is parsed; an unreadable file gives an
+    empty flag set.
+    """
     import os
 
     try:
-        text = Path(cpuinfo).read_text(errors="replace")
+        text = Path(cpuinfo or "/proc/cpuinfo").read_text(errors="replace")
     except OSError:
         text = ""
     flags: set[str] = set()
@@ -116,7 +145,11 @@ def cpu_features(cpuinfo: str | Path = "/proc/cpuinfo") -> CpuFeatures:
             flags = set(value.split())
         elif key == "model name" and not model:
             model = value.strip()
-    return CpuFeatures(model_name=model, flags=frozenset(flags), cores=os.cpu_count() or 1)
+    cpuid = _cpuid_flags() if cpuinfo is None else None
+    if cpuid is not None:
+        return CpuFeatures(model_name=model, flags=cpuid, cores=os.cpu_count() or 1, source="CPUID")
+    return CpuFeatures(model_name=model, flags=frozenset(flags), cores=os.cpu_count() or 1,
+                       source=str(cpuinfo or "/proc/cpuinfo"))
 
 
 # --- variants: a network in a runtime, plus the record of what was done ------------------------
@@ -322,15 +355,20 @@ def _image_reader(images: torch.Tensor, input_name: str):
 
 
 def quantized_layers(onnx_model: bytes) -> list[dict[str, Any]]:
-    """Every Conv / Gemm / MatMul of an ONNX graph and whether it runs in INT8.
+    """Every Conv / Gemm / MatMul of an ONNX graph, whether it runs in INT8 and how its weights are stored.
 
     In QDQ format a layer is quantized when both its input and its weight come out of a
     DequantizeLinear node (ONNX Runtime then fuses the pattern into an integer kernel).
+    ``weights`` is the stored type: INT8 (signed), UINT8 (unsigned) or FP32.
     """
     import onnx
 
     graph = onnx.load_from_string(onnx_model).graph
     producers = {out: node.op_type for node in graph.node for out in node.output}
+    stored = {init.name: init.data_type for init in graph.initializer}
+    dequantized_from = {node.output[0]: node.input[0] for node in graph.node if node.op_type == "DequantizeLinear"}
+    type_names = {onnx.TensorProto.INT8: "INT8", onnx.TensorProto.UINT8: "UINT8"}
+    weight_input = {"QLinearConv": 3, "QLinearMatMul": 3}
     rows = []
     for node in graph.node:
         if node.op_type not in ("Conv", "Gemm", "MatMul", "ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul"):
@@ -339,8 +377,100 @@ def quantized_layers(onnx_model: bytes) -> list[dict[str, Any]]:
             quantized = True
         else:
             quantized = all(producers.get(name) == "DequantizeLinear" for name in node.input[:2])
-        rows.append({"layer": node.name or node.output[0], "op": node.op_type, "quantized": quantized})
+        weight = node.input[weight_input.get(node.op_type, 1)]
+        weights = type_names.get(stored.get(dequantized_from.get(weight, weight)), "FP32")
+        rows.append({"layer": node.name or node.output[0], "op": node.op_type, "quantized": quantized, "weights": weights})
     return rows
+
+
+@dataclass(frozen=True)
+class Int8Recipe:
+    """How :func:`quantize_int8` quantizes for one kind of CPU, and why (the page shows ``why``)."""
+
+    key: str
+    label: str
+    integer_gemm_weights: str  # "int8" or "uint8": weights of the Conv (not depthwise), Gemm and MatMul layers
+    why: str
+    float_first_conv: bool = True  # the convolution that sees the raw pixels stays FP32
+
+
+# Measured on an Intel Xeon @ 2.80 GHz with AVX-512 VNNI (2 cores) and, for the AVX2 kernels, under
+# `qemu-x86_64 -cpu Haswell`; EfficientNet-Lite0, 16 calibration images, 153 ants & bees val images.
+# Agreement with FP32 (VNNI CPU / AVX2 kernels) and INT8 / FP32 latency in ONNX Runtime on the VNNI CPU:
+#   8-bit signed weights, MinMax (the old default):  0.961 / 0.891 (first 64 images)   ~0.35-0.55x
+#   7-bit signed weights (reduce_range):              0.941 / 0.941 (identical)         ~0.35-0.5x
+#   signed weights, first conv FP32 (recipe "vnni"):  0.987 / saturates on AVX2        ~0.35-0.5x
+#   unsigned weights in the integer GEMMs, signed depthwise, first conv FP32 (recipe "no_vnni"):
+#                                                     0.967 / 0.967 (identical)         ~1.0x here
+# Entropy calibration gave a file identical to MinMax; Percentile and keeping the classifier in FP32
+# changed agreement by one image or less (KL to FP32 within 0.0007); per-tensor weights: 0.843.
+INT8_RECIPES: dict[str, Int8Recipe] = {
+    "vnni": Int8Recipe(
+        "vnni",
+        "signed 8-bit weights (U8S8 kernels)",
+        "int8",
+        "With VNNI, one VPDPBUSD instruction multiplies unsigned 8-bit activations by signed 8-bit weights and adds "
+        "the products straight into 32-bit sums: nothing can overflow, so full 8-bit signed weights are both exact "
+        "and the fastest choice.",
+    ),
+    "no_vnni": Int8Recipe(
+        "no_vnni",
+        "unsigned 8-bit weights in the convolutions and the classifier (U8U8 kernels), signed in the depthwise ones",
+        "uint8",
+        "Without VNNI, signed 8-bit weights go through VPMADDUBSW, which adds two byte products into a 16-bit "
+        "number: 255 x 127 + 255 x 127 = 64,770 does not fit under 32,767, so such sums are clipped (saturated) and "
+        "predictions change. ONNX Runtime suggests 7-bit weights (reduce_range) or unsigned weights (U8U8) for this; "
+        "7-bit weights avoid the overflow but lost 2 points of agreement in our measurement, while the U8U8 kernels "
+        "widen to 16 bits before multiplying and cannot saturate. Depthwise convolutions are computed in 16/32-bit "
+        "lanes anyway, so they keep signed weights.",
+    ),
+}
+
+
+def int8_recipe(cpu: CpuFeatures) -> Int8Recipe:
+    """The recipe for this CPU: signed weights where VNNI makes them exact, unsigned ones elsewhere."""
+    return INT8_RECIPES["vnni" if cpu.vnni else "no_vnni"]
+
+
+def _int8_plan(onnx_model: bytes, recipe: Int8Recipe, per_channel: bool):
+    """(nodes kept in float, per-tensor quantization overrides, layer counts) of ``recipe`` on a graph."""
+    import onnx
+    from onnxruntime.quantization import QuantType
+
+    graph = onnx.load_from_string(onnx_model).graph
+    shapes = {init.name: list(init.dims) for init in graph.initializer}
+    keep_float: list[str] = []
+    overrides: dict[str, list[dict[str, Any]]] = {}
+    counts = {"integer GEMM": 0, "depthwise": 0}
+    for node in graph.node:  # topologically sorted: the first Conv is the one that sees the input image
+        weight = node.input[1] if len(node.input) > 1 else ""
+        if node.op_type not in ("Conv", "Gemm", "MatMul") or weight not in shapes:
+            continue
+        if node.op_type == "Conv" and recipe.float_first_conv and not keep_float:
+            keep_float.append(node.name)
+            continue
+        groups = next((a.i for a in node.attribute if a.name == "group"), 1)
+        if node.op_type == "Conv" and groups > 1 and shapes[weight][1] == 1:
+            counts["depthwise"] += 1  # MLAS multiplies these in 16/32-bit lanes: no saturation
+            continue
+        counts["integer GEMM"] += 1
+        if recipe.integer_gemm_weights == "uint8":
+            override: dict[str, Any] = {"quant_type": QuantType.QUInt8}
+            if per_channel and node.op_type != "MatMul":  # output-channel axis, as ONNX Runtime picks it
+                trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+                override["axis"] = 0 if node.op_type == "Conv" or trans_b else 1
+            overrides[weight] = [override]
+    return keep_float, overrides, counts
+
+
+def _int32_bias_guard(recipe: Int8Recipe) -> dict[str, float]:
+    """Extra quantizer options that keep every bias inside int32.
+
+    A bias is stored as int32 in units of input scale x weight scale. A near-dead channel (BatchNorm
+    folded its weights to ~1e-9) gets a tiny weight scale and its bias overflows int32. ONNX Runtime
+    widens such scales itself for signed weights only; for unsigned ones a minimum weight range does it.
+    """
+    return {"MinimumRealRange": 1e-4} if recipe.integer_gemm_weights == "uint8" else {}
 
 
 def quantize_int8(
@@ -350,12 +480,15 @@ def quantize_int8(
     per_channel: bool = True,
     onnx_model: bytes | None = None,
     cpu: CpuFeatures | None = None,
+    recipe: Int8Recipe | str | None = None,
 ) -> Variant:
     """Post-training static INT8 (ONNX Runtime, QDQ format) calibrated on a few images.
 
-    Weights are INT8 per output channel, activations UINT8 with ranges measured on
-    ``calibration_images``. Without VNNI, weights use 7 bits (``reduce_range``) as ONNX
-    Runtime advises, because AVX2's int8 multiply-add saturates 16-bit partial sums.
+    Activations are UINT8 with MinMax ranges measured on ``calibration_images``; weights are
+    8-bit per output channel. The recipe follows ``cpu`` (default: this CPU, see :func:`int8_recipe`):
+    with VNNI, signed weights everywhere; without, unsigned weights in the layers ONNX Runtime runs
+    as integer GEMMs, so AVX2's 16-bit intermediate sums cannot saturate. Both keep the first
+    convolution in FP32. ``recipe`` ("vnni" / "no_vnni" or an :class:`Int8Recipe`) overrides the choice.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -364,6 +497,11 @@ def quantize_int8(
         raise CompressionError("Static INT8 needs calibration images to measure activation ranges; none were given.")
     input_size = input_size or tuple(calibration_images.shape[1:])
     cpu = cpu or cpu_features()
+    if isinstance(recipe, str):
+        if recipe not in INT8_RECIPES:
+            raise CompressionError(f"Unknown INT8 recipe {recipe!r}: choose one of {', '.join(INT8_RECIPES)}.")
+        recipe = INT8_RECIPES[recipe]
+    recipe = recipe or int8_recipe(cpu)
     fp32 = onnx_model or export_onnx(model, input_size)
     notes = []
     with tempfile.TemporaryDirectory(prefix="cvdemo-int8-") as tmp:
@@ -374,6 +512,8 @@ def quantize_int8(
         except Exception as exc:
             prepared = raw
             notes.append(f"Pre-processing skipped ({type(exc).__name__}); quantized the raw export.")
+        graph = prepared.read_bytes()
+        keep_float, overrides, counts = _int8_plan(graph, recipe, per_channel)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             quantize_static(
@@ -382,21 +522,26 @@ def quantize_int8(
                 _image_reader(calibration_images.float(), "input"),
                 quant_format=QuantFormat.QDQ,
                 per_channel=per_channel,
-                reduce_range=not cpu.vnni,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
-                nodes_to_exclude=shape_computation_nodes(prepared.read_bytes()),
+                nodes_to_exclude=shape_computation_nodes(graph) + keep_float,
+                extra_options={"TensorQuantOverrides": overrides, **_int32_bias_guard(recipe)},
             )
         int8 = out.read_bytes()
     layers = quantized_layers(int8)
     done = sum(r["quantized"] for r in layers)
     notes.insert(
         0,
-        f"{done} of {len(layers)} Conv/Gemm/MatMul layers run in INT8 (QDQ); calibrated on "
-        f"{len(calibration_images)} images; weights {'per channel' if per_channel else 'per tensor'}"
-        f"{', 7-bit (reduce_range: this CPU has no VNNI)' if not cpu.vnni else ', 8-bit (this CPU has VNNI)'}.",
+        f"{done} of {len(layers)} Conv/Gemm/MatMul layers run in INT8 (QDQ)"
+        f"{', the first convolution stays FP32' if keep_float else ''}; calibrated on {len(calibration_images)} "
+        f"images (MinMax); weights {'per channel' if per_channel else 'per tensor'}. Recipe for "
+        f"{'CPUs with VNNI' if recipe.key == 'vnni' else 'CPUs without VNNI'}: {recipe.label} "
+        f"({counts['integer GEMM']} integer-GEMM layers, {counts['depthwise']} depthwise).",
     )
+    if recipe.key == "vnni":
+        notes.append("This file is tuned for VNNI CPUs: on an AVX2-only CPU its signed weights can saturate; quantize "
+                     "it there to get the unsigned-weight recipe.")
     return Variant(
         name="INT8 static, ONNX Runtime",
         technique="int8_static",
@@ -1357,6 +1502,36 @@ def accuracy_difference(row: pd.Series, base: pd.Series, column: str = "top-1") 
     return " The 95 % intervals do not overlap: a real difference on these images."
 
 
+SATURATION_LESSON = (
+    "Integer arithmetic is exact only if no intermediate sum overflows: x86 CPUs without VNNI multiply 8-bit "
+    "activations by signed 8-bit weights with VPMADDUBSW, which adds two products into a 16-bit register that "
+    "clips at 32,767 (255 x 127 x 2 = 64,770), so the same INT8 file can answer differently on an AVX2 laptop."
+)
+
+# Where the numbers below come from: EfficientNet-Lite0, 16 calibration images, 153 ants & bees val images;
+# the VNNI CPU directly, the AVX2 kernels under `qemu-x86_64 -cpu Haswell` (bench/bench_compression.py).
+INT8_MEASURED = (
+    "Measured on an Intel Xeon @ 2.80 GHz with AVX-512 VNNI (2 cores), EfficientNet-Lite0, 153 ants & bees images: "
+    "agreement with FP32 0.987 with the VNNI recipe (0.961 with every layer in signed INT8). With the AVX2 kernels "
+    "(emulated Haswell) signed 8-bit weights fell to 0.89, 7-bit weights (reduce_range) gave 0.94, and the "
+    "unsigned-weight recipe 0.967, the same as on the VNNI CPU; there it runs at about FP32 speed, the VNNI recipe "
+    "at 0.35-0.5x."
+)
+
+
+def int8_recipe_text(cpu: CpuFeatures) -> str:
+    """Which INT8 recipe :func:`quantize_int8` uses on ``cpu`` and why, for the page (markdown)."""
+    recipe = int8_recipe(cpu)
+    seen = ", ".join(cpu.int8_flags) or "none of avx2, avx512bw, avx512_vnni, avx_vnni, amx_int8"
+    has = "has" if cpu.vnni else "has no"
+    return (
+        f"**Recipe used here:** {recipe.label}, the first convolution kept in FP32 (it sees the raw pixels and "
+        f"is one small layer), MinMax calibration. Chosen because this CPU {has} VNNI (INT8 flags seen in "
+        f"{cpu.source}: {seen}). {recipe.why} {SATURATION_LESSON if cpu.vnni else ''}".rstrip()
+        + f"\n\n*{INT8_MEASURED}*"
+    )
+
+
 def explain(technique: str, table: pd.DataFrame, cpu: CpuFeatures) -> str:
     """The lecture's key point plus where this machine's measured numbers agree or disagree."""
     point = LECTURE_POINTS.get(technique, "")
@@ -1388,8 +1563,8 @@ def explain(technique: str, table: pd.DataFrame, cpu: CpuFeatures) -> str:
             "This CPU has an INT8 dot-product instruction (VNNI: one VPDPBUSD multiplies and accumulates 4 byte pairs "
             "per 32-bit lane), so INT8 convolutions can beat FP32 clearly."
             if cpu.vnni
-            else "This CPU has no VNNI: INT8 dot products take VPMADDUBSW + VPMADDWD (and 7-bit weights to avoid "
-            "saturation), so INT8 gains little over well-tuned FP32."
+            else "This CPU has no VNNI: INT8 dot products take two instructions (VPMADDUBSW + VPMADDWD, or 16-bit "
+            "VPMADDWD alone for the unsigned weights used here), so INT8 gains little over well-tuned FP32."
         )
         if ort is not None:
             runtime_gain = base[b1] / ort[b1]
@@ -1406,6 +1581,7 @@ def explain(technique: str, table: pd.DataFrame, cpu: CpuFeatures) -> str:
             )
         else:
             verdict = flags + " Add the FP32 ONNX Runtime row to separate the runtime's share from INT8's."
+        verdict += "\n\n" + int8_recipe_text(cpu)
     elif technique == "int8_dynamic":
         verdict = (
             f"{'Agrees' if speed < 1.2 else 'Disagrees'} with the lecture: latency is {_times(speed, 'faster', 'slower')}, "

@@ -1,11 +1,16 @@
 """Object detection with ultralytics YOLO: detect, explain NMS, measure mAP.
 
 * :class:`Detector` wraps ``ultralytics.YOLO`` for any detect model the weights registry
-  resolves (``.pt`` or an ONNX export run through onnxruntime). A ``.pt`` is by default exported
-  once with ultralytics' own ``YOLO.export`` (OpenVINO, else ONNX) into cvdemo's cache and run
-  from there; :attr:`Detector.backend_label` names what runs. :meth:`Detector.detect`
+  resolves (``.pt`` or an ONNX file). A ``.pt`` is by default exported once with ultralytics'
+  own ``YOLO.export`` (OpenVINO, else ONNX) into cvdemo's cache and run from there. An INT8
+  QDQ ONNX file runs, by default, as the float-activation graph derived from it
+  (:mod:`cvdemo.qdq`): the same boxes on every CPU, where the INT8 file's scores depend on the
+  CPU's integer kernels; ``variant="int8"`` runs the INT8 file itself (the compressed twin).
+  :attr:`Detector.runtime_info` names what runs. :meth:`Detector.detect`
   returns :class:`Detections`, a thin layer over ultralytics' own ``Results`` (boxes,
   ``plot()``, ``summary()``, ``speed``) with the table and downloads the page shows.
+* :func:`match_boxes` pairs two sets of boxes (same class, IoU ≥ 0.5): the parity check of
+  the float graph and the float-vs-INT8 box agreement on the Compression page use it.
 * :meth:`Detector.nms_lesson` keeps the network's raw output once and re-runs ultralytics'
   own ``non_max_suppression`` on it at any IoU threshold, so a slider can show the
   candidates before NMS and the survivors after without another forward pass.
@@ -22,6 +27,7 @@ auto-install, downloads and code-unpickling switched off: see :mod:`cvdemo.yolo_
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -38,7 +44,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cvdemo import datasets, runtime, weights
+from cvdemo import datasets, qdq, runtime, weights
 from cvdemo.archives import ArchiveError, read_zip
 from cvdemo.yolo_runtime import import_ultralytics
 from cvdemo.images import ImageInputError, is_image_name, load_image, to_png_bytes
@@ -308,6 +314,62 @@ def draw_iou_pair(image: Image.Image, working: IoUWorking, margin: float = 0.25)
     return Image.alpha_composite(crop, overlay).convert("RGB")
 
 
+def image_fingerprint(image: Image.Image) -> str:
+    """A digest of an image's pixels (mode, size and values): the same photo uploaded twice, or re-saved, has one."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{image.mode}:{image.width}x{image.height}:".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
+
+
+def drop_duplicate_images(
+    images: Sequence[tuple[str, Image.Image]],
+) -> tuple[list[tuple[str, Image.Image]], list[tuple[str, str]]]:
+    """The images without repeats (same pixels as an earlier one), and ``(skipped name, name it repeats)`` pairs."""
+    kept: list[tuple[str, Image.Image]] = []
+    first_name: dict[str, str] = {}
+    skipped: list[tuple[str, str]] = []
+    for name, image in images:
+        key = image_fingerprint(image)
+        if key in first_name:
+            skipped.append((name, first_name[key]))
+        else:
+            first_name[key] = name
+            kept.append((name, image))
+    return kept, skipped
+
+
+def duplicates_note(skipped: Sequence[tuple[str, str]]) -> str:
+    """One sentence for all skipped repeats, file names quoted as given (the page escapes them for markdown)."""
+    parts = [
+        f"“{name}” (the same pixels as “{original}”)" if name != original else f"a second “{name}”"
+        for name, original in skipped
+    ]
+    if len(parts) == 1:
+        return f"Skipped {parts[0]}: each photo is detected once."
+    return f"Skipped {len(parts)} duplicates: {', '.join(parts)}. Each photo is detected once."
+
+
+def distinct_scores(higher: float, lower: float, max_digits: int = 6) -> tuple[str, str] | None:
+    """Two scores written with the fewest decimals (2 or more) that tell them apart; None when they are equal.
+
+    "0.29 vs 0.29" would say nothing: 0.2913 and 0.2907 are written "0.2913" and "0.2907".
+    """
+    for digits in range(2, max_digits + 1):
+        a, b = f"{higher:.{digits}f}", f"{lower:.{digits}f}"
+        if a != b:
+            return a, b
+    return None
+
+
+def _why_first(hi: int, lo: int, score_hi: float, score_lo: float) -> str:
+    """Why NMS visits box ``hi`` before box ``lo``: its higher score, shown with enough digits, or a tie."""
+    shown = distinct_scores(score_hi, score_lo)
+    if shown is None:
+        return f"#{hi} and #{lo} score the same ({score_hi:.2f}), and on a tie NMS keeps the one it ranks first, #{hi},"
+    return f"#{hi} scores higher ({shown[0]} vs {shown[1]})"
+
+
 @dataclass
 class NmsLesson:
     """The boxes a detector proposes before NMS, and which survive NMS at any IoU threshold.
@@ -428,7 +490,8 @@ class NmsLesson:
         """What NMS at this threshold does with candidates i and j, in one or two sentences."""
         if i == j:
             return "Pick two different boxes."
-        hi, lo = (i, j) if self.candidates[i, 4] >= self.candidates[j, 4] else (j, i)
+        # Candidates are sorted by score, so on a tie the lower index is the one NMS visits first.
+        hi, lo = sorted((i, j), key=lambda k: (-self.candidates[k, 4], k))
         value = self.pair_iou(i, j).iou
         name_hi, name_lo = self.names[int(self.candidates[hi, 5])], self.names[int(self.candidates[lo, 5])]
         if not self.agnostic and name_hi != name_lo:
@@ -441,8 +504,9 @@ class NmsLesson:
             return f"IoU {value:.3f} ≤ {iou:.2f}: this overlap is allowed, so neither box removes the other."
         if removed.get(lo, (None,))[0] == hi:
             return (
-                f"IoU {value:.3f} > {iou:.2f}: #{lo} is removed, because #{hi} scores higher "
-                f"({self.candidates[hi, 4]:.2f} vs {self.candidates[lo, 4]:.2f}) and overlaps it too much."
+                f"IoU {value:.3f} > {iou:.2f}: #{lo} is removed, because "
+                f"{_why_first(hi, lo, float(self.candidates[hi, 4]), float(self.candidates[lo, 4]))} "
+                f"and overlaps it too much."
             )
         if hi in removed:
             return (
@@ -806,23 +870,136 @@ def pr_figure(evaluation: Evaluation, max_classes: int = 12):
 
 
 # --------------------------------------------------------------------------------------------
+# Box matching and the float graph's parity check
+# --------------------------------------------------------------------------------------------
+
+
+def match_boxes(
+    xyxy_a: np.ndarray, cls_a: np.ndarray, xyxy_b: np.ndarray, cls_b: np.ndarray, min_iou: float = 0.5
+) -> list[tuple[int, int, float]]:
+    """Pairs ``(i, j, iou)`` of boxes of A and B with the same class and IoU ≥ ``min_iou``, each box in one pair.
+
+    Greedy by IoU, highest first (the way ultralytics' validator matches predictions to labels).
+    """
+    if len(xyxy_a) == 0 or len(xyxy_b) == 0:
+        return []
+    import torch
+    from ultralytics.utils.metrics import box_iou
+
+    iou = box_iou(torch.as_tensor(xyxy_a, dtype=torch.float32), torch.as_tensor(xyxy_b, dtype=torch.float32)).numpy()
+    iou = np.where(np.asarray(cls_a)[:, None] == np.asarray(cls_b)[None, :], iou, 0.0)
+    rows, cols = np.nonzero(iou >= min_iou)
+    pairs: list[tuple[int, int, float]] = []
+    used_a: set[int] = set()
+    used_b: set[int] = set()
+    for k in np.argsort(-iou[rows, cols], kind="stable"):
+        i, j = int(rows[k]), int(cols[k])
+        if i not in used_a and j not in used_b:
+            used_a.add(i)
+            used_b.add(j)
+            pairs.append((i, j, float(iou[i, j])))
+    return pairs
+
+
+@dataclass(frozen=True)
+class DetectionParity:
+    """Whether two graphs find the same objects: their confident boxes, matched across the two."""
+
+    images: int
+    confident: int  # boxes scoring >= confident_score in either graph
+    matched: int  # of those, found by the other graph (same class, IoU >= min_iou, any score >= conf)
+    confident_score: float
+    min_iou: float
+    tolerance: float  # share of confident boxes that must be found by the other graph
+
+    @property
+    def share(self) -> float:
+        return self.matched / self.confident if self.confident else 1.0
+
+    @property
+    def passed(self) -> bool:
+        return self.share >= self.tolerance
+
+    def describe(self) -> str:
+        return (
+            f"{self.matched} of {self.confident} boxes scoring ≥ {self.confident_score:.1f} found by the other graph "
+            f"(same class, IoU ≥ {self.min_iou:.1f}) on {self.images} images; at least {self.tolerance:.0%} needed"
+        )
+
+
+# Quantization noise moves a few confident boxes (measured: 16 of 16 matched on an AVX-512 VNNI Xeon, 17 of 18
+# under AVX2-only emulation); a broken graph matches almost none.
+PARITY_SCORE, PARITY_IOU, PARITY_TOLERANCE = 0.5, 0.5, 0.8
+RAW_TOLERANCE = {"boxes": 0.05, "scores": 1e-4}  # two FP32 runtimes of one graph: measured 1e-3 px and 1e-6
+
+
+def detection_parity(
+    reference: Sequence["Results"],
+    candidate: Sequence["Results"],
+    confident_score: float = PARITY_SCORE,
+    min_iou: float = PARITY_IOU,
+    tolerance: float = PARITY_TOLERANCE,
+) -> DetectionParity:
+    """Every box one graph scores ≥ ``confident_score`` should be found by the other (same class, IoU ≥ ``min_iou``).
+
+    Quantization moves scores by a few hundredths, so a borderline box (0.3 in one graph, 0.2 in
+    the other) may come and go; a confident one should not. ``reference``/``candidate``: the two
+    graphs' ultralytics results on the same images, at the same confidence threshold.
+    """
+    confident = matched = 0
+    for a, b in zip(reference, candidate, strict=True):
+        boxes_a, boxes_b = a.boxes, b.boxes
+        pairs = match_boxes(boxes_a.xyxy.numpy(), boxes_a.cls.numpy(), boxes_b.xyxy.numpy(), boxes_b.cls.numpy(), min_iou)
+        paired_a, paired_b = {i for i, _, _ in pairs}, {j for _, j, _ in pairs}
+        for scores, paired in ((boxes_a.conf.numpy(), paired_a), (boxes_b.conf.numpy(), paired_b)):
+            sure = np.nonzero(scores >= confident_score)[0]
+            confident += len(sure)
+            matched += sum(int(k) in paired for k in sure)
+    return DetectionParity(len(reference), confident, matched, confident_score, min_iou, tolerance)
+
+
+def raw_difference(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> dict[str, float]:
+    """Largest |Δ| of two runs' raw (1, 4 + classes, anchors) outputs: box coordinates in pixels, and class scores."""
+    out = {"boxes": 0.0, "scores": 0.0}
+    for a, b in zip(reference, candidate, strict=True):
+        if a.shape != b.shape:
+            return {"boxes": math.inf, "scores": math.inf}
+        out["boxes"] = max(out["boxes"], float(np.abs(a[:, :4] - b[:, :4]).max()))
+        out["scores"] = max(out["scores"], float(np.abs(a[:, 4:] - b[:, 4:]).max()))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # Detector
 # --------------------------------------------------------------------------------------------
+
+FLOAT, INT8 = "float", "int8"
+VARIANTS = {FLOAT: "FP32 activations", INT8: "INT8"}  # Detector(variant=...) -> what the badge calls it
 
 
 class Detector:
     """A YOLO detect model from the weights registry (or a file path), shared across sessions.
 
     ``Detector("yolov8n")`` resolves the registry asset: the official ``.pt`` online, or the
-    classroom INT8 ONNX export offline. With ``accelerated`` (the default) a ``.pt`` is exported
-    once with ultralytics' own ``YOLO.export`` (OpenVINO when installed, else ONNX) into
-    cvdemo's cache and that export runs; if exporting fails the ``.pt`` runs in PyTorch and
-    :attr:`fallback_reason` says why. A file that is already an export runs as it is.
+    classroom INT8 QDQ ONNX file offline. ``variant`` picks the precision that runs:
+
+    * ``"float"`` (default): a ``.pt`` runs as before (with ``accelerated``, exported once with
+      ultralytics' own ``YOLO.export``, OpenVINO when installed, else ONNX; if that fails, PyTorch,
+      and :attr:`fallback_reason` says why). An INT8 QDQ file is rewritten once into its
+      float-activation graph (:func:`cvdemo.qdq.float_activation_file`): INT8 kernels differ by
+      CPU, float math does not, so every machine shows the same boxes. That graph must find the
+      same objects as the INT8 file on a few sample photos (:func:`detection_parity`), else the
+      INT8 file runs and :attr:`fallback_reason` says why. With ``accelerated``, OpenVINO runs it
+      too when installed, matches ONNX Runtime's raw output and measures faster here.
+    * ``"int8"``: the INT8 file as it is, in ONNX Runtime: the compressed twin.
+
     Calls are serialized with a lock: one ultralytics predictor is not safe to use from two
     threads at once.
     """
 
-    def __init__(self, weights_name: str = "yolov8n", accelerated: bool = True):
+    def __init__(self, weights_name: str = "yolov8n", accelerated: bool = True, variant: str = FLOAT):
+        if variant not in VARIANTS:
+            raise ValueError(f"Unknown variant '{variant}'. Choose {' or '.join(VARIANTS)}.")
         if weights_name in weights.REGISTRY:
             self.path = weights.resolve(weights_name)  # WeightsUnavailable says which file to put where
             self.name = weights_name
@@ -833,27 +1010,50 @@ class Detector:
                 raise FileNotFoundError(f"No model file at {self.path}.")
         self.accelerated = accelerated
         self.exported_path: Path | None = None  # the export that runs, when one was made from the .pt
-        self.fallback_reason: str | None = None  # why the .pt runs in PyTorch although accelerated was asked
+        self.derived_path: Path | None = None  # the float-activation graph that runs, when derived from an INT8 file
+        self.fallback_reason: str | None = None  # why the asked-for path is not the one that runs
+        self.parity: DetectionParity | None = None  # float graph vs INT8 file, when one was derived
+        self.latency_ms: dict[str, float] = {}  # best-of-5 per runtime behind the float graph's choice
+        self.notes: list[str] = []  # runtimes tried and refused, for the curious
         self._lock = threading.Lock()
         import_ultralytics()
-        if self.path.suffix == ".pt" and accelerated:
+        if variant == INT8:
+            if not qdq.is_quantized_file(self.path):
+                found = int8_file(weights_name) if weights_name in weights.REGISTRY else None
+                if found is None:
+                    raise ValueError(f"{self.name} has no INT8 file on this machine ({self.path.name} is not quantized).")
+                self.path = found
+            self._adopt(self._yolo(self.path), INT8)
+        elif self.path.suffix == ".pt" and accelerated:
             try:
                 exported = export_pt(self.path)
-                self._load(exported)
+                self._adopt(self._yolo(exported))
                 self.exported_path = exported
             except Exception as exc:  # anything: a missing package, an exporter or runtime error
                 self.fallback_reason = _short_reason(exc)
                 runtime.warn_once(str(self.path), f"export failed: {self.fallback_reason}")
-        if self.exported_path is None:
-            self._load(self.path)
+                self._adopt(self._yolo(self.path))
+        elif qdq.is_quantized_file(self.path):
+            model = self._float_twin(accelerated)
+            self._adopt(model, FLOAT if self.derived_path else INT8)
+        else:
+            self._adopt(self._yolo(self.path))
 
-    def _load(self, path: Path) -> None:
-        """Load a model file (or OpenVINO folder) and read what the page needs from its backend."""
+    def _yolo(self, path: Path) -> Any:
+        """An ultralytics YOLO on a model file (or OpenVINO folder), its predictor built now, not in a student's request."""
         from ultralytics import YOLO
 
-        self.model = YOLO(str(path), task="detect")
-        self._predict(Image.new("RGB", (64, 64)))  # builds the predictor now, not in the first student's request
-        backend = self.model.predictor.model
+        model = YOLO(str(path), task="detect")
+        _run(model, Image.new("RGB", (64, 64)))
+        return model
+
+    def _adopt(self, model: Any, variant: str | None = None) -> None:
+        """Run ``model`` from now on, and read what the page needs from its backend.
+
+        ``variant``: INT8 or FLOAT when the model is the INT8 file or the float graph derived from it.
+        """
+        self.model = model
+        backend = model.predictor.model
         self.format: str = str(backend.format)
         self.names: dict[int, str] = {int(k): str(v) for k, v in backend.names.items()}
         static = self.format != "pt" and not getattr(backend, "dynamic", False) and hasattr(backend, "imgsz")
@@ -861,39 +1061,90 @@ class Detector:
         self.fixed_imgsz: int | None = int(max(backend.imgsz)) if static else None
         self.end2end: bool = bool(getattr(backend, "end2end", False))
         self.precision: str | None = _openvino_precision(backend) if self.format == "openvino" else None
+        self.variant: str | None = variant
+
+    def _float_twin(self, accelerated: bool) -> Any:
+        """The INT8 file's float-activation graph, if it finds what the INT8 file finds; else the INT8 file."""
+        int8 = self._yolo(self.path)
+        try:
+            float_path = qdq.float_activation_file(self.path)
+            onnx_float = self._yolo(float_path)
+        except Exception as exc:  # an unusual graph the edit cannot handle, an unwritable cache...
+            return self._refuse_float(int8, f"could not derive it ({_short_reason(exc)})")
+        images = runtime.parity_images()
+        reference = [_run(int8, im)[0] for im in images]
+        float_runs = [_run(onnx_float, im, copy_raw=True) for im in images]
+        self.parity = detection_parity(reference, [r for r, _ in float_runs])
+        if not self.parity.passed:
+            return self._refuse_float(int8, f"it does not find what the INT8 file finds: {self.parity.describe()}")
+        self.derived_path = float_path
+        candidates = {runtime.ONNXRUNTIME: onnx_float}
+        if accelerated and runtime.backend_installed(runtime.OPENVINO):
+            try:
+                openvino = self._yolo(openvino_folder(float_path))
+                diff = raw_difference([raw for _, raw in float_runs], [_run(openvino, im, copy_raw=True)[1] for im in images])
+                if all(diff[k] <= RAW_TOLERANCE[k] for k in diff):
+                    candidates[runtime.OPENVINO] = openvino
+                else:  # e.g. bf16 on a CPU with AMX: other numbers than FP32, so other boxes than elsewhere
+                    self.notes.append(
+                        f"OpenVINO refused: its output differs from ONNX Runtime's by {diff['boxes']:.2g} px / "
+                        f"{diff['scores']:.2g} in scores (precision {_openvino_precision(openvino.predictor.model)})"
+                    )
+            except Exception as exc:
+                self.notes.append(f"OpenVINO could not run it ({_short_reason(exc)})")
+        if len(candidates) > 1:  # measure, interleaved, best of 5: the faster runtime on *this* machine wins
+            image = images[0]
+            self.latency_ms = {name: math.inf for name in candidates}
+            for _ in range(5):
+                for name, model in candidates.items():
+                    start = time.perf_counter()
+                    _run(model, image)
+                    self.latency_ms[name] = min(self.latency_ms[name], 1000 * (time.perf_counter() - start))
+            return candidates[min(self.latency_ms, key=self.latency_ms.__getitem__)]
+        return onnx_float
+
+    def _refuse_float(self, int8: Any, reason: str) -> Any:
+        self.fallback_reason = f"FP32-activation graph refused: {reason}"
+        runtime.log.warning("%s runs its INT8 file: %s", self.name, self.fallback_reason)
+        return int8
 
     @property
     def description(self) -> str:
-        return f"{self.name} ({self.path.name}, {self.format})"
+        """E.g. "yolov8n (yolov8n.pt, openvino)", "yolov8n (yolov8n_coco_int8_qdq.onnx, FP32 activations, openvino)"."""
+        variant = f", {VARIANTS[self.variant]}" if self.variant else ""
+        return f"{self.name} ({self.path.name}{variant}, {self.format})"
 
     @property
     def runtime_info(self) -> runtime.RuntimeInfo:
-        """What runs, for the latency badge: e.g. OpenVINO, "exported from yolov8n.pt"."""
+        """What runs, for the latency badge: e.g. "ONNX Runtime · FP32 activations (derived from the INT8 file …)"."""
         name = runtime.BACKEND_LABELS.get(FORMAT_BACKENDS.get(self.format, ""), self.format)
         if self.precision and self.precision != "f32":
             name += f" {self.precision}"  # OpenVINO chose a lower precision on this CPU: say so
-        accelerated = self.format != "pt"
+        if self.variant:
+            name += f" · {VARIANTS[self.variant]}"
+        no_pytorch = "" if self.accelerated else ", no PyTorch weights to run"
         if self.exported_path is not None:
-            return runtime.RuntimeInfo(name, accelerated, f"exported from {self.path.name}")
-        if self.fallback_reason is not None:
-            return runtime.RuntimeInfo(name, accelerated, f"export failed: {self.fallback_reason}")
+            return runtime.RuntimeInfo(name, True, f"exported from {self.path.name}")
         if self.format == "pt":
-            return runtime.RuntimeInfo(name, accelerated)
-        kind = f"INT8 {self.format.upper()}" if _is_int8_onnx(self.path) else self.format.upper()
+            return runtime.RuntimeInfo(name, False, f"export failed: {self.fallback_reason}" if self.fallback_reason else None)
+        if self.derived_path is not None:
+            return runtime.RuntimeInfo(name, True, f"derived from the INT8 file {self.path.name}{no_pytorch}")
+        if self.fallback_reason is not None:
+            return runtime.RuntimeInfo(name, True, f"{self.fallback_reason}; running the INT8 file {self.path.name}")
+        kind = "INT8 ONNX" if self.variant == INT8 else self.format.upper()
         # accelerated=False cannot switch an export back to PyTorch: there are no PyTorch weights.
-        return runtime.RuntimeInfo(name, accelerated, f"{kind} file{'' if self.accelerated else ', no PyTorch weights to run'}")
+        return runtime.RuntimeInfo(name, True, f"{kind} file {self.path.name}{no_pytorch}")
 
     @property
     def backend_label(self) -> str:
-        """E.g. "OpenVINO (exported from yolov8n.pt)" or "ONNX Runtime (INT8 ONNX file)"."""
+        """E.g. "OpenVINO (exported from yolov8n.pt)" or "ONNX Runtime · INT8 (INT8 ONNX file yolov8n_coco_int8_qdq.onnx)"."""
         return self.runtime_info.label
 
     def _predict(self, image: Image.Image, **kwargs: Any) -> tuple["Results", tuple[int, int], Any]:
         """One ultralytics predict call; the result, the network input shape and the raw output."""
         with self._lock:
-            result = self.model.predict(image, predictor=_raw_keeping_predictor(), verbose=False, **kwargs)[0]
-            predictor = self.model.predictor
-            return result, predictor.last_input_shape, predictor.last_raw
+            result, raw = _run(self.model, image, **kwargs)
+            return result, self.model.predictor.last_input_shape, raw
 
     def detect(
         self,
@@ -1022,6 +1273,15 @@ class Detector:
         )
 
 
+def _run(model: Any, image: Image.Image, copy_raw: bool = False, **kwargs: Any) -> tuple["Results", Any]:
+    """One ``model.predict`` on one image: ultralytics' result and the network's raw output (a numpy copy if asked)."""
+    result = model.predict(image, predictor=_raw_keeping_predictor(), verbose=False, **kwargs)[0]
+    raw = model.predictor.last_raw
+    if copy_raw:
+        raw = np.array(raw.detach().cpu().numpy() if hasattr(raw, "detach") else raw, dtype=np.float32, copy=True)
+    return result, raw
+
+
 def export_folder(pt: Path) -> Path:
     """The cache folder of one ``.pt``'s exports, keyed by its bytes: a changed file gets a new export."""
     return runtime.cache_folder() / "yolo" / f"{pt.stem}-{weights.sha256_of(pt)[:16]}"
@@ -1099,18 +1359,50 @@ def _short_reason(exc: BaseException) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-@lru_cache(maxsize=16)
-def _is_int8_onnx(path: Path) -> bool:
-    """Whether an ONNX graph holds quantized ops (QDQ or QLinear/Integer kernels)."""
-    if path.suffix != ".onnx":
-        return False
-    try:
-        import onnx
+def openvino_folder(onnx_path: Path) -> Path:
+    """An ONNX file as an ultralytics-style OpenVINO folder beside it (made once): IR files plus ``metadata.yaml``.
 
-        graph = onnx.load(str(path), load_external_data=False).graph
-    except Exception:
-        return False
-    return any(n.op_type in ("QuantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger") for n in graph.node)
+    ultralytics picks its OpenVINO backend from the folder name (``*_openvino_model``) and reads
+    class names, stride and input size from the yaml: the same metadata the ONNX file carries.
+    Weights stay FP32 (no FP16 compression of the IR). Written in a temp folder and renamed.
+    """
+    import onnx
+    import openvino as ov
+    import yaml
+
+    final = onnx_path.parent / f"{onnx_path.stem}_openvino_model"
+    if _export_complete(final):
+        return final
+    work = Path(tempfile.mkdtemp(prefix=".openvino-", dir=onnx_path.parent))
+    try:
+        metadata = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
+        ov.save_model(ov.convert_model(str(onnx_path)), str(work / f"{onnx_path.stem}.xml"), compress_to_fp16=False)
+        (work / "metadata.yaml").write_text(yaml.safe_dump(metadata, sort_keys=False))
+        try:
+            os.replace(work, final)
+        except OSError:
+            if not _export_complete(final):  # not another process that finished first: a real error
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return final
+
+
+def int8_file(name: str) -> Path | None:
+    """The INT8 (quantized ONNX) file of registry asset ``name`` on this machine, if any: its compressed twin."""
+    asset = weights.get(name)
+    for folder in (weights.weights_dir(), weights.cache_dir()):
+        for filename in asset.candidates if folder is not None else ():
+            path = folder / filename
+            expected = asset.sha256.get(filename)
+            if qdq.is_quantized_file(path) and (expected is None or weights.sha256_of(path) == expected):
+                return path
+    return None
+
+
+def has_int8_twin(name: str) -> bool:
+    """Whether the page can offer asset ``name``'s INT8 file beside its default (float) model."""
+    return name in weights.REGISTRY and int8_file(name) is not None
 
 
 def available_detectors() -> dict[str, bool]:

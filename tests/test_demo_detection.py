@@ -18,7 +18,7 @@ def test_build_returns_blocks():
 def test_handler_detects_bus_and_people(bus_jpg):
     annotated, table, summary = demo.detect_image(Image.open(bus_jpg).convert("RGB"), 0.25, 0.45)
     assert annotated.size == (810, 1080)
-    assert (table["class"] == "bus").sum() == 1 and (table["class"] == "person").sum() >= 3
+    assert (table["class"] == "bus").sum() >= 1 and (table["class"] == "person").sum() >= 3
     assert summary.startswith(f"**{len(table)} objects**") and "inference" in summary
 
 

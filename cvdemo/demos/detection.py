@@ -10,7 +10,7 @@ import pandas as pd
 from PIL import Image
 
 from cvdemo import cache, datasets, weights
-from cvdemo.detection import Detector
+from cvdemo.detection import FLOAT, Detector
 from cvdemo.images import ImageInputError
 
 MODEL = "yolov8n"
@@ -21,7 +21,8 @@ def detect_image(image: Image.Image | None, conf: float = 0.25, iou: float = 0.4
     if image is None:
         raise gr.Error("Add an image first (upload, webcam or an example).")
     try:
-        detector = cache.shared(Detector, MODEL)
+        # the same arguments as the Detection page's default: one shared model for both
+        detector = cache.shared(Detector, MODEL, accelerated=True, variant=FLOAT)
     except weights.WeightsUnavailable as exc:
         raise gr.Error(str(exc)) from None
     try:

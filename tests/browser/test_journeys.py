@@ -100,6 +100,20 @@ def test_upload_a_photo_and_a_non_image_through_the_file_chooser(page, app_url, 
     assert "bus" in [row["class"] for row in rows]
 
 
+def test_the_same_photo_uploaded_twice_is_detected_once(page, app_url, samples_dir, tmp_path):
+    open_page(page, app_url, "detection")
+    choose(page, "Images source", "Upload")
+    copy = tmp_path / "bus *copy*.jpg"  # markdown characters in the name: shown as they are
+    copy.write_bytes((samples_dir / "bus.jpg").read_bytes())
+    upload(page, [samples_dir / "bus.jpg", copy])
+    note = main(page).get_by_test_id("stAlertContentWarning").filter(has_text="Skipped")
+    expect(note).to_be_visible()
+    assert "“bus *copy*.jpg” (the same pixels as “bus.jpg”)" in note.inner_text(), note.inner_text()
+    expect(main(page).get_by_role("heading", name=re.compile(r"^\d+ detections? in 1 image"))).to_be_visible()
+    assert main(page).get_by_role("tab", name="bus *copy*.jpg").count() == 0  # one photo, no second tab
+    assert_no_exception(page)
+
+
 def test_fewshot_sample_gives_a_prediction_with_its_neighbours(page, app_url):
     open_page(page, app_url, "fewshot")
     click(page, main(page).get_by_role("button", name=re.compile("Load ants vs bees")))
