@@ -810,6 +810,20 @@ def pr_figure(evaluation: Evaluation, max_classes: int = 12):
 # --------------------------------------------------------------------------------------------
 
 
+def detect_input(image: Image.Image, raw: bool = False, **settings: Any) -> dict:
+    """One image and its predict settings as the plain dict :meth:`Detector.predict_batch` takes."""
+    classes = settings.get("classes")
+    return {
+        "image": np.asarray(image.convert("RGB"), dtype=np.uint8),
+        "conf": float(settings.get("conf", 0.25)),
+        "iou": float(settings.get("iou", 0.45)),
+        "classes": [int(c) for c in classes] if classes else None,
+        "imgsz": int(settings.get("imgsz", 640)),
+        "max_det": int(settings.get("max_det", 300)),
+        "raw": bool(raw),
+    }
+
+
 class Detector:
     """A YOLO detect model from the weights registry (or a file path), shared across sessions.
 
@@ -846,6 +860,8 @@ class Detector:
                 runtime.warn_once(str(self.path), f"export failed: {self.fallback_reason}")
         if self.exported_path is None:
             self._load(self.path)
+        # The inference server runs the registry's accelerated model: other models always run here.
+        self.serve_key: str | None = f"{self.name}/detect" if weights_name in weights.REGISTRY and accelerated else None
 
     def _load(self, path: Path) -> None:
         """Load a model file (or OpenVINO folder) and read what the page needs from its backend."""
@@ -888,12 +904,63 @@ class Detector:
         """E.g. "OpenVINO (exported from yolov8n.pt)" or "ONNX Runtime (INT8 ONNX file)"."""
         return self.runtime_info.label
 
-    def _predict(self, image: Image.Image, **kwargs: Any) -> tuple["Results", tuple[int, int], Any]:
-        """One ultralytics predict call; the result, the network input shape and the raw output."""
+    def _predict(self, image: Image.Image, raw: bool = False, **kwargs: Any) -> tuple["Results", tuple[int, int], Any]:
+        """One forward pass: the result, the network input shape and (with ``raw``, or when local) the raw output.
+
+        With ``CVDEMO_INFERENCE_URL`` set the network runs on the inference server (:mod:`cvdemo.serve`)
+        and its plain output becomes the same ultralytics ``Results`` here.
+        """
+        from cvdemo.serve.client import remote_batch_fn
+
+        remote = remote_batch_fn(self.serve_key) if getattr(self, "serve_key", None) else None
+        if remote is None:
+            return self._predict_local(image, **kwargs)
+        output = remote([detect_input(image, raw=raw, **kwargs)])[0]
+        return self._results_from(output, image)
+
+    def _predict_local(self, image: Image.Image, **kwargs: Any) -> tuple["Results", tuple[int, int], Any]:
+        """One ultralytics predict call in this process."""
         with self._lock:
             result = self.model.predict(image, predictor=_raw_keeping_predictor(), verbose=False, **kwargs)[0]
             predictor = self.model.predictor
             return result, predictor.last_input_shape, predictor.last_raw
+
+    def predict_batch(self, inputs: Sequence[dict]) -> list[dict]:
+        """The detector's batch function on plain values (what the inference server runs).
+
+        Each input is :func:`detect_input`'s dict; each output holds the boxes as an ``(N, 6)`` array
+        (x1, y1, x2, y2, score, class in original-image pixels), the network input shape, ultralytics'
+        timing and, when asked, the raw network output. One predict call per image: the classroom
+        INT8 export takes one image at a time, and images of different shapes letterbox differently.
+        """
+        outputs = []
+        for item in inputs:
+            settings = {k: item[k] for k in ("conf", "iou", "imgsz", "max_det")}
+            result, input_shape, raw = self._predict_local(
+                Image.fromarray(np.asarray(item["image"], dtype=np.uint8)), classes=item.get("classes"), **settings
+            )
+            output = {
+                "boxes": result.boxes.data.cpu().numpy().astype(np.float32),
+                "input_shape": list(input_shape),
+                "speed": {k: float(v or 0) for k, v in result.speed.items()},
+                "path": str(result.path),
+            }
+            if item.get("raw"):
+                output["raw"] = raw.detach().float().cpu().numpy()
+            outputs.append(output)
+        return outputs
+
+    def _results_from(self, output: dict, image: Image.Image) -> tuple["Results", tuple[int, int], Any]:
+        """:meth:`predict_batch`'s plain output as the ultralytics ``Results`` a local predict returns."""
+        import torch
+        from ultralytics.engine.results import Results
+
+        boxes = torch.from_numpy(np.asarray(output["boxes"], dtype=np.float32).reshape(-1, 6))
+        result = Results(_bgr(image), path=output.get("path", "image0.jpg"), names=dict(self.names), boxes=boxes)
+        result.speed = dict(output["speed"])
+        raw = torch.from_numpy(np.asarray(output["raw"])) if "raw" in output else None
+        h, w = output["input_shape"]
+        return result, (int(h), int(w)), raw
 
     def detect(
         self,
@@ -932,7 +999,9 @@ class Detector:
 
         rgb = _as_rgb(image)
         cls_list = list(classes) if classes else None
-        _, input_shape, raw = self._predict(rgb, conf=conf, iou=0.45, classes=cls_list, imgsz=imgsz, max_det=max_det)
+        _, input_shape, raw = self._predict(
+            rgb, raw=True, conf=conf, iou=0.45, classes=cls_list, imgsz=imgsz, max_det=max_det
+        )
         raw = raw.detach().float().cpu()
         # IoU threshold 1.0 suppresses nothing (an IoU is never > 1): these are all NMS's inputs.
         out, anchors = non_max_suppression(

@@ -112,6 +112,7 @@ class ClipModel(EmbeddingEngine):
         # CLIP's learned temperature: logits = cos * exp(logit_scale).
         self.default_temperature = float(1.0 / model.logit_scale.exp().item())
         self.image_runner = self._accelerate_image_tower() if accelerated else None
+        self.serve_key = name if pretrained and accelerated and arch == spec.arch and not model_kwargs else None
 
     def _accelerate_image_tower(self) -> runtime.AcceleratedModel:
         import torch

@@ -67,6 +67,8 @@ class ConSEEngine(EmbeddingEngine):
             "(offline stand-in, not CLIP)"
         )
         self.dim = int(self.text_model.get_embedding_dimension())
+        # The served ConSE is the default one (EfficientNet-Lite0, top 10, accelerated).
+        self.serve_key = "conse" if (classifier, self.top_t, accelerated) == ("efficientnet_lite0", 10, True) else None
         self.class_embeddings = self.encode_texts(self.class_names)  # (1000, dim), once per process
 
     def preprocess(self, image: Image.Image) -> "torch.Tensor":
