@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
-import tempfile
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +18,6 @@ import pytest
 from cvdemo.serve import InferenceServerError, InferenceServerUnavailable, remote_batch_fn, wire
 from cvdemo.serve.client import INFERENCE_URL_ENV, send_batch
 
-REPO = Path(__file__).resolve().parents[1]
 SERVED = ["yolov8n", "efficientnet_lite0", "conse"]
 BATCH_WAIT_S = 0.3  # generous: on a busy 2-core runner the concurrent requests must still meet in one batch
 
@@ -28,7 +25,7 @@ BATCH_WAIT_S = 0.3  # generous: on a busy 2-core runner the concurrent requests 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return s.getsockname()[1]  # closed again: nothing listens there
 
 
 def _require_ray():
@@ -58,23 +55,11 @@ def local_models(bus_jpg):
 def server_url(local_models):
     """A local Ray instance on loopback serving SERVED; shut down after this module's tests."""
     _require_ray()
-    import ray
-    from ray import serve
+    from cvdemo.serve.deployment import local_server
 
-    from cvdemo.serve import deployment
-
-    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
-    port = _free_port()
-    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": path}})
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        deployment.deploy(SERVED, num_replicas=1, num_cpus=0.5, max_batch_size=8, batch_wait_timeout_s=BATCH_WAIT_S)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    with local_server(SERVED, ray_cpus=2, num_replicas=1, num_cpus=0.5, max_batch_size=8,
+                      batch_wait_timeout_s=BATCH_WAIT_S) as url:
+        yield url
 
 
 @pytest.fixture

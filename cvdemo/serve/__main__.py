@@ -13,11 +13,8 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
 from cvdemo.serve import deployment, networks
-
-REPO = Path(__file__).resolve().parents[2]  # the folder holding the cvdemo package
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -63,12 +60,10 @@ def start_ray(address: str | None, num_cpus: int | None, host: str, port: int) -
     from ray import serve
 
     # Replicas import cvdemo from this checkout, wherever Ray starts them.
-    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    runtime_env = {"env_vars": {"PYTHONPATH": path}}
     if address:
-        ray.init(address=address, runtime_env=runtime_env)
+        ray.init(address=address, runtime_env=deployment.runtime_env())
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=runtime_env)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=deployment.runtime_env())
     serve.start(http_options={"host": host, "port": port})
 
 

@@ -72,13 +72,16 @@ def send_batch(url: str, network_key: str, inputs: list[Any], timeout: float = D
             outputs = wire.decode(response.read())["outputs"]
     except urllib.error.HTTPError as exc:
         detail = _error_detail(exc)
-        if exc.code == 404:
+        if exc.code == 404 and detail is not None:  # the model is served, the tower is not
+            raise InferenceServerError(f"The inference server at {url} cannot run {network_key}: {detail}") from None
+        if exc.code == 404:  # Ray Serve's own 404: no application at /<model>
             raise InferenceServerError(
                 f"The inference server at {url} does not serve {network_key}: start it with "
                 f"`python -m cvdemo.serve --networks {network_key.split('/')[0]}` (or unset {INFERENCE_URL_ENV})."
             ) from None
         if exc.code in (502, 503, 504):  # a proxy in front of a stopped or starting server
             raise InferenceServerUnavailable(url, f"HTTP {exc.code}") from None
+        detail = detail or f"HTTP {exc.code} {exc.reason}"
         raise InferenceServerError(f"The inference server at {url} failed on {network_key}: {detail}") from None
     except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
@@ -90,9 +93,9 @@ def send_batch(url: str, network_key: str, inputs: list[Any], timeout: float = D
     return outputs
 
 
-def _error_detail(exc: urllib.error.HTTPError) -> str:
-    """The server's own error sentence when it sent one (JSON ``{"error": ...}``), else the HTTP status."""
+def _error_detail(exc: urllib.error.HTTPError) -> str | None:
+    """The error sentence cvdemo's deployment sent (JSON ``{"error": ...}``), or None (another server's page)."""
     try:
         return str(json.loads(exc.read().decode("utf-8"))["error"])
     except Exception:
-        return f"HTTP {exc.code} {exc.reason}"
+        return None

@@ -10,12 +10,17 @@ batch sizes run so far (what the tests and the bench read to see batching happen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import shutil
+import socket
+import tempfile
 import threading
 import time
 from collections import defaultdict
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 from ray import serve
 from starlette.requests import Request
@@ -24,6 +29,7 @@ from starlette.responses import Response
 from cvdemo.serve import networks, wire
 from cvdemo.serve.client import INFERENCE_URL_ENV
 
+REPO = Path(__file__).resolve().parents[2]  # the folder holding the cvdemo package
 MAX_BATCH_SIZE = 16
 BATCH_WAIT_TIMEOUT_S = 0.01  # long enough to gather a burst, short beside a forward pass (tens of ms)
 
@@ -111,3 +117,40 @@ def deploy(models: list[str], num_replicas: int = 1, num_cpus: float = 1.0,
                         name=m, route_prefix=f"/{m}")
         for m in models
     ])
+
+
+def runtime_env() -> dict:
+    """Ray's runtime environment for the replicas: they import cvdemo from this checkout."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return {"env_vars": {"PYTHONPATH": path}}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def local_server(models: list[str], ray_cpus: int | None = None, port: int | None = None,
+                 **deploy_options: Any) -> Iterator[str]:
+    """A private Ray instance on loopback serving ``models``; yields its URL, shuts Ray down after.
+
+    For tests and benches: Ray's files go to a fresh temp folder (a short path: its sockets live there).
+    """
+    import ray
+
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    port = port or free_port()
+    ray.init(num_cpus=ray_cpus, include_dashboard=False, _temp_dir=temp, log_to_driver=False,
+             runtime_env=runtime_env())
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        deploy(models, **deploy_options)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+            shutil.rmtree(temp, ignore_errors=True)
