@@ -884,7 +884,12 @@ class Detector:
 
     @property
     def runtime_info(self) -> runtime.RuntimeInfo:
-        """What runs, for the latency badge: e.g. OpenVINO, "exported from yolov8n.pt"."""
+        """What runs, for the latency badge: e.g. OpenVINO, "exported from yolov8n.pt", "on the inference server"."""
+        from cvdemo.serve.client import served_runtime
+
+        return served_runtime(self._local_runtime_info(), getattr(self, "serve_key", None))
+
+    def _local_runtime_info(self) -> runtime.RuntimeInfo:
         name = runtime.BACKEND_LABELS.get(FORMAT_BACKENDS.get(self.format, ""), self.format)
         if self.precision and self.precision != "f32":
             name += f" {self.precision}"  # OpenVINO chose a lower precision on this CPU: say so

@@ -136,6 +136,8 @@ def test_remote_detector_finds_the_same_boxes(local_models, remote, bus_jpg):
     assert np.allclose(served.scores[order_s], local.scores[order_l], atol=1e-3)
     assert served.input_shape == local.input_shape and served.image_size == local.image_size
     assert served.png()[:4] == b"\x89PNG" and served.to_dict()["detections"]  # a full Results object
+    assert "on the inference server" in served.runtime_info.label  # the latency badge says where it ran
+    assert "inference server" not in local.runtime_info.label
 
 
 def test_remote_nms_lesson_matches_local(local_models, remote, bus_jpg):

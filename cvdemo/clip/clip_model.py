@@ -131,7 +131,10 @@ class ClipModel(EmbeddingEngine):
     @property
     def runtime_info(self) -> runtime.RuntimeInfo:
         """What runs the image tower, for the latency badge."""
-        return self.image_runner.runtime_info if self.image_runner is not None else runtime.PYTORCH_RUNTIME
+        from cvdemo.serve.client import served_runtime
+
+        info = self.image_runner.runtime_info if self.image_runner is not None else runtime.PYTORCH_RUNTIME
+        return served_runtime(info, getattr(self, "serve_key", None))
 
     def _probe_dim(self) -> int:
         import torch

@@ -77,7 +77,10 @@ class ConSEEngine(EmbeddingEngine):
     @property
     def runtime_info(self) -> runtime.RuntimeInfo:
         """What runs the ImageNet classifier, for the latency badge."""
-        return self.classifier_runner.runtime_info if self.classifier_runner is not None else runtime.PYTORCH_RUNTIME
+        from cvdemo.serve.client import served_runtime
+
+        info = self.classifier_runner.runtime_info if self.classifier_runner is not None else runtime.PYTORCH_RUNTIME
+        return served_runtime(info, getattr(self, "serve_key", None))
 
     def _forward(self, batch: "torch.Tensor") -> "torch.Tensor":
         import torch

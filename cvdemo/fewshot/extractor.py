@@ -197,7 +197,10 @@ class FeatureExtractor:
         """What computes the features, for the latency badge."""
         if self._encoder is not None:
             return getattr(self._encoder, "runtime_info", runtime.PYTORCH_RUNTIME)
-        return self._accelerated.runtime_info if self._accelerated is not None else runtime.PYTORCH_RUNTIME
+        from cvdemo.serve.client import served_runtime
+
+        info = self._accelerated.runtime_info if self._accelerated is not None else runtime.PYTORCH_RUNTIME
+        return served_runtime(info, self.serve_key)
 
     @property
     def backend_label(self) -> str:

@@ -7,13 +7,17 @@ function ``inputs -> outputs`` with the same plain values as the network's local
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import urllib.error
 import urllib.request
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from cvdemo.serve import wire
+
+if TYPE_CHECKING:
+    from cvdemo.runtime import RuntimeInfo
 
 INFERENCE_URL_ENV = "CVDEMO_INFERENCE_URL"
 TIMEOUT_ENV = "CVDEMO_INFERENCE_TIMEOUT"  # seconds one batch may take, first model load included
@@ -55,6 +59,14 @@ def remote_batch_fn(network_key: str) -> BatchFn | None:
         return send_batch(url, network_key, list(inputs), timeout)
 
     return run
+
+
+def served_runtime(info: "RuntimeInfo", network_key: str | None) -> "RuntimeInfo":
+    """``info`` for the latency badge, saying "on the inference server" when ``network_key`` runs there."""
+    if not network_key or inference_url() is None:
+        return info
+    where = "on the inference server"
+    return dataclasses.replace(info, detail=f"{info.detail}, {where}" if info.detail else where)
 
 
 def send_batch(url: str, network_key: str, inputs: list[Any], timeout: float = DEFAULT_TIMEOUT) -> list[Any]:
