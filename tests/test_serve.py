@@ -95,6 +95,19 @@ def test_local_by_default(monkeypatch):
     assert remote_batch_fn("yolov8n/detect") is None
 
 
+def test_cli_picks_available_models_and_refuses_unknown_ones(monkeypatch):
+    from cvdemo import weights
+    from cvdemo.serve.__main__ import chosen_models
+
+    assert {"yolov8n", "efficientnet_lite0", "conse"} <= set(chosen_models(None))  # the classroom weights
+    assert chosen_models(["conse/text", "conse/image", "yolov8n"]) == ["conse", "yolov8n"]
+    with pytest.raises(SystemExit, match="Unknown model"):
+        chosen_models(["nosuch"])
+    monkeypatch.setattr(weights, "available", lambda name: name != "resnet50")  # as on a machine without it
+    with pytest.raises(SystemExit, match="No weights on this machine for: resnet50"):
+        chosen_models(["resnet50"])
+
+
 def test_dead_address_gives_the_clear_message(monkeypatch, bus_jpg):
     from cvdemo import cache
     from cvdemo.detection import Detector
