@@ -59,6 +59,7 @@ def start_ray(address: str | None, num_cpus: int | None, host: str, port: int) -
     import ray
     from ray import serve
 
+    deployment.patient_proxy()
     # Replicas import cvdemo from this checkout, wherever Ray starts them.
     if address:
         ray.init(address=address, runtime_env=deployment.runtime_env())

@@ -119,6 +119,12 @@ def deploy(models: list[str], num_replicas: int = 1, num_cpus: float = 1.0,
     ])
 
 
+def patient_proxy() -> None:
+    """Give Serve's HTTP proxy a minute to start (default 5 s): on a busy 2-core machine importing it takes
+    longer, and the controller then kills it, failing ``serve.start``. Read by Ray's processes at start."""
+    os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")
+
+
 def runtime_env() -> dict:
     """Ray's runtime environment for the replicas: they import cvdemo from this checkout."""
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
@@ -142,6 +148,7 @@ def local_server(models: list[str], ray_cpus: int | None = None, port: int | Non
 
     temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     port = port or free_port()
+    patient_proxy()
     ray.init(num_cpus=ray_cpus, include_dashboard=False, _temp_dir=temp, log_to_driver=False,
              runtime_env=runtime_env())
     try:
