@@ -977,6 +977,20 @@ FLOAT, INT8 = "float", "int8"
 VARIANTS = {FLOAT: "FP32 activations", INT8: "INT8"}  # Detector(variant=...) -> what the badge calls it
 
 
+def detect_input(image: Image.Image, raw: bool = False, **settings: Any) -> dict:
+    """One image and its predict settings as the plain dict :meth:`Detector.predict_batch` takes."""
+    classes = settings.get("classes")
+    return {
+        "image": np.asarray(image.convert("RGB"), dtype=np.uint8),
+        "conf": float(settings.get("conf", 0.25)),
+        "iou": float(settings.get("iou", 0.45)),
+        "classes": [int(c) for c in classes] if classes else None,
+        "imgsz": int(settings.get("imgsz", 640)),
+        "max_det": int(settings.get("max_det", 300)),
+        "raw": bool(raw),
+    }
+
+
 class Detector:
     """A YOLO detect model from the weights registry (or a file path), shared across sessions.
 
@@ -1038,6 +1052,10 @@ class Detector:
             self._adopt(model, FLOAT if self.derived_path else INT8)
         else:
             self._adopt(self._yolo(self.path))
+        # The inference server runs the registry's default (accelerated, float) model: others always run here.
+        self.serve_key: str | None = (
+            f"{self.name}/detect" if weights_name in weights.REGISTRY and accelerated and variant == FLOAT else None
+        )
 
     def _yolo(self, path: Path) -> Any:
         """An ultralytics YOLO on a model file (or OpenVINO folder), its predictor built now, not in a student's request."""
@@ -1116,7 +1134,13 @@ class Detector:
 
     @property
     def runtime_info(self) -> runtime.RuntimeInfo:
-        """What runs, for the latency badge: e.g. "ONNX Runtime · FP32 activations (derived from the INT8 file …)"."""
+        """What runs, for the latency badge: e.g. "ONNX Runtime · FP32 activations (derived from the INT8 file …)",
+        or "… on the inference server"."""
+        from cvdemo.serve.client import served_runtime
+
+        return served_runtime(self._local_runtime_info(), getattr(self, "serve_key", None))
+
+    def _local_runtime_info(self) -> runtime.RuntimeInfo:
         name = runtime.BACKEND_LABELS.get(FORMAT_BACKENDS.get(self.format, ""), self.format)
         if self.precision and self.precision != "f32":
             name += f" {self.precision}"  # OpenVINO chose a lower precision on this CPU: say so
@@ -1140,11 +1164,62 @@ class Detector:
         """E.g. "OpenVINO (exported from yolov8n.pt)" or "ONNX Runtime · INT8 (INT8 ONNX file yolov8n_coco_int8_qdq.onnx)"."""
         return self.runtime_info.label
 
-    def _predict(self, image: Image.Image, **kwargs: Any) -> tuple["Results", tuple[int, int], Any]:
-        """One ultralytics predict call; the result, the network input shape and the raw output."""
+    def _predict(self, image: Image.Image, raw: bool = False, **kwargs: Any) -> tuple["Results", tuple[int, int], Any]:
+        """One forward pass: the result, the network input shape and (with ``raw``, or when local) the raw output.
+
+        With ``CVDEMO_INFERENCE_URL`` set the network runs on the inference server (:mod:`cvdemo.serve`)
+        and its plain output becomes the same ultralytics ``Results`` here.
+        """
+        from cvdemo.serve.client import remote_batch_fn
+
+        remote = remote_batch_fn(self.serve_key) if getattr(self, "serve_key", None) else None
+        if remote is None:
+            return self._predict_local(image, **kwargs)
+        output = remote([detect_input(image, raw=raw, **kwargs)])[0]
+        return self._results_from(output, image)
+
+    def _predict_local(self, image: Image.Image, **kwargs: Any) -> tuple["Results", tuple[int, int], Any]:
+        """One ultralytics predict call in this process."""
         with self._lock:
             result, raw = _run(self.model, image, **kwargs)
             return result, self.model.predictor.last_input_shape, raw
+
+    def predict_batch(self, inputs: Sequence[dict]) -> list[dict]:
+        """The detector's batch function on plain values (what the inference server runs).
+
+        Each input is :func:`detect_input`'s dict; each output holds the boxes as an ``(N, 6)`` array
+        (x1, y1, x2, y2, score, class in original-image pixels), the network input shape, ultralytics'
+        timing and, when asked, the raw network output. One predict call per image: the classroom
+        INT8 export takes one image at a time, and images of different shapes letterbox differently.
+        """
+        outputs = []
+        for item in inputs:
+            settings = {k: item[k] for k in ("conf", "iou", "imgsz", "max_det")}
+            result, input_shape, raw = self._predict_local(
+                Image.fromarray(np.asarray(item["image"], dtype=np.uint8)), classes=item.get("classes"), **settings
+            )
+            output = {
+                "boxes": result.boxes.data.cpu().numpy().astype(np.float32),
+                "input_shape": list(input_shape),
+                "speed": {k: float(v or 0) for k, v in result.speed.items()},
+                "path": str(result.path),
+            }
+            if item.get("raw"):
+                output["raw"] = raw.detach().float().cpu().numpy()
+            outputs.append(output)
+        return outputs
+
+    def _results_from(self, output: dict, image: Image.Image) -> tuple["Results", tuple[int, int], Any]:
+        """:meth:`predict_batch`'s plain output as the ultralytics ``Results`` a local predict returns."""
+        import torch
+        from ultralytics.engine.results import Results
+
+        boxes = torch.from_numpy(np.asarray(output["boxes"], dtype=np.float32).reshape(-1, 6))
+        result = Results(_bgr(image), path=output.get("path", "image0.jpg"), names=dict(self.names), boxes=boxes)
+        result.speed = dict(output["speed"])
+        raw = torch.from_numpy(np.asarray(output["raw"])) if "raw" in output else None
+        h, w = output["input_shape"]
+        return result, (int(h), int(w)), raw
 
     def detect(
         self,
@@ -1183,7 +1258,9 @@ class Detector:
 
         rgb = _as_rgb(image)
         cls_list = list(classes) if classes else None
-        _, input_shape, raw = self._predict(rgb, conf=conf, iou=0.45, classes=cls_list, imgsz=imgsz, max_det=max_det)
+        _, input_shape, raw = self._predict(
+            rgb, raw=True, conf=conf, iou=0.45, classes=cls_list, imgsz=imgsz, max_det=max_det
+        )
         raw = raw.detach().float().cpu()
         # IoU threshold 1.0 suppresses nothing (an IoU is never > 1): these are all NMS's inputs.
         out, anchors = non_max_suppression(

@@ -15,6 +15,7 @@ import streamlit as st
 from cvdemo import cache, datasets, text, weights
 from cvdemo.images import ImageInputError, load_image
 from cvdemo.runtime import RuntimeInfo
+from cvdemo.serve.client import InferenceServerError
 
 T = TypeVar("T")
 
@@ -54,7 +55,15 @@ def page_header(title: str, lesson: str) -> None:
 
 def weights_missing(exc: Exception) -> None:
     """Explain a missing model file without a traceback."""
+    if isinstance(exc, InferenceServerError):  # pages catch RuntimeError around model loading
+        inference_server_error(exc)
+        return
     st.warning(f"**Model weights missing.** {exc}", icon="📦")
+
+
+def inference_server_error(exc: Exception) -> None:
+    """The inference server (CVDEMO_INFERENCE_URL) is down or refused the work: say so, no traceback."""
+    st.error(f"**This page's model runs on an inference server, which could not run it.** {exc}", icon=":material/cloud_off:")
 
 
 def image_input(

@@ -112,6 +112,7 @@ class ClipModel(EmbeddingEngine):
         # CLIP's learned temperature: logits = cos * exp(logit_scale).
         self.default_temperature = float(1.0 / model.logit_scale.exp().item())
         self.image_runner = self._accelerate_image_tower() if accelerated else None
+        self.serve_key = name if pretrained and accelerated and arch == spec.arch and not model_kwargs else None
 
     def _accelerate_image_tower(self) -> runtime.AcceleratedModel:
         import torch
@@ -130,7 +131,10 @@ class ClipModel(EmbeddingEngine):
     @property
     def runtime_info(self) -> runtime.RuntimeInfo:
         """What runs the image tower, for the latency badge."""
-        return self.image_runner.runtime_info if self.image_runner is not None else runtime.PYTORCH_RUNTIME
+        from cvdemo.serve.client import served_runtime
+
+        info = self.image_runner.runtime_info if self.image_runner is not None else runtime.PYTORCH_RUNTIME
+        return served_runtime(info, getattr(self, "serve_key", None))
 
     def _probe_dim(self) -> int:
         import torch

@@ -67,6 +67,8 @@ class ConSEEngine(EmbeddingEngine):
             "(offline stand-in, not CLIP)"
         )
         self.dim = int(self.text_model.get_embedding_dimension())
+        # The served ConSE is the default one (EfficientNet-Lite0, top 10, accelerated).
+        self.serve_key = "conse" if (classifier, self.top_t, accelerated) == ("efficientnet_lite0", 10, True) else None
         self.class_embeddings = self.encode_texts(self.class_names)  # (1000, dim), once per process
 
     def preprocess(self, image: Image.Image) -> "torch.Tensor":
@@ -75,7 +77,10 @@ class ConSEEngine(EmbeddingEngine):
     @property
     def runtime_info(self) -> runtime.RuntimeInfo:
         """What runs the ImageNet classifier, for the latency badge."""
-        return self.classifier_runner.runtime_info if self.classifier_runner is not None else runtime.PYTORCH_RUNTIME
+        from cvdemo.serve.client import served_runtime
+
+        info = self.classifier_runner.runtime_info if self.classifier_runner is not None else runtime.PYTORCH_RUNTIME
+        return served_runtime(info, getattr(self, "serve_key", None))
 
     def _forward(self, batch: "torch.Tensor") -> "torch.Tensor":
         import torch

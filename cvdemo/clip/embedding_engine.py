@@ -68,6 +68,9 @@ class EmbeddingEngine:
     # Batches at least this long (prompt ensembles, class names) are also cached on disk: a CPU
     # needs seconds (MiniLM) to a minute (CLIP's text tower) for 800 prompts, a lookup needs none.
     persist_min_texts: int = 8
+    # The engine's name on the inference server (cvdemo.serve.networks: "<key>/image", "<key>/text"), None when
+    # this variant (untrained, PyTorch-only, other settings) is not served: then it always runs here.
+    serve_key: str | None = None
 
     def __init__(self, cache_dir: Path | str | None | bool = None) -> None:
         self._text_cache: dict[str, np.ndarray] = {}
@@ -143,16 +146,52 @@ class EmbeddingEngine:
                 batch = pending.result() if pending is not None else prepare(start)
                 if overlap and n + 1 < len(starts):
                     pending = pool.submit(prepare, starts[n + 1])
-                out[start : start + len(batch)] = self._embed_batch(batch)
+                out[start : start + len(batch)] = self._image_vectors(batch)
                 if progress is not None:
                     progress(start + len(batch), len(images))
         return out
+
+    # --- the two towers: here, or on the inference server (CVDEMO_INFERENCE_URL) ---
+    def _image_vectors(self, batch: "torch.Tensor") -> np.ndarray:
+        """The image tower on one preprocessed batch, locally or on the inference server (same numbers)."""
+        from cvdemo.serve.client import remote_batch_fn
+
+        remote = remote_batch_fn(f"{self.serve_key}/image") if self.serve_key else None
+        if remote is None:
+            return self._embed_batch(batch)
+        return np.stack(remote([{"pixels": pixels} for pixels in batch.float().numpy()])).astype(np.float32)
+
+    def _text_vectors(self, texts: list[str]) -> np.ndarray:
+        """The text tower on a list of texts, locally or on the inference server (same numbers)."""
+        from cvdemo.serve.client import remote_batch_fn
+
+        remote = remote_batch_fn(f"{self.serve_key}/text") if self.serve_key else None
+        if remote is None:
+            return self._encode_text_batch(texts)
+        return np.stack(remote([{"text": text} for text in texts])).astype(np.float32)
+
+    def image_batch(self, inputs: Sequence[dict]) -> list[np.ndarray]:
+        """The image tower's batch function on plain values (what the inference server runs):
+        ``{"pixels": float32 (3, H, W)}`` (this engine's preprocessing) -> its embedding."""
+        import torch
+
+        if not inputs:
+            return []
+        batch = torch.from_numpy(np.stack([np.asarray(item["pixels"], dtype=np.float32) for item in inputs]))
+        with torch.inference_mode():
+            return list(np.asarray(self._embed_batch(batch), dtype=np.float32))
+
+    def text_batch(self, inputs: Sequence[dict]) -> list[np.ndarray]:
+        """The text tower's batch function on plain values: ``{"text": str}`` -> its embedding."""
+        if not inputs:
+            return []
+        return list(np.asarray(self._encode_text_batch([str(item["text"]) for item in inputs]), dtype=np.float32))
 
     def _encode_one_image(self, image: Image.Image) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            return self._embed_batch(self.preprocess_batch([image]))
+            return self._image_vectors(self.preprocess_batch([image]))
 
     def encode_texts(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         """(M, dim) float32, L2-normalised. Each distinct text is encoded once per process (and long
@@ -171,11 +210,11 @@ class EmbeddingEngine:
             missing = [t for t in missing if t not in lookup]
         if missing:
             if len(missing) <= SMALL_BATCH:  # a query: latency-bound, run it on the single-threaded worker
-                vectors = _l2_normalize(_latency_pool().submit(self._encode_text_batch, missing).result())
+                vectors = _l2_normalize(_latency_pool().submit(self._text_vectors, missing).result())
             else:  # chunks of 1,024 so a long ensemble can report progress (the model batches inside)
                 chunks = []
                 for start in range(0, len(missing), TEXT_CHUNK):
-                    chunks.append(self._encode_text_batch(missing[start : start + TEXT_CHUNK]))
+                    chunks.append(self._text_vectors(missing[start : start + TEXT_CHUNK]))
                     if progress is not None:
                         progress(min(start + TEXT_CHUNK, len(missing)), len(missing))
                 vectors = _l2_normalize(np.concatenate(chunks))

@@ -133,6 +133,7 @@ class FeatureExtractor:
         self._model = None
         self._accelerated: runtime.AcceleratedModel | None = None
         self._encoder: ImageEncoder | None = None
+        self.serve_key: str | None = None
         if isinstance(backbone, str):
             self.backbone = backbone
             if backbone in ENCODER_BACKBONES:
@@ -143,6 +144,8 @@ class FeatureExtractor:
                 self._prepare_preprocessing()
                 if accelerated:  # shared by every layer's extractor: one export, one session
                     self._accelerated = cache.shared(_accelerated_backbone, backbone, pretrained)
+                # The inference server runs the pretrained, accelerated timm backbones; others run here.
+                self.serve_key = f"{backbone}/features" if pretrained and accelerated else None
             else:
                 raise KeyError(f"Unknown backbone '{backbone}'. Known: {', '.join([*BACKBONES, *ENCODER_BACKBONES])}")
         elif callable(getattr(backbone, "encode_images", None)):  # duck typing: ``name`` is optional
@@ -176,16 +179,28 @@ class FeatureExtractor:
         """
         import torch
 
-        batch = torch.stack([self._transform(img) for img in images]).float()
-        batch = batch.sub_(self._mean).div_(self._std)
+        return self._normalise(torch.stack([self._transform(img) for img in images]), channels_last)
+
+    def _normalise(self, crops: "torch.Tensor", channels_last: bool) -> "torch.Tensor":
+        """uint8 (N, 3, H, W) crops -> the float batch the network takes."""
+        import torch
+
+        batch = crops.float().sub_(self._mean).div_(self._std)
         return batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
+
+    @property
+    def _exported(self) -> bool:
+        return self._accelerated is not None and self._accelerated.accelerated
 
     @property
     def runtime_info(self) -> runtime.RuntimeInfo:
         """What computes the features, for the latency badge."""
         if self._encoder is not None:
             return getattr(self._encoder, "runtime_info", runtime.PYTORCH_RUNTIME)
-        return self._accelerated.runtime_info if self._accelerated is not None else runtime.PYTORCH_RUNTIME
+        from cvdemo.serve.client import served_runtime
+
+        info = self._accelerated.runtime_info if self._accelerated is not None else runtime.PYTORCH_RUNTIME
+        return served_runtime(info, self.serve_key)
 
     @property
     def backend_label(self) -> str:
@@ -247,12 +262,10 @@ class FeatureExtractor:
         total = len(images)
         if progress:
             progress(0, total)
-        exported = self._accelerated is not None and self._accelerated.accelerated
         with torch.inference_mode():
             for start in range(0, total, batch_size):
                 batch = images[start : start + batch_size]
-                x = self.preprocess(batch, channels_last=not exported)
-                for layer, feats in self._forward(x, layers).items():
+                for layer, feats in self._features(batch, layers).items():
                     chunks[layer].append(torch.nn.functional.normalize(feats.float(), dim=1).numpy())
                 if progress:
                     progress(min(start + batch_size, total), total)
@@ -261,6 +274,36 @@ class FeatureExtractor:
             layer: np.concatenate(parts) if parts else np.zeros((0, width[layer]), np.float32)
             for layer, parts in chunks.items()
         }
+
+    def _features(self, images: Sequence[Image.Image], layers: list[int | None]) -> dict[int | None, "torch.Tensor"]:
+        """Pooled (not yet normalised) features of one batch, per layer: computed here, or on the
+        inference server when ``CVDEMO_INFERENCE_URL`` is set (timm's uint8 crops travel, not floats)."""
+        import torch
+
+        from cvdemo.serve.client import remote_batch_fn
+
+        remote = remote_batch_fn(self.serve_key) if self.serve_key else None
+        if remote is None:
+            return self._forward(self.preprocess(images, channels_last=not self._exported), layers)
+        outputs = remote([{"crop": np.asarray(self._transform(img), dtype=np.uint8)} for img in images])
+        return {layer: torch.from_numpy(np.stack([out[layer_key(layer)] for out in outputs])) for layer in layers}
+
+    def features_batch(self, inputs: Sequence[dict]) -> list[dict]:
+        """The backbone's batch function on plain values (what the inference server runs).
+
+        Each input is ``{"crop": uint8 (3, H, W)}`` (timm's eval resize and crop); each output maps every
+        layer's key (``stage1`` ... ``head``) to its pooled float32 features, from one forward pass.
+        """
+        import torch
+
+        if not inputs:
+            return []
+        crops = torch.stack([torch.from_numpy(np.asarray(item["crop"], dtype=np.uint8)) for item in inputs])
+        layers = [info.index for info in self.layers()]
+        with torch.inference_mode():
+            feats = self._forward(self._normalise(crops, channels_last=not self._exported), layers)
+            arrays = {layer_key(layer): feats[layer].float().numpy() for layer in layers}
+        return [{key: np.ascontiguousarray(values[i]) for key, values in arrays.items()} for i in range(len(inputs))]
 
     def _forward(self, x: "torch.Tensor", layers: list[int | None]) -> dict[int | None, "torch.Tensor"]:
         if self._accelerated is not None and self._accelerated.accelerated:
