@@ -8,6 +8,7 @@ import re
 
 import streamlit as st
 
+from cvdemo.errors import CvdemoError
 from cvdemo import ui, weights
 from cvdemo.catalog import PAGES
 
@@ -191,7 +192,7 @@ try:
 except cx.SpecError as exc:
     st.error(literal(str(exc)), icon=":material/edit_note:")
     st.stop()
-except (cx.ProfileError, zoo.UnknownModel) as exc:
+except CvdemoError as exc:
     st.error(literal(str(exc)))
     st.stop()
 
@@ -200,7 +201,7 @@ fields_problem = ""
 try:
     with st.spinner("Tracing receptive fields…"):
         fields = spec_fields(spec_text) if spec_text is not None else zoo_fields(model_key, resolution)
-except (cx.ProfileError, cx.SpecError, zoo.UnknownModel) as exc:
+except CvdemoError as exc:
     fields_problem = str(exc)
 except Exception as exc:  # a model the tracer trips over must not take the counts down with it
     fields_problem = f"the trace failed ({type(exc).__name__}: {exc})"

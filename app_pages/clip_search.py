@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from cvdemo.errors import CvdemoError
 from cvdemo import clip, search, ui, weights
-from cvdemo.datasets import DataUnavailable
 
 ui.page_header(
     "CLIP search",
@@ -58,7 +58,7 @@ if len(available) > 1:
     )
 try:
     engine = ui.shared(clip.create_engine, engine_key, accelerated=ui.accelerated())
-except (weights.WeightsUnavailable, OSError, ValueError, RuntimeError) as exc:
+except (CvdemoError, OSError) as exc:  # OSError: a weights file that cannot be read
     ui.weights_missing(exc)
     st.stop()
 
@@ -94,7 +94,7 @@ def engines_for_comparison() -> list[clip.EmbeddingEngine]:
     for key in available:
         try:
             out.append(ui.shared(clip.create_engine, key, accelerated=ui.accelerated()))
-        except (weights.WeightsUnavailable, OSError, ValueError, RuntimeError) as exc:
+        except (CvdemoError, OSError) as exc:  # OSError: a weights file that cannot be read
             ui.weights_missing(exc)
     return out
 
@@ -242,7 +242,7 @@ def build_gallery(loader: Callable[[], clip.Gallery], source: str, quiet: bool =
     """Load, embed (only what the disk cache lacks) and keep the gallery in this session."""
     try:
         gallery = loader()
-    except (clip.ClipInputError, DataUnavailable) as exc:  # names the zip or folder: shown as typed
+    except CvdemoError as exc:  # names the zip or folder: shown as typed
         st.error(ui.literal(exc), icon=":material/error:")
         return
     if not gallery.images:
@@ -363,7 +363,7 @@ with search_tab:
         try:
             sample = loader()
             cached = clip.ImageIndex(engine).cached_count(sample.images)
-        except (clip.ClipInputError, DataUnavailable):
+        except CvdemoError:
             cached, sample = -1, None
         if sample is not None and cached == len(sample.images):
             build_gallery(lambda: sample, description, quiet=True)
@@ -545,7 +545,7 @@ def load_embedder(key: str) -> clip.Embedder | None:
         if key == engine.name:
             return clip.embedder_for(engine)
         return ui.shared(clip.Embedder.for_backbone, key.removeprefix("fewshot:"), accelerated=ui.accelerated())
-    except (weights.WeightsUnavailable, OSError, ValueError, RuntimeError) as exc:
+    except (CvdemoError, OSError) as exc:  # OSError: a weights file that cannot be read
         ui.weights_missing(exc)
         return None
 
@@ -628,7 +628,7 @@ def verification_evaluation(embedder: clip.Embedder, threshold_key: str, thresho
     if st.button("Evaluate verification", type="primary", icon=":material/play_arrow:", key="clip_verify_run"):
         try:
             pairs = clip.build_pairs(pair_photos(dataset), level, sources=sources)
-        except (clip.ClipInputError, DataUnavailable) as exc:
+        except CvdemoError as exc:
             st.error(str(exc), icon=":material/error:")
             return
         bar, progress = progress_bar(f"Embedding the images not cached yet (of {len(pairs.images)})")
@@ -706,7 +706,7 @@ def verification_training(embedder: clip.Embedder, threshold: float) -> None:
             sources = min(len(photos), 64 if level == clip.PHOTO else 200)
             result = clip.train_for_verification(embedder, photos, level, sources=sources, loss=loss,
                                                  epochs=epochs, progress=progress)
-        except (clip.ClipInputError, DataUnavailable) as exc:
+        except CvdemoError as exc:
             bar.empty()
             st.error(str(exc), icon=":material/error:")
             return

@@ -8,12 +8,11 @@ import plotly.express as px
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
+from cvdemo.errors import CvdemoError
 from cvdemo import ui, weights
-from cvdemo.archives import ArchiveError
 from cvdemo.stats import format_interval
 from cvdemo.text import plot_literal
 from cvdemo.catalog import PAGES
-from cvdemo.datasets import DataUnavailable
 from cvdemo.weights import WeightsUnavailable
 
 info = next(p for p in PAGES if p.path.endswith("compression.py"))
@@ -288,7 +287,7 @@ with tab_compress:
                 else:
                     with st.spinner("Loading evaluation images…"):
                         eval_set = ui.shared(cx.standard_eval_set, model_name, eval_choice, limit)
-            except (cx.CompressionError, ArchiveError, DataUnavailable) as exc:  # may name files of the zip
+            except CvdemoError as exc:  # may name files of the zip
                 st.error(ui.literal(exc))
             except WeightsUnavailable as exc:
                 ui.weights_missing(exc)
@@ -305,7 +304,7 @@ with tab_compress:
                     try:
                         run = cx.run_comparison(model_name, specs, eval_set, deploy_ort, int(repeats),
                                                 progress=lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text))
-                    except (cx.CompressionError, DataUnavailable) as exc:
+                    except CvdemoError as exc:
                         status.update(label="Stopped", state="error")
                         st.error(ui.literal(exc))
                     else:
@@ -392,7 +391,7 @@ with tab_distill:
                 reference, students = outcome.variants()
                 table = cx.compare(reference, students, split.test, repeats=20,
                                    progress=lambda f, t: bar.progress(min(0.9 + 0.1 * f, 1.0), t))
-            except (cx.CompressionError, DataUnavailable) as exc:
+            except CvdemoError as exc:
                 status.update(label="Stopped", state="error")
                 st.error(ui.literal(exc))
             except WeightsUnavailable as exc:
@@ -443,7 +442,7 @@ with tab_upload:
                 eval_set = ui.shared(cx.standard_eval_set, ref_name, "hymenoptera", up_limit)
                 with st.spinner("Measuring…"):
                     state["up_result"] = cx.compare(original, [variant], eval_set, repeats=20)
-            except (cx.CompressionError, DataUnavailable) as exc:  # names the uploaded file
+            except CvdemoError as exc:  # names the uploaded file
                 st.error(ui.literal(exc))
             except WeightsUnavailable as exc:
                 ui.weights_missing(exc)
@@ -520,7 +519,7 @@ def detector_section() -> None:
             try:
                 dc.remembered(DETECTOR_MODEL, dataset, refresh=done,
                               progress=lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text))
-            except (dc.ComparisonUnavailable, DataUnavailable) as exc:
+            except CvdemoError as exc:
                 status.update(label="Stopped", state="error")
                 st.error(str(exc))
                 return

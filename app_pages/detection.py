@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
+from cvdemo.errors import CvdemoError
 from cvdemo import datasets, ui, weights
 from cvdemo.detection import (
     DETECTION_MODELS,
@@ -16,7 +17,6 @@ from cvdemo.detection import (
     INT8,
     Detections,
     Detector,
-    LabeledSetError,
     NmsLesson,
     draw_iou_pair,
     drop_duplicate_images,
@@ -352,7 +352,7 @@ def evaluation_section(detector: Detector, imgsz: int) -> None:
         bar = st.progress(0.0, text="Preparing the data…")
         try:
             labeled = sample_set(sources[choice]) if sources[choice] else yolo_zip_set(upload.getvalue(), detector.names)
-        except (LabeledSetError, datasets.DataUnavailable) as exc:
+        except CvdemoError as exc:
             bar.empty()
             st.error(str(exc), icon=":material/folder_zip:")
             return

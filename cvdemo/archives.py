@@ -8,12 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from cvdemo.errors import CvdemoError
+
 MAX_MEMBERS = 5_000
 MAX_TOTAL_BYTES = 500 * 1024 * 1024  # uncompressed
 MAX_RATIO = 200  # uncompressed / compressed per member: more is a zip bomb
 
 
-class ArchiveError(ValueError):
+class ArchiveError(CvdemoError, ValueError):
     """A zip file that cannot be used; the message says why."""
 
 

@@ -35,6 +35,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cvdemo.errors import CvdemoError
+from cvdemo import model_files
 from cvdemo.runtime import export_onnx, ort_session  # one exporter and session setup for the app
 from cvdemo.stats import format_interval, intervals_overlap, wilson_interval
 
@@ -44,11 +46,11 @@ RUNTIME_ORT = "ONNX Runtime"
 Progress = Callable[[float, str], None]  # (fraction done 0..1, what is happening)
 
 
-class CompressionError(ValueError):
+class CompressionError(CvdemoError, ValueError):
     """A knob or an input that cannot work; the message says why in one sentence."""
 
 
-class ModelFileError(CompressionError):
+class ModelFileError(model_files.ModelFileError, CompressionError):
     """An uploaded model file that is refused (pickle, wrong format, does not fit)."""
 
 
@@ -1344,7 +1346,7 @@ def compare(
 
 # --- uploaded model files ------------------------------------------------------------------------------
 
-PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt", ".tar", ".joblib")
+PICKLE_SUFFIXES = model_files.PICKLE_SUFFIXES
 
 
 def load_model_file(
@@ -1356,23 +1358,16 @@ def load_model_file(
     suffix = Path(filename).suffix.lower()
     if not data:
         raise ModelFileError(f"{filename} is empty.")
-    if suffix in PICKLE_SUFFIXES or data[:1] == b"\x80" or data[:2] == b"PK":
+    if suffix in PICKLE_SUFFIXES or model_files.looks_like_pickle(data):
         raise ModelFileError(
             f"{filename} looks like a pickle-based PyTorch checkpoint. Loading pickle can run arbitrary code, so it is "
             "refused: save the weights with safetensors (safetensors.torch.save_file) or export the model to ONNX."
         )
-    if suffix == ".safetensors" or _looks_like_safetensors(data):
+    if suffix == ".safetensors" or model_files.looks_like_safetensors(data):
         return _safetensors_variant(filename, data, reference)
     if suffix == ".onnx" or suffix == "":
         return _onnx_variant(filename, data, reference, input_size)
     raise ModelFileError(f"{filename} is neither a .safetensors nor an .onnx file; only those two formats are accepted.")
-
-
-def _looks_like_safetensors(data: bytes) -> bool:
-    if len(data) < 10:
-        return False
-    length = int.from_bytes(data[:8], "little")
-    return 0 < length < len(data) and data[8:9] == b"{"
 
 
 def _safetensors_variant(filename: str, data: bytes, reference: nn.Module) -> Variant:

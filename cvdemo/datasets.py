@@ -16,12 +16,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from cvdemo.errors import CvdemoError
 from cvdemo.images import is_image_name
 
 DATA_ENV = "CVDEMO_DATA_DIR"
 
 
-class DataUnavailable(RuntimeError):
+class DataUnavailable(CvdemoError, RuntimeError):
     """A sample data set is not on this machine; the message says where to put it."""
 
 

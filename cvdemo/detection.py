@@ -44,6 +44,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cvdemo.errors import CvdemoError
 from cvdemo import datasets, qdq, runtime, weights
 from cvdemo.archives import ArchiveError, read_zip
 from cvdemo.yolo_runtime import import_ultralytics
@@ -533,7 +534,7 @@ class NmsLesson:
 # --------------------------------------------------------------------------------------------
 
 
-class LabeledSetError(ValueError):
+class LabeledSetError(CvdemoError, ValueError):
     """A labeled data set that cannot be evaluated; the message says what to fix."""
 
 

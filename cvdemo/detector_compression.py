@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
+from cvdemo.errors import CvdemoError
 from cvdemo import cache, datasets
 from cvdemo.detection import FLOAT, INT8, Detector, Evaluation, match_boxes, sample_set
 from cvdemo.images import is_image_name, load_image
@@ -48,7 +49,7 @@ AGREEMENT_CONF = 0.25  # the Detection page's default confidence threshold
 BORDERLINE = 0.5  # a box scoring below this is "borderline": quantization noise can move it across the threshold
 
 
-class ComparisonUnavailable(RuntimeError):
+class ComparisonUnavailable(CvdemoError, RuntimeError):
     """The comparison cannot run here (no INT8 file, no data set); the message says what is missing."""
 
 

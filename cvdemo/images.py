@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from cvdemo.errors import CvdemoError
+
 # Images larger than this are refused before decoding (decompression bombs).
 MAX_PIXELS = 50_000_000
 MAX_BYTES = 100 * 1024 * 1024
@@ -22,7 +24,7 @@ Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
-class ImageInputError(ValueError):
+class ImageInputError(CvdemoError, ValueError):
     """A user-supplied image cannot be used; the message is a sentence a student understands."""
 
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, urljoin, urlsplit
 
+from cvdemo.errors import CvdemoError
+
 if TYPE_CHECKING:
     import gradio as gr
 
@@ -47,7 +49,7 @@ HOST_ENV = "CVDEMO_SHARE_HOST"
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
-class ShareError(RuntimeError):
+class ShareError(CvdemoError, RuntimeError):
     """A demo could not be built or started; the message says why."""
 
 

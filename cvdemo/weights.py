@@ -35,12 +35,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable
 
+from cvdemo.errors import CvdemoError
+
 WEIGHTS_ENV = "CVDEMO_WEIGHTS_DIR"
 CACHE_ENV = "CVDEMO_CACHE_DIR"
 OFFLINE_ENV = "CVDEMO_OFFLINE"
 
 
-class WeightsUnavailable(RuntimeError):
+class WeightsUnavailable(CvdemoError, RuntimeError):
     """No local copy of an asset and no way to download it. The message says what to do."""
 
     def __init__(self, asset: "Asset", detail: str = ""):

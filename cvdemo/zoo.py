@@ -19,6 +19,8 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
+from cvdemo.errors import CvdemoError
+
 if TYPE_CHECKING:
     import torch
     import torch.nn as nn
@@ -27,7 +29,7 @@ MAX_NAME_LENGTH = 120  # the longest timm name is under 60 characters; longer te
 NAME_EXAMPLES = "resnet50, regnet_y_400mf, swin_t or convnext_tiny"
 
 
-class UnknownModel(ValueError):
+class UnknownModel(CvdemoError, ValueError):
     """A model name that is neither in the zoo, nor in torchvision, nor in timm."""
 
 

@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 from conftest import open_page
 from cvdemo.clip.prompts import md_literal
 from cvdemo.detection import duplicates_note
+from markdown_view import rendered_text
 
 PAGE = "app_pages/detection.py"
 
@@ -128,7 +129,7 @@ def test_uploads_bad_files_are_reported_and_good_ones_kept(bus_jpg):
         ]
     ).run()
     assert not at.exception
-    errors = " ".join(e.value for e in at.error)
+    errors = " ".join(rendered_text(e.value) for e in at.error)  # what the student reads
     assert "notes.txt is not an image" in errors
     assert "empty.jpg is empty (0 bytes)" in errors
     assert "huge.png" in errors and "megapixel" in errors

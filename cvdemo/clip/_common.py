@@ -6,10 +6,12 @@ from typing import Callable
 
 import numpy as np
 
+from cvdemo.errors import CvdemoError
+
 Progress = Callable[[int, int], None]
 
 
-class ClipInputError(ValueError):
+class ClipInputError(CvdemoError, ValueError):
     """Input the CLIP page cannot use (no labels, empty gallery, ...); the message is for students."""
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from cvdemo.errors import CvdemoError
+
 TOLERANCE = (
     "Whole numbers written out in full must be exact. Rounded answers (105M, 1.05e8, 34.9K) count when the exact "
     "value rounds to them and they are within 1%. Shapes and receptive fields must be exact."
@@ -28,7 +30,7 @@ _SUPERSCRIPTS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")
 _UNITS = re.compile(r"(macs?|flops?|mult-?adds?|multiply-?adds?|params?|parameters?|weights?|pixels?|px)\b")
 
 
-class AnswerError(ValueError):
+class AnswerError(CvdemoError, ValueError):
     """The answer could not be read; the message says what was expected."""
 
 

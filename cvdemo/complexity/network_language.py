@@ -15,8 +15,10 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from cvdemo.errors import CvdemoError
 
-class SpecError(ValueError):
+
+class SpecError(CvdemoError, ValueError):
     """A typed network has a bad line; ``line`` is its 1-based number (None: the whole spec)."""
 
     def __init__(self, message: str, line: int | None = None):

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 import cvdemo.complexity.memory_budget as memory_budget
+from cvdemo.errors import CvdemoError
 from cvdemo import zoo
 from cvdemo.complexity.network_language import build_spec
 from cvdemo.complexity.op_counter import _MacCounter, _tensors
@@ -46,7 +47,7 @@ from cvdemo.complexity.results import LayerRow, Profile
 _module_lock = threading.Lock()  # hooks on a caller's module must not interleave across threads
 
 
-class ProfileError(ValueError):
+class ProfileError(CvdemoError, ValueError):
     """The model could not be profiled; the message says why in one sentence."""
 
 

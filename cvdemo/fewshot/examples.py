@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 from PIL import Image
 
+from cvdemo.errors import CvdemoError
 from cvdemo.images import ImageInputError, load_image
 
 STORE_MAX_SIDE = 1024  # larger photos are stored downscaled: every backbone resizes to <= ~300 px
@@ -19,7 +20,7 @@ MAX_CLASS_NAME = 40
 _uid = itertools.count(1)
 
 
-class ExampleSetError(ValueError):
+class ExampleSetError(CvdemoError, ValueError):
     """A request on the example set that cannot be done; the message is shown as is."""
 
 

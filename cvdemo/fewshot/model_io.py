@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 from PIL import Image
 
-from cvdemo.segmentation.model import ModelFileError  # the existing "refused model file" error
+from cvdemo.model_files import PICKLE_SUFFIXES, ModelFileError, looks_like_pickle
 
 if TYPE_CHECKING:
     import torch
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 FORMAT_KEY = "cvdemo_fewshot_classifier"
 FORMAT_VERSION = 1
 MAX_FILE_BYTES = 300 << 20
-PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt", ".joblib", ".tar", ".npy")
 CHECK_TOLERANCE = 1e-3  # max |Δ| of the recorded probabilities
 
 
@@ -223,19 +222,6 @@ class OnnxClassifier(_Predicts):
         return runtime.RuntimeInfo(runtime.BACKEND_LABELS[runtime.ONNXRUNTIME], True)
 
 
-def _looks_like_safetensors(data: bytes) -> bool:
-    """An 8-byte little-endian header length, then the JSON header: ``{`` at byte 8."""
-    return len(data) > 9 and data[8:9] == b"{" and 0 < int.from_bytes(data[:8], "little") <= len(data) - 8
-
-
-def _looks_like_pickle(data: bytes) -> bool:
-    """Pickle protocol 2-5 (``\\x80`` then the protocol number) or torch.save's zip. A safetensors file
-    whose header length happens to start with byte 0x80 is not one."""
-    if _looks_like_safetensors(data):
-        return False
-    return (data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")) or data[:4] == b"PK\x03\x04"
-
-
 def load_classifier(data: bytes, filename: str = "the file") -> FineTunedClassifier | OnnxClassifier:
     """A classifier exported by :meth:`FineTunedClassifier.to_safetensors` or ``to_onnx``.
 
@@ -249,7 +235,7 @@ def load_classifier(data: bytes, filename: str = "the file") -> FineTunedClassif
         raise ModelFileError(f"{name} is empty (0 bytes).")
     if len(data) > MAX_FILE_BYTES:
         raise ModelFileError(f"{name} is {len(data) / 2**20:,.0f} MB; a few-shot classifier is under {MAX_FILE_BYTES >> 20} MB.")
-    if lower.endswith(PICKLE_SUFFIXES) or _looks_like_pickle(data):
+    if lower.endswith(PICKLE_SUFFIXES) or looks_like_pickle(data):
         raise ModelFileError(
             f"{name} looks like a pickled PyTorch/Python file. Loading a pickle can run any code, so it is refused: "
             "use the .safetensors or .onnx file this page exports."

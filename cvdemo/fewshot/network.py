@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from cvdemo.errors import CvdemoError
+
 if TYPE_CHECKING:
     import torch
     import torch.nn as nn
 
 
-class LadderError(ValueError):
+class LadderError(CvdemoError, ValueError):
     """A ladder request that cannot run (bad data or settings); the message is shown as is."""
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from cvdemo.errors import CvdemoError
+
 MAX_BITS = 56  # bits per table: a table's id (8 bits) and its code share one 64-bit bucket key
 MAX_TABLES = 255
 
 
-class SearchInputError(ValueError):
+class SearchInputError(CvdemoError, ValueError):
     """Input an index cannot use (0 bits, a vector of the wrong length, ...); the message is for students."""
 
 

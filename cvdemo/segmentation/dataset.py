@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from cvdemo.errors import CvdemoError
 from cvdemo import datasets
 from cvdemo.archives import ArchiveError, read_zip
 from cvdemo.images import ImageInputError, is_image_name, load_image
@@ -29,7 +30,7 @@ MASK_DIRS = {"masks", "mask", "labels", "annotations", "segmentationclass"}
 CLASSES_FILE = "classes.txt"
 
 
-class SegDataError(ValueError):
+class SegDataError(CvdemoError, ValueError):
     """A segmentation data set cannot be used; the message says why (and names the file)."""
 
 

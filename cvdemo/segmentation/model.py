@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from cvdemo.model_files import ModelFileError, looks_like_pickle
 from cvdemo import backbones
 from cvdemo.segmentation.dataset import MAX_CLASSES, SAMPLE_CLASSES, SAMPLE_DATASET
 from cvdemo.segmentation.encoders import load_encoder_weights, smp_encoder_name
@@ -31,8 +32,6 @@ ARCHITECTURES: dict[str, str] = {
 }
 
 
-class ModelFileError(ValueError):
-    """A model file that cannot be loaded; the message says why."""
 
 
 @dataclass
@@ -150,7 +149,7 @@ class SegModel(Segmenter):
 
         if not data:
             raise ModelFileError(f"{name} is empty (0 bytes).")
-        if data[:2] == b"\x80\x02" or data[:4] == b"PK\x03\x04" or data[:1] == b"\x80":
+        if looks_like_pickle(data):
             raise ModelFileError(
                 f"{name} looks like a PyTorch pickle (.pt/.pth). Pickles can run code, so only .safetensors "
                 "model files are accepted here."

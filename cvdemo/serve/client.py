@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING, Any, Callable
 
+from cvdemo.errors import CvdemoError
 from cvdemo.serve import wire
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ DEFAULT_TIMEOUT = 120.0
 BatchFn = Callable[[list[Any]], list[Any]]
 
 
-class InferenceServerError(RuntimeError):
+class InferenceServerError(CvdemoError, RuntimeError):
     """The inference server answered, but not with results (it does not serve that network, or failed)."""
 
 
