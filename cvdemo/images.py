@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import threading
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -190,3 +193,33 @@ def to_png_bytes(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+_fingerprints: dict[int, str] = {}
+_fingerprints_lock = threading.Lock()
+
+
+def fingerprint(img: Image.Image) -> str:
+    """Content hash of the decoded pixels (mode, size, bytes): the same picture gets the same key
+    however it was encoded. Remembered per image object (images are not edited in place in cvdemo),
+    so a shared sample costs one hash per process, not one per page run."""
+    key = id(img)
+    with _fingerprints_lock:
+        known = _fingerprints.get(key)
+    if known is not None:
+        return known
+    h = hashlib.blake2b(f"{img.mode}{img.size}".encode(), digest_size=16)
+    h.update(img.tobytes())
+    digest = h.hexdigest()
+    try:
+        weakref.finalize(img, _forget_fingerprint, key)  # ids are reused once an image is freed
+    except TypeError:
+        return digest
+    with _fingerprints_lock:
+        _fingerprints[key] = digest
+    return digest
+
+
+def _forget_fingerprint(key: int) -> None:
+    with _fingerprints_lock:
+        _fingerprints.pop(key, None)
