@@ -555,28 +555,34 @@ def profile(model: "nn.Module | str", input_size: Sequence[int] | None = None, *
     """
     if isinstance(model, str):
         size = _named_input_size(model, input_size)
-        resolution = _resolution_of(size)
         label = name or zoo.label(model)
-        try:
-            module = zoo.build(model, resolution=resolution, device="meta")
-        except Exception as exc:
-            raise ProfileError(f"{label} could not be built for a {'×'.join(map(str, size))} input: {_short(exc)}") from exc
-        try:
-            with torch.no_grad():
-                return _run(module, torch.zeros((1, *size), device="meta"), label, size, "meta")
-        except Exception:
-            pass
-        # A few architectures need real values in forward() (e.g. .item()): run those for real, if
-        # their weights fit (their activations cannot be known before running).
-        params, buffers = (sum(t.numel() for t in ts) for ts in (module.parameters(), module.buffers()))
-        check_budget(memory_budget.estimate(params, buffers, None), label)
-        del module
-        with memory_budget.run_slot():
-            return _profile_module(_cpu_model(model, size), size, label)
+        from cvdemo import results  # a named architecture is profiled once per process, for every session
+
+        return results.cached(results.key("profile", model, tuple(size), label), lambda: _profile_named(model, size, label))
     if not isinstance(model, nn.Module):
         raise ProfileError(f"Expected an nn.Module or a model name, got {type(model).__name__}.")
     size = _check_input_size(input_size or (3, 224, 224))
     return _profile_module(model, size, name or type(model).__name__)
+
+
+def _profile_named(model: str, size: tuple[int, ...], label: str) -> Profile:
+    resolution = _resolution_of(size)
+    try:
+        module = zoo.build(model, resolution=resolution, device="meta")
+    except Exception as exc:
+        raise ProfileError(f"{label} could not be built for a {'×'.join(map(str, size))} input: {_short(exc)}") from exc
+    try:
+        with torch.no_grad():
+            return _run(module, torch.zeros((1, *size), device="meta"), label, size, "meta")
+    except Exception:
+        pass
+    # A few architectures need real values in forward() (e.g. .item()): run those for real, if
+    # their weights fit (their activations cannot be known before running).
+    params, buffers = (sum(t.numel() for t in ts) for ts in (module.parameters(), module.buffers()))
+    check_budget(memory_budget.estimate(params, buffers, None), label)
+    del module
+    with memory_budget.run_slot():
+        return _profile_module(_cpu_model(model, size), size, label)
 
 
 # ----------------------------------------------------------------------------------------------

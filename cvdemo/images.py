@@ -223,3 +223,35 @@ def fingerprint(img: Image.Image) -> str:
 def _forget_fingerprint(key: int) -> None:
     with _fingerprints_lock:
         _fingerprints.pop(key, None)
+
+
+def shared_image(path: str | os.PathLike) -> Image.Image:
+    """A photo file decoded once per process (sample pictures): every caller gets the same read-only
+    image object, so its fingerprint and the results computed from it are shared too."""
+    from cvdemo import results
+
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return load_image(path)  # the same clear message as any missing file
+    return results.cached(("decoded-file", str(path), stat.st_size, stat.st_mtime_ns), lambda: load_image(path))
+
+
+def jpeg_bytes(img: Image.Image, quality: int = 90) -> bytes:
+    """The image as JPEG bytes for display, encoded once per process per picture.
+
+    ``st.image`` re-encodes a PIL image on every page run (JPEG at quality 100); bytes it passes on
+    as they are. Thirty students looking at the same sample and the same detections then cost one
+    encoding, and the browser downloads a smaller file.
+    """
+    from cvdemo import results
+
+    rgb = img if img.mode == "RGB" else img.convert("RGB")
+
+    def encode() -> bytes:
+        buf = io.BytesIO()
+        rgb.save(buf, format="JPEG", quality=quality)
+        return buf.getvalue()
+
+    return results.cached(("jpeg", fingerprint(rgb), quality), encode)

@@ -157,10 +157,28 @@ class ResultCache:
         pending.set_result(value)
         return value
 
-    def _store(self, cache_key: Hashable, value: Any) -> None:
+    def get(self, cache_key: Hashable, default: Any = None) -> Any:
+        """The cached value (counted as a hit), else ``default``; never computes or waits."""
+        with self._lock:
+            found = self._entries.get(cache_key)
+            if found is None:
+                return default
+            self._entries.move_to_end(cache_key)
+            self._hits += 1
+            return found[0]
+
+    def put(self, cache_key: Hashable, value: Any) -> None:
+        """Store a value computed elsewhere (e.g. one row of a batch)."""
+        self._store(cache_key, value, computing=False)
+
+    def _store(self, cache_key: Hashable, value: Any, computing: bool = True) -> None:
         size = size_of(value)
         with self._lock:
-            del self._computing[cache_key]
+            if computing:
+                del self._computing[cache_key]
+            old = self._entries.pop(cache_key, None)
+            if old is not None:
+                self._bytes -= old[1]
             if size > self.max_bytes:  # larger than the whole budget: hand it out, keep nothing
                 return
             self._entries[cache_key] = (value, size)
@@ -224,7 +242,10 @@ def cached(cache_key: tuple, compute: Callable[[], T]) -> T:
     """
     from cvdemo import scheduler
 
-    return process_cache().get_or_compute(cache_key, compute, on_wait=scheduler.notice_sharing)
+    try:
+        return process_cache().get_or_compute(cache_key, compute, on_wait=scheduler.notice_sharing)
+    finally:
+        scheduler.clear_notice()
 
 
 def stats() -> CacheStats:

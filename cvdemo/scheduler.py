@@ -127,6 +127,11 @@ def _show(message: str | None) -> None:
             pass
 
 
+def clear_notice() -> None:
+    """The wait is over: remove the notice (if one is shown)."""
+    _show(None)
+
+
 def notice_sharing() -> None:
     """Called while a result another session is computing is awaited (see :mod:`cvdemo.results`)."""
     _show("Another student asked for the same result a moment ago: sharing it as soon as it is ready…")
@@ -163,12 +168,16 @@ class Ticket(Generic[Out]):
 
     def wait(self, show: Callable[[str], None] | None = None, every: float = 0.2) -> Out:
         """The result; meanwhile ``show(message)`` every ``every`` seconds (default: the waiting notice)."""
-        show = show or _show
-        while True:
-            try:
-                return self.future.result(timeout=every)
-            except TimeoutError:
-                show(ahead_message(self.ahead()))
+        notice = show or _show
+        try:
+            while True:
+                try:
+                    return self.future.result(timeout=every)
+                except TimeoutError:
+                    notice(ahead_message(self.ahead()))
+        finally:
+            if show is None:
+                clear_notice()
 
 
 class Scheduler(Generic[In, Out]):
@@ -309,3 +318,9 @@ def for_network(name: str, batch_fn: Callable[[list[Any]], Sequence[Any]], max_b
         if found is None:
             found = _schedulers[name] = Scheduler(name, batch_fn, max_batch)
         return found
+
+
+def existing(name: str) -> Scheduler | None:
+    """The scheduler named ``name`` if one was created (no work, no waiting)."""
+    with _schedulers_lock:
+        return _schedulers.get(name)

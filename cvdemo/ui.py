@@ -8,12 +8,14 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any, Callable, TypeVar
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
 
 import streamlit as st
 
-from cvdemo import cache, datasets, weights
-from cvdemo.images import ImageInputError, load_image
+from cvdemo import cache, datasets, results, scheduler, weights
+from cvdemo.images import ImageInputError, load_image, shared_image
 from cvdemo.runtime import RuntimeInfo
 
 T = TypeVar("T")
@@ -88,10 +90,45 @@ def image_input(
     images = []
     for name, src in raw:
         try:
-            images.append((name, load_image(src)))
+            images.append((name, shared_image(src) if isinstance(src, Path) else load_image(src)))
         except ImageInputError as exc:
             st.error(str(exc), icon="🖼️")
     return images
+
+
+@contextmanager
+def waiting_notices() -> Iterator[None]:
+    """While a page waits for a model another session is using, say so ("3 requests ahead of you").
+
+    app.py wraps the page run in this: a placeholder at the top of the page shows the queue position
+    while the page waits, and disappears when the result is there.
+    """
+    placeholder = st.empty()
+    shown = [False]
+
+    def show(message: str | None) -> None:
+        if message is None:
+            if shown[0]:
+                placeholder.empty()
+                shown[0] = False
+            return
+        placeholder.info(message, icon=":material/hourglass_top:")
+        shown[0] = True
+
+    with scheduler.waiting_notice(show):
+        try:
+            yield
+        finally:
+            show(None)
+
+
+def wait_for(ticket: "scheduler.Ticket[T]") -> T:
+    """The ticket's result; meanwhile "N requests ahead of you" in a placeholder (removed afterwards)."""
+    placeholder = st.empty()
+    try:
+        return ticket.wait(lambda message: placeholder.info(message, icon=":material/hourglass_top:"))
+    finally:
+        placeholder.empty()
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -183,6 +220,7 @@ def sidebar_footer() -> None:
         st.caption(
             f"{threads} · {os.cpu_count()} CPU cores"
             + (f" · server memory {memory:,.0f} MB" if memory is not None else "")
+            + f" · {results.stats().summary()}"
         )
 
 
