@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-if get_script_run_ctx() is None:
+if get_script_run_ctx(suppress_warning=True) is None:
     # `streamlit run app.py` imports this file once to find the server app (st.App); each student's
     # page run executes the `else` branch. The server's start-up hook is the place for a warm start.
 
@@ -27,7 +27,7 @@ else:
     home = st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True)
     pages = [st.Page(p.path, title=p.title, icon=p.icon) for p in PAGES]
     navigation = st.navigation({"cvdemo": [home], "Lessons": pages})
-    ui.sidebar_status()  # the runtime switch must exist before the page reads it
-    with ui.waiting_notices():  # "3 requests ahead of you" while a model is busy with other students
+    with ui.page_run():  # one turn per core, in arrival order; "N ahead of you" while waiting
+        ui.sidebar_status()  # the runtime switch must exist before the page reads it
         navigation.run()
-    ui.sidebar_footer()  # after the page: threads and memory as the page left them
+        ui.sidebar_footer()  # after the page: threads and memory as the page left them

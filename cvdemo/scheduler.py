@@ -58,8 +58,32 @@ class ComputeGate:
     def holding(self) -> bool:
         return getattr(self._held, "depth", 0) > 0
 
+    def acquire(self, on_wait: Callable[[int], None] | None = None, every: float = 0.2) -> None:
+        """Wait for a permit in arrival order; meanwhile ``on_wait(holders and waiters ahead)`` every ``every`` s."""
+        me = object()
+        with self._cond:
+            self._waiting.append(me)
+            ready = lambda: self._waiting[0] is me and self._active < self.permits  # noqa: E731
+            while not self._cond.wait_for(ready, timeout=every if on_wait else None):
+                ahead = self._active + self._waiting.index(me)
+                self._cond.release()  # never draw a notice while holding the gate's lock
+                try:
+                    on_wait(ahead)
+                finally:
+                    self._cond.acquire()
+            self._waiting.popleft()
+            self._active += 1
+            self.peak_active = max(self.peak_active, self._active)
+            self._cond.notify_all()
+
+    def release(self) -> None:
+        with self._cond:
+            self._active -= 1
+            self._cond.notify_all()
+
     @contextmanager
-    def hold(self) -> Iterator[None]:
+    def hold(self, on_wait: Callable[[int], None] | None = None, every: float = 0.2) -> Iterator[None]:
+        """Hold a permit for the block (reentrant: a thread that holds one passes straight through)."""
         if self.holding():  # work started inside a batch: it already has the cores
             self._held.depth += 1
             try:
@@ -67,22 +91,39 @@ class ComputeGate:
             finally:
                 self._held.depth -= 1
             return
-        me = object()
-        with self._cond:
-            self._waiting.append(me)
-            self._cond.wait_for(lambda: self._waiting[0] is me and self._active < self.permits)
-            self._waiting.popleft()
-            self._active += 1
-            self.peak_active = max(self.peak_active, self._active)
-            self._cond.notify_all()
+        self.acquire(on_wait, every)
         self._held.depth = 1
         try:
             yield
         finally:
             self._held.depth = 0
-            with self._cond:
-                self._active -= 1
-                self._cond.notify_all()
+            self.release()
+
+    @contextmanager
+    def turn(self, lease: float, on_wait: Callable[[int], None] | None = None) -> Iterator[None]:
+        """A permit for at most ``lease`` seconds: after that the next in line goes too (the block goes on).
+
+        For page runs: a burst is served in arrival order, yet a page that works for minutes (an
+        evaluation) does not keep the others out.
+        """
+        self.acquire(on_wait)
+        released = threading.Event()
+        lock = threading.Lock()
+
+        def give_back() -> None:
+            with lock:
+                if not released.is_set():
+                    released.set()
+                    self.release()
+
+        timer = threading.Timer(lease, give_back)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+            give_back()
 
 
 _gate: ComputeGate | None = None
@@ -116,6 +157,36 @@ def waiting_notice(show: Callable[[str | None], None]) -> Iterator[None]:
         yield
     finally:
         _notice.show = previous
+
+
+PAGE_CONCURRENCY_ENV = "CVDEMO_PAGE_CONCURRENCY"
+
+
+PAGE_TURN_SECONDS = 5.0  # a page run keeps its turn at most this long (see ComputeGate.turn)
+
+
+def page_concurrency() -> int:
+    """Page runs at once (``$CVDEMO_PAGE_CONCURRENCY``, default: the number of cores; 0 = no limit)."""
+    raw = os.environ.get(PAGE_CONCURRENCY_ENV, "").strip()
+    try:
+        return max(0, int(raw)) if raw else (os.cpu_count() or 1)
+    except ValueError:
+        return os.cpu_count() or 1
+
+
+_page_gate: ComputeGate | None = None
+
+
+def page_gate() -> ComputeGate | None:
+    """The FIFO admission gate around page runs (None when switched off with 0)."""
+    global _page_gate
+    permits = page_concurrency()
+    if permits == 0:
+        return None
+    with _gate_lock:
+        if _page_gate is None or _page_gate.permits != permits:
+            _page_gate = ComputeGate(permits)
+        return _page_gate
 
 
 def _show(message: str | None) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -97,11 +97,14 @@ def image_input(
 
 
 @contextmanager
-def waiting_notices() -> Iterator[None]:
-    """While a page waits for a model another session is using, say so ("3 requests ahead of you").
+def page_run() -> Iterator[None]:
+    """Around each page run (app.py): take a turn, then say why the page waits while a model is busy.
 
-    app.py wraps the page run in this: a placeholder at the top of the page shows the queue position
-    while the page waits, and disappears when the result is there.
+    Thirty page runs at once on two cores all finish at the end (the first student waits as long as
+    the last); a FIFO gate (``$CVDEMO_PAGE_CONCURRENCY`` runs at once, default one per core) serves
+    them in arrival order and shows "N students ahead of you". A run keeps its turn at most
+    ``scheduler.PAGE_TURN_SECONDS``, so a long evaluation does not keep the class out. Inside, a wait for a model another
+    session is using shows "3 requests ahead of you" in the same placeholder, removed when done.
     """
     placeholder = st.empty()
     shown = [False]
@@ -115,11 +118,17 @@ def waiting_notices() -> Iterator[None]:
         placeholder.info(message, icon=":material/hourglass_top:")
         shown[0] = True
 
-    with scheduler.waiting_notice(show):
-        try:
-            yield
-        finally:
-            show(None)
+    def queued(ahead: int) -> None:
+        show(f"{ahead} student{'s' * (ahead != 1)} ahead of you: this page starts in a moment…")
+
+    gate = scheduler.page_gate()
+    with gate.turn(scheduler.PAGE_TURN_SECONDS, on_wait=queued) if gate is not None else nullcontext():
+        show(None)
+        with scheduler.waiting_notice(show):
+            try:
+                yield
+            finally:
+                show(None)
 
 
 def wait_for(ticket: "scheduler.Ticket[T]") -> T:

@@ -149,3 +149,37 @@ def test_concurrency_setting(monkeypatch):
     assert scheduler.default_concurrency() == 3
     monkeypatch.setenv(scheduler.CONCURRENCY_ENV, "")
     assert scheduler.default_concurrency() >= 1
+
+
+def test_a_turn_is_given_back_after_its_lease():
+    gate = ComputeGate(1)
+    entered = threading.Event()
+
+    def next_student():
+        gate.acquire()
+        entered.set()
+        gate.release()
+
+    with gate.turn(lease=0.2):
+        waiter = threading.Thread(target=next_student)
+        waiter.start()
+        assert entered.wait(5)  # the long block still runs, but the next one got in after the lease
+    waiter.join(5)
+    assert gate._active == 0  # the turn was given back once, not twice
+
+
+def test_gate_reports_how_many_are_ahead():
+    gate = ComputeGate(1)
+    seen = []
+    gate.acquire()  # someone else's turn
+    threading.Timer(0.5, gate.release).start()
+    gate.acquire(on_wait=seen.append, every=0.05)
+    assert seen and set(seen) == {1}
+    gate.release()
+
+
+def test_page_concurrency_setting(monkeypatch):
+    monkeypatch.setenv(scheduler.PAGE_CONCURRENCY_ENV, "0")
+    assert scheduler.page_gate() is None
+    monkeypatch.setenv(scheduler.PAGE_CONCURRENCY_ENV, "3")
+    assert scheduler.page_gate().permits == 3
