@@ -77,6 +77,20 @@ def test_clip_image_queries_batch_and_reach_their_callers(conse, bus_jpg):
     assert np.shares_memory(conse.encode_images([pictures[2]])[0], queued[2])  # cached: the same vector
 
 
+def test_clip_pair_of_images_is_cached_per_image(conse, bus_jpg):
+    import torch
+
+    a, b = _bus(bus_jpg).resize((300, 200)), _bus(bus_jpg).resize((200, 300))
+    with torch.inference_mode():
+        direct = conse._embed_batch(conse.preprocess_batch([a, b]))
+    pair = conse.encode_images([a, b])  # e.g. the Verify tab's two photos
+    assert pair.shape == direct.shape and np.allclose(pair, direct, atol=1e-4)
+    before = results.stats().misses
+    assert np.array_equal(conse.encode_images([b]), pair[1:])  # b alone: already known
+    assert results.stats().misses == before
+    assert conse.encode_images([]).shape == (0, conse.dim)
+
+
 def test_clip_text_queries_go_through_the_text_scheduler(conse):
     texts = ["a red bus in a street", "a dog on a beach", "a plate of pasta"]
     direct = conse._encode_text_batch(texts)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 
 SMALL_BATCH = 16  # texts; at most this many go through the text tower's scheduler (queries, short label lists)
+FEW_IMAGES = 4  # at most this many images go one by one through the cache and the image tower's scheduler
 TEXT_CHUNK = 1024  # texts per progress step of a long batch
 
 
@@ -105,8 +106,8 @@ class EmbeddingEngine:
         import torch
 
         images = list(images)
-        if len(images) == 1 and progress is None:  # one photo (zero-shot, image query): latency-bound
-            return self.encode_image(images[0])[None]
+        if len(images) <= FEW_IMAGES and progress is None:  # a photo or two (zero-shot, query, a pair): latency-bound
+            return np.stack([self.encode_image(img) for img in images]) if images else np.zeros((0, self.dim), np.float32)
         out = np.zeros((len(images), self.dim), dtype=np.float32)
         starts = list(range(0, len(images), batch_size))
 
