@@ -195,34 +195,45 @@ def to_png_bytes(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-_fingerprints: dict[int, str] = {}
-_fingerprints_lock = threading.Lock()
+_per_image: dict[tuple[int, str], Any] = {}
+_per_image_lock = threading.Lock()
+
+
+def per_image(img: Image.Image, what: str, compute: Any) -> Any:
+    """``compute()`` remembered for this image object (a digest, a thumbnail...), dropped with the image.
+
+    Images are not edited in place in cvdemo, so a shared sample's digest costs one hash per
+    process, not one per page run. ``what`` names the value (one image can have several).
+    """
+    key = (id(img), what)
+    with _per_image_lock:
+        if key in _per_image:
+            return _per_image[key]
+    value = compute()
+    try:
+        weakref.finalize(img, _forget, key)  # ids are reused once an image is freed
+    except TypeError:
+        return value
+    with _per_image_lock:
+        _per_image[key] = value
+    return value
+
+
+def _forget(key: tuple[int, str]) -> None:
+    with _per_image_lock:
+        _per_image.pop(key, None)
 
 
 def fingerprint(img: Image.Image) -> str:
     """Content hash of the decoded pixels (mode, size, bytes): the same picture gets the same key
-    however it was encoded. Remembered per image object (images are not edited in place in cvdemo),
-    so a shared sample costs one hash per process, not one per page run."""
-    key = id(img)
-    with _fingerprints_lock:
-        known = _fingerprints.get(key)
-    if known is not None:
-        return known
-    h = hashlib.blake2b(f"{img.mode}{img.size}".encode(), digest_size=16)
-    h.update(img.tobytes())
-    digest = h.hexdigest()
-    try:
-        weakref.finalize(img, _forget_fingerprint, key)  # ids are reused once an image is freed
-    except TypeError:
-        return digest
-    with _fingerprints_lock:
-        _fingerprints[key] = digest
-    return digest
+    however it was encoded (remembered per image object, see :func:`per_image`)."""
 
+    def digest() -> str:
+        h = hashlib.blake2b(f"{img.mode}{img.size}".encode(), digest_size=16)
+        h.update(img.tobytes())
+        return h.hexdigest()
 
-def _forget_fingerprint(key: int) -> None:
-    with _fingerprints_lock:
-        _fingerprints.pop(key, None)
+    return per_image(img, "fingerprint", digest)
 
 
 def shared_image(path: str | os.PathLike) -> Image.Image:
