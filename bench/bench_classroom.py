@@ -249,6 +249,8 @@ def main() -> None:
     ap.add_argument("--cold", action="store_true", help="no warm-up visit before the bursts")
     ap.add_argument("--first-visit", action="store_true",
                     help="also time one student on each page right after the server started (a cold start)")
+    ap.add_argument("--settle", type=float, default=0.0,
+                    help="seconds to wait after the server answers, before the first visit (e.g. a warm start's time)")
     ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="extra env for the app server")
     a = ap.parse_args()
     pages = ["" if p in ("home", "") else p for p in a.pages.split(",")]
@@ -264,6 +266,7 @@ def main() -> None:
         wait_healthy(app_port, app)
         print(f"# {a.app_dir.resolve()} · N={a.n} · stagger {a.stagger:g} s · {os.cpu_count()} cores · "
               f"load average {os.getloadavg()[0]:.1f} · logs {logs}", flush=True)
+        time.sleep(a.settle)
         if a.first_visit:
             for page in pages:
                 first = burst("first", app_port, app.pid, page, 1, expect=EXPECT.get(page, ""))
