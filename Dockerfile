@@ -18,6 +18,7 @@ ENV HOME=/home/user \
     CVDEMO_WEIGHTS_DIR=/home/user/weights \
     CVDEMO_CACHE_DIR=/home/user/.cache/cvdemo \
     CVDEMO_GRADIO_BASE_URL=/gradio \
+    CVDEMO_WARM_START=1 \
     YOLO_CONFIG_DIR=/home/user/.config/Ultralytics
 
 # Prefetch at build time so the first visitor does not wait; start.sh retries anything missing.

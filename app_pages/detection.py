@@ -28,7 +28,7 @@ from cvdemo.detection import (
     yolo_zip_set,
 )
 from cvdemo.clip.prompts import md_literal
-from cvdemo.images import is_image_name
+from cvdemo.images import is_image_name, jpeg_bytes
 
 ui.page_header(
     "Object detection",
@@ -148,8 +148,8 @@ def show_detections(det: Detections, image: Image.Image, key: str) -> None:
     if det.runtime_info:
         st.caption(f"Network run by {det.runtime_info.label}.")
     left, right = st.columns(2)
-    left.image(image, caption=f"Original · {w}×{h}", width="stretch")
-    right.image(det.annotated(), caption=f"{len(det)} detections (confidence ≥ {det.conf:.2f})", width="stretch")
+    left.image(jpeg_bytes(image), caption=f"Original · {w}×{h}", width="stretch")  # encoded once per server
+    right.image(jpeg_bytes(det.annotated()), caption=f"{len(det)} detections (confidence ≥ {det.conf:.2f})", width="stretch")
     table_col, count_col = st.columns([3, 1])
     with table_col:
         st.dataframe(

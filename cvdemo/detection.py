@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 import warnings
+import dataclasses
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
@@ -45,7 +46,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from cvdemo.errors import CvdemoError
-from cvdemo import datasets, qdq, runtime, weights
+from cvdemo import datasets, networks, qdq, results, runtime, weights
 from cvdemo.archives import ArchiveError, read_zip
 from cvdemo.yolo_runtime import import_ultralytics
 from cvdemo.images import ImageInputError, is_image_name, load_image, to_png_bytes
@@ -137,6 +138,8 @@ class Detections:
     conf: float
     iou: float
     runtime_info: runtime.RuntimeInfo | None = None  # what ran the network, for the latency badge
+    # Drawn pictures by drawing options: a cached Detections is shared by every session that asked.
+    _plots: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.result.boxes)
@@ -197,8 +200,11 @@ class Detections:
         return {str(n): int(c) for n, c in pairs}
 
     def annotated(self, labels: bool = True, conf: bool = True, line_width: int | None = None) -> Image.Image:
-        """The original image with boxes drawn by ultralytics' ``Results.plot``."""
-        return _rgb_image(self.result.plot(labels=labels, conf=conf, line_width=line_width))
+        """The original image with boxes drawn by ultralytics' ``Results.plot`` (drawn once per options)."""
+        options = (labels, conf, line_width)
+        if options not in self._plots:
+            self._plots[options] = _rgb_image(self.result.plot(labels=labels, conf=conf, line_width=line_width))
+        return self._plots[options]
 
     def png(self) -> bytes:
         return to_png_bytes(self.annotated())
@@ -1134,6 +1140,20 @@ class Detector:
         return f"{self.name} ({self.path.name}{variant}, {self.format})"
 
     @property
+    def identity(self) -> str:
+        """What the results depend on: the weights file (path, size, mtime), the export that runs, its format."""
+        stat = self.path.stat()
+        # the variant and the derived graph too: the float twin and the INT8 file share one weights file
+        return (
+            f"{self.path}|{stat.st_size}|{stat.st_mtime_ns}|{self.exported_path}|{self.derived_path}|"
+            f"{self.variant}|{self.format}|{self.precision}"
+        )
+
+    def _scheduled_predict(self, image: Image.Image, **kwargs: Any) -> tuple["Results", tuple[int, int], Any]:
+        """:meth:`_predict` through this network's FIFO scheduler (one at a time, process-wide gate)."""
+        return networks.scheduler("detector", self, self.identity).run((image, kwargs))
+
+    @property
     def runtime_info(self) -> runtime.RuntimeInfo:
         """What runs, for the latency badge: e.g. "ONNX Runtime · FP32 activations (derived from the INT8 file …)",
         or "… on the inference server"."""
@@ -1232,12 +1252,20 @@ class Detector:
         max_det: int = 300,
         name: str = "image",
     ) -> Detections:
-        """Boxes in pixels of ``image`` (PIL/bytes/path/array), with ultralytics' timing split."""
+        """Boxes in pixels of ``image`` (PIL/bytes/path/array), with ultralytics' timing split.
+
+        Computed once per process per (model, image content, settings): the same picture with the
+        same settings from another session gets the same (read-only) result, with its own ``name``.
+        """
         rgb = _as_rgb(image)
-        result, input_shape, _ = self._predict(
-            rgb, conf=conf, iou=iou, classes=list(classes) if classes else None, imgsz=imgsz, max_det=max_det
-        )
-        return Detections(result, name, self.description, input_shape, conf, iou, self.runtime_info)
+        settings = dict(conf=conf, iou=iou, classes=list(classes) if classes else None, imgsz=imgsz, max_det=max_det)
+
+        def compute() -> Detections:
+            result, input_shape, _ = self._scheduled_predict(rgb, **settings)
+            return Detections(result, name, self.description, input_shape, conf, iou, self.runtime_info)
+
+        found = results.cached(results.key("detect", self.identity, rgb, settings), compute)
+        return found if found.image_name == name else dataclasses.replace(found, image_name=name)
 
     def nms_lesson(
         self,
@@ -1253,13 +1281,22 @@ class Detector:
             raise ValueError(
                 f"{self.name} is an end-to-end (NMS-free) model: it outputs final boxes, there is no NMS to show."
             )
+        rgb = _as_rgb(image)
+        cls_list = list(classes) if classes else None
+        settings = dict(conf=conf, classes=cls_list, imgsz=imgsz, agnostic=agnostic, max_det=max_det)
+        return results.cached(
+            results.key("nms_lesson", self.identity, rgb, settings),
+            lambda: self._nms_lesson(rgb, conf, cls_list, imgsz, agnostic, max_det),
+        )
+
+    def _nms_lesson(
+        self, rgb: Image.Image, conf: float, cls_list: list[int] | None, imgsz: int, agnostic: bool, max_det: int
+    ) -> NmsLesson:
         import torch
         from ultralytics.utils import ops
         from ultralytics.utils.nms import non_max_suppression
 
-        rgb = _as_rgb(image)
-        cls_list = list(classes) if classes else None
-        _, input_shape, raw = self._predict(
+        _, input_shape, raw = self._scheduled_predict(
             rgb, raw=True, conf=conf, iou=0.45, classes=cls_list, imgsz=imgsz, max_det=max_det
         )
         raw = raw.detach().float().cpu()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import threading
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +195,76 @@ def to_png_bytes(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+_per_image: dict[tuple[int, str], Any] = {}
+_per_image_lock = threading.Lock()
+
+
+def per_image(img: Image.Image, what: str, compute: Any) -> Any:
+    """``compute()`` remembered for this image object (a digest, a thumbnail...), dropped with the image.
+
+    Images are not edited in place in cvdemo, so a shared sample's digest costs one hash per
+    process, not one per page run. ``what`` names the value (one image can have several).
+    """
+    key = (id(img), what)
+    with _per_image_lock:
+        if key in _per_image:
+            return _per_image[key]
+    value = compute()
+    try:
+        weakref.finalize(img, _forget, key)  # ids are reused once an image is freed
+    except TypeError:
+        return value
+    with _per_image_lock:
+        _per_image[key] = value
+    return value
+
+
+def _forget(key: tuple[int, str]) -> None:
+    with _per_image_lock:
+        _per_image.pop(key, None)
+
+
+def fingerprint(img: Image.Image) -> str:
+    """Content hash of the decoded pixels (mode, size, bytes): the same picture gets the same key
+    however it was encoded (remembered per image object, see :func:`per_image`)."""
+
+    def digest() -> str:
+        h = hashlib.blake2b(f"{img.mode}{img.size}".encode(), digest_size=16)
+        h.update(img.tobytes())
+        return h.hexdigest()
+
+    return per_image(img, "fingerprint", digest)
+
+
+def shared_image(path: str | os.PathLike) -> Image.Image:
+    """A photo file decoded once per process (sample pictures): every caller gets the same read-only
+    image object, so its fingerprint and the results computed from it are shared too."""
+    from cvdemo import results
+
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return load_image(path)  # the same clear message as any missing file
+    return results.cached(("decoded-file", str(path), stat.st_size, stat.st_mtime_ns), lambda: load_image(path))
+
+
+def jpeg_bytes(img: Image.Image, quality: int = 90) -> bytes:
+    """The image as JPEG bytes for display, encoded once per process per picture.
+
+    ``st.image`` re-encodes a PIL image on every page run (JPEG at quality 100); bytes it passes on
+    as they are. Thirty students looking at the same sample and the same detections then cost one
+    encoding, and the browser downloads a smaller file.
+    """
+    from cvdemo import results
+
+    rgb = img if img.mode == "RGB" else img.convert("RGB")
+
+    def encode() -> bytes:
+        buf = io.BytesIO()
+        rgb.save(buf, format="JPEG", quality=quality)
+        return buf.getvalue()
+
+    return results.cached(("jpeg", fingerprint(rgb), quality), encode)

@@ -8,12 +8,14 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any, Callable, TypeVar
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
 
 import streamlit as st
 
-from cvdemo import cache, datasets, text, weights
-from cvdemo.images import ImageInputError, load_image
+from cvdemo import cache, datasets, results, scheduler, text, weights
+from cvdemo.images import ImageInputError, load_image, shared_image
 from cvdemo.runtime import RuntimeInfo
 from cvdemo.serve.client import InferenceServerError
 
@@ -104,10 +106,54 @@ def image_input(
     images = []
     for name, src in raw:
         try:
-            images.append((name, load_image(src)))
+            images.append((name, shared_image(src) if isinstance(src, Path) else load_image(src)))
         except ImageInputError as exc:  # the message names the file: shown as typed
             st.error(literal(exc), icon="🖼️")
     return images
+
+
+@contextmanager
+def page_run() -> Iterator[None]:
+    """Around each page run (app.py): take a turn, then say why the page waits while a model is busy.
+
+    Thirty page runs at once on two cores all finish at the end (the first student waits as long as
+    the last); a FIFO gate (``$CVDEMO_PAGE_CONCURRENCY`` runs at once, default one per core) serves
+    them in arrival order and shows "N students ahead of you". A run keeps its turn at most
+    ``scheduler.PAGE_TURN_SECONDS``, so a long evaluation does not keep the class out. Inside, a wait for a model another
+    session is using shows "3 requests ahead of you" in the same placeholder, removed when done.
+    """
+    placeholder = st.empty()
+    shown = [False]
+
+    def show(message: str | None) -> None:
+        if message is None:
+            if shown[0]:
+                placeholder.empty()
+                shown[0] = False
+            return
+        placeholder.info(message, icon=":material/hourglass_top:")
+        shown[0] = True
+
+    def queued(ahead: int) -> None:
+        show(f"{ahead} student{'s' * (ahead != 1)} ahead of you: this page starts in a moment…")
+
+    gate = scheduler.page_gate()
+    with gate.turn(scheduler.PAGE_TURN_SECONDS, on_wait=queued) if gate is not None else nullcontext():
+        show(None)
+        with scheduler.waiting_notice(show):
+            try:
+                yield
+            finally:
+                show(None)
+
+
+def wait_for(ticket: "scheduler.Ticket[T]") -> T:
+    """The ticket's result; meanwhile "N requests ahead of you" in a placeholder (removed afterwards)."""
+    placeholder = st.empty()
+    try:
+        return ticket.wait(lambda message: placeholder.info(message, icon=":material/hourglass_top:"))
+    finally:
+        placeholder.empty()
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -215,6 +261,7 @@ def sidebar_footer() -> None:
         st.caption(
             f"{threads} · {os.cpu_count()} CPU cores"
             + (f" · server memory {memory:,.0f} MB" if memory is not None else "")
+            + f" · {results.stats().summary()}"
         )
 
 

@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CVDEMO_GRADIO_BASE_URL="${CVDEMO_GRADIO_BASE_URL:-/gradio}"
+# Classroom warm start: the server loads the models and precomputes the default samples at start.
+export CVDEMO_WARM_START="${CVDEMO_WARM_START:-1}"
 
 # Weights not baked into the image are fetched on first start into the persistent cache.
 python -m cvdemo.weights fetch yolov8n yolov8n-seg efficientnet_lite0 mobileclip_s0 || true

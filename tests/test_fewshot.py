@@ -127,6 +127,9 @@ def test_embed_is_normalised_batched_and_deterministic(extractor, features, pool
     assert X_pool.shape == (2 * POOL_PER_CLASS, 1280) and X_pool.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(X_pool, axis=1), 1.0, atol=1e-5)
     seen = []
+    from cvdemo import results
+
+    results.process_cache().clear()  # embeddings are kept per process: empty it so the batches really run
     again = extractor.embed(pool[0][:3], batch_size=2, progress=lambda done, total: seen.append((done, total)))
     np.testing.assert_allclose(again, X_pool[:3], atol=1e-5)  # batch size does not change features
     assert seen == [(0, 3), (2, 3), (3, 3)]

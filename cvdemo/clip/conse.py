@@ -100,7 +100,16 @@ class ConSEEngine(EmbeddingEngine):
         return _l2_normalize(mixed)
 
     def imagenet_top(self, images: Sequence[Image.Image], k: int = 5) -> list[list[tuple[str, float]]]:
-        """What ConSE sees: each image's top-k ImageNet classes with probabilities."""
+        """What ConSE sees: each image's top-k ImageNet classes with probabilities (one image: once per process)."""
+        if len(images) == 1:
+            from cvdemo import results
+
+            return results.cached(
+                results.key("conse-top", self.identity, images[0].convert("RGB"), k), lambda: self._imagenet_top(images, k)
+            )
+        return self._imagenet_top(images, k)
+
+    def _imagenet_top(self, images: Sequence[Image.Image], k: int) -> list[list[tuple[str, float]]]:
         import torch
 
         with torch.inference_mode():

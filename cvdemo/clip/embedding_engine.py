@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 from PIL import Image
 
-from cvdemo import runtime
+from cvdemo import networks, results, runtime
+from cvdemo.scheduler import compute_gate
 from cvdemo.clip._common import Progress, _l2_normalize
 from cvdemo.clip.embedding_store import EmbeddingStore, default_index_dir
 
@@ -23,29 +23,9 @@ if TYPE_CHECKING:
     import torch
 
 
-SMALL_BATCH = 16  # texts; at most this many go to the single-threaded latency worker
+SMALL_BATCH = 16  # texts; at most this many go through the text tower's scheduler (queries, short label lists)
+FEW_IMAGES = 4  # at most this many images go one by one through the cache and the image tower's scheduler
 TEXT_CHUNK = 1024  # texts per progress step of a long batch
-
-
-@lru_cache(maxsize=1)
-def _latency_pool():
-    """One worker thread whose torch ops run single-threaded, for one query text or one image.
-
-    On a shared 2-core server the OpenMP/MKL threads of a tiny forward pass mostly wait for each
-    other: one short sentence through MiniLM took 130 ms with 2 threads and 7 ms with 1 while other
-    work ran. Batches (galleries, prompt ensembles) still use every thread.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    import torch
-
-    original = torch.get_num_threads()
-    pool = ThreadPoolExecutor(
-        1, thread_name_prefix="cvdemo-clip-latency", initializer=torch.set_num_threads, initargs=(1,)
-    )
-    pool.submit(int).result()  # start the worker now
-    torch.set_num_threads(original)  # the initializer also changed the default of threads started later
-    return pool
 
 
 class EmbeddingEngine:
@@ -129,8 +109,8 @@ class EmbeddingEngine:
         import torch
 
         images = list(images)
-        if len(images) == 1 and progress is None:  # one photo (zero-shot, image query): latency-bound
-            return _latency_pool().submit(self._encode_one_image, images[0]).result()
+        if len(images) <= FEW_IMAGES and progress is None:  # a photo or two (zero-shot, query, a pair): latency-bound
+            return np.stack([self.encode_image(img) for img in images]) if images else np.zeros((0, self.dim), np.float32)
         out = np.zeros((len(images), self.dim), dtype=np.float32)
         starts = list(range(0, len(images), batch_size))
 
@@ -146,7 +126,8 @@ class EmbeddingEngine:
                 batch = pending.result() if pending is not None else prepare(start)
                 if overlap and n + 1 < len(starts):
                     pending = pool.submit(prepare, starts[n + 1])
-                out[start : start + len(batch)] = self._image_vectors(batch)
+                with compute_gate().hold():  # batch by batch, in turn with the other networks' requests
+                    out[start : start + len(batch)] = self._image_vectors(batch)
                 if progress is not None:
                     progress(start + len(batch), len(images))
         return out
@@ -193,6 +174,20 @@ class EmbeddingEngine:
         with torch.inference_mode():
             return self._image_vectors(self.preprocess_batch([image]))
 
+    @property
+    def identity(self) -> str:
+        """What embeddings depend on: the engine (model and variant) and the runtime that runs it."""
+        return f"{self.name}|{self.runtime_info.name}|{self.runtime_info.accelerated}"
+
+    def encode_image(self, image: Image.Image) -> np.ndarray:
+        """(dim,) float32 L2-normalised: once per process per image content, through the image tower's
+        scheduler (photos of several sessions that arrive together run as one batch)."""
+        rgb = image.convert("RGB") if image.mode != "RGB" else image
+        return results.cached(
+            results.key("clip-image", self.identity, rgb),
+            lambda: networks.scheduler("clip-image", self, self.identity).run(rgb),
+        )
+
     def encode_texts(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         """(M, dim) float32, L2-normalised. Each distinct text is encoded once per process (and long
         batches once per machine, on disk); ``progress(done, total)`` counts the texts still to encode."""
@@ -209,12 +204,15 @@ class EmbeddingEngine:
                     lookup[t] = vector
             missing = [t for t in missing if t not in lookup]
         if missing:
-            if len(missing) <= SMALL_BATCH:  # a query: latency-bound, run it on the single-threaded worker
-                vectors = _l2_normalize(_latency_pool().submit(self._text_vectors, missing).result())
+            if len(missing) <= SMALL_BATCH:  # a query: latency-bound, queued with the other sessions' texts
+                texts_scheduler = networks.scheduler("clip-text", self, self.identity)
+                tickets = [texts_scheduler.submit(t) for t in missing]
+                vectors = np.stack([ticket.wait() for ticket in tickets])
             else:  # chunks of 1,024 so a long ensemble can report progress (the model batches inside)
                 chunks = []
                 for start in range(0, len(missing), TEXT_CHUNK):
-                    chunks.append(self._text_vectors(missing[start : start + TEXT_CHUNK]))
+                    with compute_gate().hold():
+                        chunks.append(self._text_vectors(missing[start : start + TEXT_CHUNK]))
                     if progress is not None:
                         progress(min(start + TEXT_CHUNK, len(missing)), len(missing))
                 vectors = _l2_normalize(np.concatenate(chunks))

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 from PIL import Image
 
 from cvdemo.clip._common import ClipInputError
-from cvdemo.images import ImageInputError, is_image_name, load_image
+from cvdemo.images import ImageInputError, is_image_name, load_image, per_image
 
 THUMB_SIZE = 128
 
@@ -33,8 +33,13 @@ class Gallery:
 
 def digest_of(data: bytes | Image.Image) -> str:
     if isinstance(data, Image.Image):
-        rgb = data.convert("RGB")
-        data = f"{rgb.size}".encode() + rgb.tobytes()
+        image = data
+
+        def pixels_digest() -> str:
+            rgb = image.convert("RGB")
+            return hashlib.sha256(f"{rgb.size}".encode() + rgb.tobytes()).hexdigest()
+
+        return per_image(image, "clip-digest", pixels_digest)  # a shared sample: hashed once per process
     return hashlib.sha256(data).hexdigest()
 
 
@@ -115,7 +120,12 @@ def _has_class_folders(root: Path) -> bool:
 
 
 def display_thumbnail(image: Image.Image, size: int = THUMB_SIZE) -> Image.Image:
-    """A thumbnail at most ``size`` px; tiny images (CIFAR's 32 px) are enlarged so they can be seen."""
+    """A thumbnail at most ``size`` px; tiny images (CIFAR's 32 px) are enlarged so they can be seen.
+    Made once per image object and size (read-only: a shared sample's thumbnail is shared)."""
+    return per_image(image, f"thumbnail-{size}", lambda: _thumbnail(image, size))
+
+
+def _thumbnail(image: Image.Image, size: int) -> Image.Image:
     img = image.convert("RGB")
     if max(img.size) < size:
         scale = size / max(img.size)

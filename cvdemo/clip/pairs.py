@@ -17,6 +17,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from cvdemo.clip._common import ClipInputError
 from cvdemo.clip.gallery import GalleryImage
+from cvdemo.images import per_image
 
 PHOTO, CLASS = "photo", "class"
 LEVELS = {PHOTO: "same photo (after changes)", CLASS: "same class (two different photos)"}
@@ -76,7 +77,9 @@ def apply_change(image: Image.Image, change: str, seed: int = 0) -> Image.Image:
     """``image`` after one of :data:`CHANGES` (random strength from ``seed``)."""
     if change not in CHANGES:
         raise ClipInputError(f"Unknown change “{change}”. Known: {', '.join(CHANGES)}.")
-    return CHANGES[change](image.convert("RGB"), np.random.default_rng(seed))
+    # Once per image object, change and seed: the same shared sample gives every session the same
+    # (read-only) changed picture, so its embedding is shared too.
+    return per_image(image, f"change-{change}-{seed}", lambda: CHANGES[change](image.convert("RGB"), np.random.default_rng(seed)))
 
 
 @dataclass

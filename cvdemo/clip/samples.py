@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from cvdemo.clip._common import ClipInputError
@@ -52,6 +53,13 @@ def sample_gallery(key: str, per_class: int | None = None) -> Gallery:
 
 def zero_shot_samples() -> dict[str, Path]:
     """Sample photos for the zero-shot picker: packaged photos, pets, and one CIFAR-10 image per class."""
+    from cvdemo import datasets
+
+    return dict(_zero_shot_samples(tuple(datasets.data_dirs())))  # the folders are listed once per process
+
+
+@lru_cache(maxsize=4)
+def _zero_shot_samples(data_dirs: tuple[Path, ...]) -> dict[str, Path]:
     from cvdemo import datasets
 
     samples = dict(datasets.sample_images())

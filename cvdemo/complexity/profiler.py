@@ -318,7 +318,10 @@ def profile(model: "nn.Module | str", input_size: Sequence[int] | None = None, *
     """
     if isinstance(model, str):
         size = _named_input_size(model, input_size)
-        return _on_named(model, size, name or zoo.label(model))
+        label = name or zoo.label(model)
+        from cvdemo import results  # a named architecture is profiled once per process, for every session
+
+        return results.cached(results.key("profile", model, tuple(size), label), lambda: _on_named(model, size, label))
     if not isinstance(model, nn.Module):
         raise ProfileError(f"Expected an nn.Module or a model name, got {type(model).__name__}.")
     size = _check_input_size(input_size or (3, 224, 224))

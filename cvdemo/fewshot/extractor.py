@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_che
 import numpy as np
 from PIL import Image
 
-from cvdemo import runtime, weights
+from cvdemo import networks, results, runtime, weights
 from cvdemo.backbones import BACKBONES, create_frozen
 from cvdemo.fewshot.knn import _l2_normalise
-from cvdemo.images import load_image
+from cvdemo.images import fingerprint, load_image
+from cvdemo.scheduler import compute_gate
 
 if TYPE_CHECKING:
     import torch
@@ -248,16 +249,70 @@ class FeatureExtractor:
         batch_size: int = 32,
         progress: Progress | None = None,
     ) -> dict[int | None, np.ndarray]:
-        """Features of several layers from ONE forward pass per batch (for comparing layers)."""
+        """Features of several layers from ONE forward pass per batch (for comparing layers).
+
+        Each picture is embedded once per process and feature space (see :mod:`cvdemo.results`):
+        thirty sessions on the same example set cost one pass; a single query image goes through
+        the backbone's scheduler, where the queries of several sessions run as one batch.
+        """
         images = [img if isinstance(img, Image.Image) else load_image(img) for img in images]
         if self._encoder is not None:
             if list(layers) != [None]:
                 raise ValueError("An image encoder only gives its final embedding (layer None).")
             vectors = np.asarray(self._encoder.encode_images(images, batch_size=batch_size, progress=progress))
             return {None: _l2_normalise(vectors.astype(np.float32, copy=False).reshape(len(images), -1))}
+        layers = list(dict.fromkeys(layers))
+        store = results.process_cache()
+        spaces = {layer: f"{self.key_for(layer)}|{self.runtime_info.name}" for layer in layers}
+        prints = [fingerprint(img) for img in images]
+        found: dict[tuple[int | None, str], np.ndarray] = {}
+        for layer in layers:
+            for fp in set(prints):
+                vector = store.get(("backbone", spaces[layer], fp))
+                if vector is not None:
+                    found[(layer, fp)] = vector
+        todo = list(dict.fromkeys(fp for fp in prints if any((layer, fp) not in found for layer in layers)))
+        if todo:
+            first = {fp: images[i] for i, fp in reversed(list(enumerate(prints)))}
+            pictures = [first[fp] for fp in todo]
+
+            def compute() -> dict[int | None, np.ndarray]:
+                if len(pictures) == 1 and progress is None and layers == [self.layer]:
+                    vector = networks.scheduler("backbone", self, spaces[self.layer]).run(pictures[0])
+                    computed = {self.layer: np.asarray(vector)[None]}
+                else:
+                    computed = self._embed_layers_now(pictures, layers, batch_size, progress)
+                for layer, vectors in computed.items():
+                    for fp, vector in zip(todo, vectors):
+                        store.put(("backbone", spaces[layer], fp), vector)
+                return computed
+
+            # Single flight: sessions asking for the same pictures at once wait for one pass.
+            computed = results.cached(("backbone-pass", tuple(spaces.values()), tuple(todo)), compute)
+            for layer, vectors in computed.items():
+                for fp, vector in zip(todo, vectors):
+                    found[(layer, fp)] = vector
+        width = {info.index: info.channels for info in self.layers()}
+        return {
+            layer: np.stack([found[(layer, fp)] for fp in prints]).astype(np.float32, copy=False)
+            if prints
+            else np.zeros((0, width[layer]), np.float32)
+            for layer in layers
+        }
+
+    def embed_now(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """``(N, D)`` features of this extractor's layer, computed now (the backbone scheduler's batch function)."""
+        return self._embed_layers_now(list(images), [self.layer], len(images) or 1, None)[self.layer]
+
+    def _embed_layers_now(
+        self,
+        images: list[Image.Image],
+        layers: list[int | None],
+        batch_size: int,
+        progress: Progress | None,
+    ) -> dict[int | None, np.ndarray]:
         import torch
 
-        layers = list(dict.fromkeys(layers))
         chunks: dict[int | None, list[np.ndarray]] = {layer: [] for layer in layers}
         total = len(images)
         if progress:
@@ -265,7 +320,9 @@ class FeatureExtractor:
         with torch.inference_mode():
             for start in range(0, total, batch_size):
                 batch = images[start : start + batch_size]
-                for layer, feats in self._features(batch, layers).items():
+                with compute_gate().hold():  # batch by batch, in turn with the other networks' requests
+                    features = self._features(batch, layers)
+                for layer, feats in features.items():
                     chunks[layer].append(torch.nn.functional.normalize(feats.float(), dim=1).numpy())
                 if progress:
                     progress(min(start + batch_size, total), total)

@@ -47,6 +47,8 @@ class PretrainedSegmenter(Segmenter):
         self.name = name
         self.title = PRETRAINED[name]
         path = weights.resolve(name)
+        stat = path.stat()
+        self.weights_identity = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
         state = weights.load_state_dict(path)
         if name == "segformer_b0_ade":
             import segmentation_models_pytorch as smp
@@ -71,7 +73,15 @@ class PretrainedSegmenter(Segmenter):
         self.network.eval()
 
     def predict(self, image: Image.Image) -> np.ndarray:
+        """Class index per pixel; once per process per picture (the mask is shared: read-only)."""
+        from cvdemo import results
+
+        return results.cached(results.key("segment", self.name, self.weights_identity, image), lambda: self._predict(image))
+
+    def _predict(self, image: Image.Image) -> np.ndarray:
         import torch
+
+        from cvdemo.scheduler import compute_gate
 
         if isinstance(self.size, tuple):
             resized = image.resize(self.size, Image.BILINEAR)
@@ -82,7 +92,7 @@ class PretrainedSegmenter(Segmenter):
         x = torch.from_numpy(np.asarray(resized.convert("RGB")).copy()).permute(2, 0, 1)[None].float() / 255
         mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)  # ImageNet statistics, both models
         std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-        with torch.inference_mode():
+        with torch.inference_mode(), compute_gate().hold():
             out = self.network((x - mean) / std)
             out = out["out"] if isinstance(out, dict) else out
             return labels_at_size(out, image.width, image.height)

@@ -1,0 +1,107 @@
+"""The networks the schedulers serve, in one place: network kind -> batch function and batch size.
+
+Every model call that 30 students can make at once goes through ``networks.scheduler(kind, model,
+identity)``: one FIFO scheduler per (kind, model identity) and process (see :mod:`cvdemo.scheduler`).
+The batch function of each kind is made from the model object by a factory registered here; a
+remote implementation (e.g. Ray Serve deployments) replaces it per kind with :func:`substitute`,
+keeping the inputs and outputs below.
+
+=============  ==================================  ============================================  =====
+kind           one input                           one output                                    batch
+=============  ==================================  ============================================  =====
+detector       (RGB PIL image, predict kwargs)     (ultralytics Results, input (h, w), raw out)  1 (*)
+clip-image     RGB PIL image                       (dim,) float32, L2-normalised                 16
+clip-text      text                                (dim,) float32, L2-normalised                 64
+backbone       RGB PIL image                       (D,) float32 feature vector                   32
+=============  ==================================  ============================================  =====
+
+(*) The detector exports have a static batch axis of 1, so its requests run one by one, FIFO.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from cvdemo import scheduler as scheduling
+
+BatchFn = Callable[[list[Any]], Sequence[Any]]
+BatchFactory = Callable[[Any], BatchFn]  # model object -> batch function
+
+
+@dataclass(frozen=True)
+class Network:
+    kind: str
+    max_batch: int
+    local: BatchFactory  # runs the model in this process
+
+
+def _detector_batch(detector: Any) -> BatchFn:
+    return lambda items: [detector._predict(image, **kwargs) for image, kwargs in items]
+
+
+def _clip_image_batch(engine: Any) -> BatchFn:
+    def run(images: list[Any]) -> list[Any]:
+        import torch
+
+        with torch.inference_mode():
+            return list(engine._embed_batch(engine.preprocess_batch(images)))
+
+    return run
+
+
+def _clip_text_batch(engine: Any) -> BatchFn:
+    from cvdemo.clip._common import _l2_normalize
+
+    def run(texts: list[str]) -> list[Any]:
+        unique = list(dict.fromkeys(texts))  # 30 students typing the same query: encode it once
+        vectors = dict(zip(unique, _l2_normalize(engine._encode_text_batch(unique))))
+        return [vectors[t] for t in texts]
+
+    return run
+
+
+def _backbone_batch(extractor: Any) -> BatchFn:
+    return lambda images: list(extractor.embed_now(images))
+
+
+NETWORKS: dict[str, Network] = {
+    "detector": Network("detector", 1, _detector_batch),
+    "clip-image": Network("clip-image", 16, _clip_image_batch),
+    "clip-text": Network("clip-text", 64, _clip_text_batch),
+    "backbone": Network("backbone", 32, _backbone_batch),
+}
+
+_substitutes: dict[str, BatchFactory] = {}
+_lock = threading.Lock()
+
+
+def substitute(kind: str, factory: BatchFactory | None) -> None:
+    """Run ``kind``'s batches with ``factory(model)`` (e.g. a remote call) instead; None restores local.
+
+    Applies to schedulers created afterwards (call it before the first request, e.g. at start-up).
+    """
+    if kind not in NETWORKS:
+        raise KeyError(f"unknown network kind {kind!r}; known: {', '.join(NETWORKS)}")
+    with _lock:
+        if factory is None:
+            _substitutes.pop(kind, None)
+        else:
+            _substitutes[kind] = factory
+
+
+def batch_function(kind: str, model: Any) -> BatchFn:
+    """The batch function that serves ``kind`` for ``model``: the substitute if one is set, else local."""
+    with _lock:
+        factory = _substitutes.get(kind, NETWORKS[kind].local)
+    return factory(model)
+
+
+def scheduler(kind: str, model: Any, identity: str) -> scheduling.Scheduler:
+    """The process's scheduler for this network (one per kind and model identity)."""
+    name = f"{kind}:{identity}"
+    found = scheduling.existing(name)
+    if found is not None:
+        return found
+    return scheduling.for_network(name, batch_function(kind, model), NETWORKS[kind].max_batch)

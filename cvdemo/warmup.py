@@ -1,0 +1,137 @@
+"""Classroom warm start: load and warm the models, and precompute the default sample results, at server start.
+
+With ``CVDEMO_WARM_START=1`` the server (app.py's start-up hook) runs :func:`warm_up` once in a
+background thread: the heavy imports, every model page's default model (the same process-wide
+instances the pages use, see :mod:`cvdemo.cache`), and the results a student sees first on each page
+(detections on the default sample, its CLIP embedding and the default labels' text vectors, the
+default architecture's profile) go into the result cache. The first student then pays for none of it.
+Steps that cannot run here (weights missing) are skipped and reported, never raised.
+
+The defaults below mirror the pages' first view (``tests/test_warmup.py`` checks that a page opened
+after a warm-up computes nothing new).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from cvdemo.images import shared_image
+
+WARM_START_ENV = "CVDEMO_WARM_START"
+
+
+def enabled() -> bool:
+    """Whether ``$CVDEMO_WARM_START`` asks for a warm start (1, true, yes, on)."""
+    return os.environ.get(WARM_START_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass
+class WarmUpReport:
+    done: list[tuple[str, float]] = field(default_factory=list)  # (step, seconds)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (step, why)
+    finished: bool = False
+
+    def summary(self) -> str:
+        took = sum(s for _, s in self.done)
+        parts = [f"warm start: {len(self.done)} steps in {took:.1f} s"]
+        parts += [f"skipped {step} ({why})" for step, why in self.skipped]
+        return "; ".join(parts)
+
+
+def _detection() -> None:
+    from cvdemo import cache, datasets, weights
+    from cvdemo.detection import DETECTION_MODELS, Detector
+
+    ready = [n for n in DETECTION_MODELS if weights.available(n)]
+    if not ready:
+        raise FileNotFoundError("no detector weights")
+    detector = cache.shared(Detector, ready[0], accelerated=True)
+    samples = datasets.sample_images(include_sets=("coco8", "coco128"))
+    name, path = next(iter(samples.items()))
+    detector.detect(shared_image(path), conf=0.25, iou=0.45, classes=None, imgsz=detector.fixed_imgsz or 640, name=name)
+
+
+def _clip() -> None:
+    from cvdemo import cache, clip
+
+    available = clip.available_engines()
+    if not available:
+        raise FileNotFoundError("no CLIP or ConSE weights")
+    engine = cache.shared(clip.create_engine, available[0], accelerated=True)
+    _, path = next(iter(clip.zero_shot_samples().items()))
+    engine.encode_images([shared_image(path)])
+    labels = next(iter(clip.LABEL_PRESETS.values()))
+    template = "a photo of a {}." if engine.is_clip else clip.ENSEMBLE
+    clip.class_text_embeddings(engine, labels, template)
+
+
+def _architectures() -> None:
+    from cvdemo import complexity as cx
+    from cvdemo import zoo
+
+    key = "alexnet"
+    resolution = zoo.native_resolution(key)
+    cx.profile(key, (zoo.input_channels(key), resolution, resolution))
+
+
+def _fewshot() -> None:
+    from cvdemo import cache
+    from cvdemo import fewshot as fs
+
+    ready = [s for s in fs.backbone_status() if s.available]
+    if not ready:
+        raise FileNotFoundError("no few-shot backbone weights")
+    cache.shared(fs.FeatureExtractor, ready[0].name, None, True, True)
+
+
+STEPS: dict[str, Callable[[], None]] = {
+    "detection": _detection,
+    "CLIP": _clip,
+    "architectures": _architectures,
+    "few-shot backbone": _fewshot,
+}
+
+
+def warm_up(steps: dict[str, Callable[[], None]] | None = None) -> WarmUpReport:
+    """Run the warm-up steps in order; a step that fails is skipped with its reason."""
+    report = WarmUpReport()
+    for name, step in (steps or STEPS).items():
+        started = time.perf_counter()
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001 - a warm-up never takes the server down
+            report.skipped.append((name, f"{type(exc).__name__}: {exc}"[:200]))
+        else:
+            report.done.append((name, time.perf_counter() - started))
+    report.finished = True
+    return report
+
+
+_started: threading.Thread | None = None
+_report = WarmUpReport()
+_lock = threading.Lock()
+
+
+def start_in_background() -> threading.Thread:
+    """Start :func:`warm_up` in a daemon thread, once per process; later calls return the same thread."""
+    global _started
+    with _lock:
+        if _started is None:
+
+            def run() -> None:
+                global _report
+                _report = warm_up()
+                print(_report.summary(), flush=True)
+
+            _started = threading.Thread(target=run, name="cvdemo-warm-start", daemon=True)
+            _started.start()
+        return _started
+
+
+def report() -> WarmUpReport:
+    """What the background warm-up did so far (``finished`` once it is over)."""
+    return _report
