@@ -198,7 +198,8 @@ def to_png_bytes(img: Image.Image) -> bytes:
 
 
 _per_image: dict[tuple[int, str], Any] = {}
-_per_image_lock = threading.Lock()
+# Reentrant: a finalizer (below) can run inside any block holding it, when garbage collection frees an image there.
+_per_image_lock = threading.RLock()
 
 
 def per_image(img: Image.Image, what: str, compute: Any) -> Any:
@@ -223,7 +224,9 @@ def per_image(img: Image.Image, what: str, compute: Any) -> Any:
 
 def _forget(key: tuple[int, str]) -> None:
     with _per_image_lock:
-        _per_image.pop(key, None)
+        value = _per_image.pop(key, None)
+    # Dropped outside the lock: the value may be an image (a thumbnail) whose own finalizer comes back here.
+    del value
 
 
 def fingerprint(img: Image.Image) -> str:

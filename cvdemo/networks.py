@@ -46,7 +46,7 @@ def _clip_image_batch(engine: Any) -> BatchFn:
         import torch
 
         with torch.inference_mode():
-            return list(engine._embed_batch(engine.preprocess_batch(images)))
+            return list(engine._image_vectors(engine.preprocess_batch(images)))  # here, or on the inference server
 
     return run
 
@@ -56,7 +56,7 @@ def _clip_text_batch(engine: Any) -> BatchFn:
 
     def run(texts: list[str]) -> list[Any]:
         unique = list(dict.fromkeys(texts))  # 30 students typing the same query: encode it once
-        vectors = dict(zip(unique, _l2_normalize(engine._encode_text_batch(unique))))
+        vectors = dict(zip(unique, _l2_normalize(engine._text_vectors(unique))))  # here, or on the inference server
         return [vectors[t] for t in texts]
 
     return run
@@ -92,7 +92,10 @@ def substitute(kind: str, factory: BatchFactory | None) -> None:
 
 
 def batch_function(kind: str, model: Any) -> BatchFn:
-    """The batch function that serves ``kind`` for ``model``: the substitute if one is set, else local."""
+    """The batch function that serves ``kind`` for ``model``: the substitute if one is set, else the model's own.
+
+    The model's own batch functions already send the forward pass to the inference server when
+    ``CVDEMO_INFERENCE_URL`` is set (:mod:`cvdemo.serve.client`), so the queue and the batching stay here."""
     with _lock:
         factory = _substitutes.get(kind, NETWORKS[kind].local)
     return factory(model)

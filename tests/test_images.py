@@ -134,3 +134,26 @@ def test_pixel_cap_is_fifty_megapixels():
 def test_missing_path(tmp_path):
     with pytest.raises(ImageInputError, match="not found"):
         load_image(tmp_path / "nope.jpg")
+
+
+def test_remembered_values_that_are_images_free_without_deadlock():
+    """A thumbnail remembered for a photo is itself remembered-for: freeing the photo frees both (a
+    finalizer inside a finalizer), which must not wait on a lock its own thread holds."""
+    import gc
+    import threading
+
+    from cvdemo import images
+
+    def churn():
+        for _ in range(200):
+            outer = Image.new("RGB", (8, 8))
+            inner = images.per_image(outer, "thumb", lambda: Image.new("RGB", (4, 4)))
+            images.fingerprint(inner)
+            del inner, outer
+            gc.collect()
+
+    worker = threading.Thread(target=churn, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "freeing remembered images deadlocked"
+    assert not [key for key in images._per_image if key[1] == "thumb"]
