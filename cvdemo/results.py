@@ -87,8 +87,12 @@ def size_of(value: Any, _seen: set[int] | None = None, _depth: int = 0) -> int:
 
 
 def key(*parts: Any) -> tuple:
-    """A hashable cache key: images and arrays become content fingerprints, lists become tuples."""
-    return tuple(_part(p) for p in parts)
+    """A hashable cache key: images and arrays become content fingerprints, lists become tuples.
+
+    Where the networks run is part of every key: with ``CVDEMO_INFERENCE_URL`` set, a result carries
+    the inference server's name in its runtime badge (and fails with its message when it does not answer).
+    """
+    return (*(_part(p) for p in parts), ("inference", os.environ.get("CVDEMO_INFERENCE_URL") or "here"))
 
 
 def _part(part: Any) -> Hashable:

@@ -18,6 +18,7 @@ from torch import nn
 from cvdemo import complexity as cx
 from cvdemo import zoo
 from cvdemo.complexity import memory_budget, profiler
+from cvdemo import results
 
 FIRST_BLOCK = """\
 input 32x32x3
@@ -645,8 +646,10 @@ def test_a_model_needing_real_values_runs_for_real_only_if_its_weights_fit(monke
         return real_run(model, example, *args)
 
     monkeypatch.setattr(profiler, "_run", meta_fails)  # where profile() looks it up
+    results.process_cache().clear()  # named models' profiles are remembered per process: profile anew
     prof = cx.profile("resnet18", (3, 64, 64))
     assert prof.method == "forward" and prof.total_params == 11_689_512
     monkeypatch.setattr(memory_budget, "RUN_BUDGET_BYTES", 20 * 2**20)
+    results.process_cache().clear()  # a remembered profile costs no memory: ask for a new run
     with pytest.raises(cx.OverBudget, match=r"weights 44\.6 MB, activations unknown until it runs\); the limit here is 20 MB"):
         cx.profile("resnet18", (3, 64, 64))

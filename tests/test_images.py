@@ -139,7 +139,6 @@ def test_missing_path(tmp_path):
 def test_remembered_values_that_are_images_free_without_deadlock():
     """A thumbnail remembered for a photo is itself remembered-for: freeing the photo frees both (a
     finalizer inside a finalizer), which must not wait on a lock its own thread holds."""
-    import gc
     import threading
 
     from cvdemo import images
@@ -149,8 +148,7 @@ def test_remembered_values_that_are_images_free_without_deadlock():
             outer = Image.new("RGB", (8, 8))
             inner = images.per_image(outer, "thumb", lambda: Image.new("RGB", (4, 4)))
             images.fingerprint(inner)
-            del inner, outer
-            gc.collect()
+            del inner, outer  # reference counting frees both here, finalizers included
 
     worker = threading.Thread(target=churn, daemon=True)
     worker.start()
