@@ -175,5 +175,6 @@ def start_shared_demo(page: Page, timeout: float = RUN_TIMEOUT) -> Locator:
     section = main(page).get_by_test_id("stExpander").filter(has_text="Share this demo")
     section.get_by_text("Share this demo").click()
     click(page, section.get_by_text("Start the shareable demo"), timeout)
-    expect(section.locator('[data-testid="stIFrame"]')).to_be_visible()
+    # starting a Gradio server (and the demo's first model) can take a while on a loaded 2-core machine
+    expect(section.locator('[data-testid="stIFrame"]')).to_be_visible(timeout=timeout * 1000)
     return section
