@@ -12,7 +12,7 @@ from PIL import Image, ImageOps
 
 from cvdemo import backbones, datasets, ui, weights
 from cvdemo import segmentation as seg
-from cvdemo.images import to_png_bytes
+from cvdemo.images import fingerprint, to_png_bytes
 
 ui.page_header(
     "Semantic segmentation",
@@ -391,8 +391,7 @@ def get_segmenter(kind: str) -> seg.Segmenter | None:
 def predicted_mask(model: seg.Segmenter, name: str, image: Image.Image) -> np.ndarray:
     """Predictions cached per (model, image) in the session: sliders do not recompute them."""
     cache = st.session_state.setdefault("seg_predictions", {})
-    corner = image.crop((0, 0, min(image.width, 128), min(image.height, 128))).tobytes()  # cheap fingerprint
-    key = (id(model), name, image.size, hashlib.sha1(corner).hexdigest())
+    key = (id(model), name, fingerprint(image))  # the whole picture: two photos with the same corner differ
     if key not in cache:
         if len(cache) > 8:
             cache.clear()

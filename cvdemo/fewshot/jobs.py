@@ -9,6 +9,8 @@ from __future__ import annotations
 import threading
 import time
 
+from cvdemo.errors import CvdemoError
+
 
 class BackgroundJob:
     """Subclasses implement ``_work()``, update ``progress`` (0..1) and ``phase``, and poll ``stopping``."""
@@ -74,7 +76,7 @@ class BackgroundJob:
     def _run_safely(self) -> None:
         try:
             self.run()
-        except ValueError as exc:  # the library's student-worded errors (LadderError, ImageInputError, ...)
+        except CvdemoError as exc:  # the library's student-worded errors (LadderError, ImageInputError, ...)
             self.error = str(exc)
         except Exception as exc:  # shown on the page, not a dead thread with a traceback
             self.error = f"{type(exc).__name__}: {exc}"
