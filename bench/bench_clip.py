@@ -19,6 +19,8 @@ import time
 import numpy as np
 
 os.environ.setdefault("CVDEMO_OFFLINE", "1")
+# Time the networks, not the process-wide result cache (a repeat would be a cache hit): keep no results.
+os.environ.setdefault("CVDEMO_RESULT_CACHE_MB", "0")
 _SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared")
 os.environ.setdefault("CVDEMO_WEIGHTS_DIR", os.path.join(_SHARED, "weights"))
 os.environ.setdefault("CVDEMO_DATA_DIR", os.path.join(_SHARED, "data"))

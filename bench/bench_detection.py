@@ -23,6 +23,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 os.environ.setdefault("CVDEMO_WEIGHTS_DIR", str(SHARED / "weights"))
 os.environ.setdefault("CVDEMO_DATA_DIR", str(SHARED / "data"))
 os.environ.setdefault("CVDEMO_OFFLINE", "1")
+# Time the networks, not the process-wide result cache (a repeat would be a cache hit): keep no results.
+os.environ.setdefault("CVDEMO_RESULT_CACHE_MB", "0")
 
 from PIL import Image  # noqa: E402
 
