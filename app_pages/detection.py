@@ -22,13 +22,12 @@ from cvdemo.detection import (
     drop_duplicate_images,
     duplicates_note,
     has_int8_twin,
-    image_fingerprint,
     pr_figure,
     sample_set,
     yolo_zip_set,
 )
 from cvdemo.clip.prompts import md_literal
-from cvdemo.images import is_image_name, jpeg_bytes
+from cvdemo.images import fingerprint, is_image_name, jpeg_bytes
 
 ui.page_header(
     "Object detection",
@@ -213,7 +212,7 @@ def cached_lesson(
     detector: Detector, image: Image.Image, conf: float, classes: tuple[int, ...] | None, imgsz: int
 ) -> NmsLesson:
     """One forward pass per (image, settings); IoU changes reuse it."""
-    key = (detector.description, image_fingerprint(image), conf, classes, imgsz)
+    key = (detector.description, fingerprint(image), conf, classes, imgsz)
     stored = st.session_state.get("det_nms_lesson")
     if stored is None or stored[0] != key:
         stored = (key, detector.nms_lesson(image, conf=conf, classes=classes, imgsz=imgsz))
@@ -261,7 +260,7 @@ def nms_lesson_section(
     st.markdown("##### IoU of two boxes, by the formula")
     default_a, default_b = lesson.default_pair(nms_iou)
     options = list(range(len(lesson)))
-    pair_key = f"{image_fingerprint(image)}_{conf}_{classes}_{imgsz}"  # new lesson: back to the default pair
+    pair_key = f"{fingerprint(image)}_{conf}_{classes}_{imgsz}"  # new lesson: back to the default pair
     pick_a, pick_b, _ = st.columns([1, 1, 1])
     a = pick_a.selectbox("Box A (blue)", options, index=default_a, format_func=lesson.label, key=f"nms_a_{pair_key}")
     b = pick_b.selectbox("Box B (orange)", options, index=default_b, format_func=lesson.label, key=f"nms_b_{pair_key}")

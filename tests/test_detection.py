@@ -34,14 +34,13 @@ from cvdemo.detection import (
     draw_iou_pair,
     drop_duplicate_images,
     duplicates_note,
-    image_fingerprint,
     iou_by_formula,
     match_boxes,
     pr_figure,
     sample_set,
     yolo_zip_set,
 )
-from cvdemo.images import ImageInputError
+from cvdemo.images import ImageInputError, fingerprint
 
 
 @pytest.fixture(scope="session")
@@ -250,7 +249,7 @@ def test_duplicate_photos_are_detected_once(bus):
     kept, skipped = drop_duplicate_images(images)
     assert [name for name, _ in kept] == ["bus.jpg", "blank.jpg"]
     assert skipped == [("bus *copy* <b>.png", "bus.jpg"), ("bus.jpg", "bus.jpg")]
-    assert image_fingerprint(bus) == image_fingerprint(bus.copy()) != image_fingerprint(bus.convert("L"))
+    assert fingerprint(bus) == fingerprint(bus.copy()) != fingerprint(bus.convert("L"))
     note = duplicates_note(skipped)
     assert note == "Skipped 2 duplicates: “bus *copy* <b>.png” (the same pixels as “bus.jpg”), a second “bus.jpg”. Each photo is detected once."
     assert duplicates_note(skipped[:1]) == "Skipped “bus *copy* <b>.png” (the same pixels as “bus.jpg”): each photo is detected once."
@@ -529,7 +528,7 @@ def test_match_boxes_pairs_same_class_boxes_by_iou():
 
 def test_float_graph_refused_by_parity_falls_back_to_the_int8_file(monkeypatch, caplog):
     strict = lambda ref, cand: detection.DetectionParity(len(ref), 10, 9, 0.5, 0.5, 1.0)  # noqa: E731  90% < 100%
-    monkeypatch.setattr(detection, "detection_parity", strict)
+    monkeypatch.setattr("cvdemo.detection.detector.detection_parity", strict)  # where Detector looks it up
     with caplog.at_level("WARNING", logger="cvdemo.runtime"):
         model = Detector("yolov8n")
     assert model.variant == "int8" and model.derived_path is None and model.format == "onnx"
@@ -558,7 +557,7 @@ def _bus_path() -> Path:
 
 @pytest.mark.skipif(not runtime.backend_installed("openvino"), reason="OpenVINO not installed")
 def test_openvino_that_differs_from_onnx_runtime_is_refused(monkeypatch):
-    monkeypatch.setattr(detection, "RAW_TOLERANCE", {"boxes": -1.0, "scores": -1.0})  # nothing can pass
+    monkeypatch.setattr("cvdemo.detection.detector.RAW_TOLERANCE", {"boxes": -1.0, "scores": -1.0})  # nothing can pass
     model = Detector("yolov8n")
     assert model.format == "onnx" and model.variant == "float" and model.latency_ms == {}
     assert any(note.startswith("OpenVINO refused: its output differs") for note in model.notes)
