@@ -17,6 +17,8 @@ from cvdemo.detection import (
     INT8,
     Detections,
     Detector,
+    EvaluationState,
+    LessonMemo,
     NmsLesson,
     draw_iou_pair,
     drop_duplicate_images,
@@ -213,11 +215,11 @@ def cached_lesson(
 ) -> NmsLesson:
     """One forward pass per (image, settings); IoU changes reuse it."""
     key = (detector.description, fingerprint(image), conf, classes, imgsz)
-    stored = st.session_state.get("det_nms_lesson")
-    if stored is None or stored[0] != key:
-        stored = (key, detector.nms_lesson(image, conf=conf, classes=classes, imgsz=imgsz))
+    stored: LessonMemo | None = st.session_state.get("det_nms_lesson")
+    if stored is None or stored.key != key:
+        stored = LessonMemo(key, detector.nms_lesson(image, conf=conf, classes=classes, imgsz=imgsz))
         st.session_state["det_nms_lesson"] = stored
-    return stored[1]
+    return stored.lesson
 
 
 @st.fragment
@@ -306,8 +308,8 @@ def _eval_sources() -> dict[str, str | None]:
     return sources
 
 
-def show_evaluation(stored: dict) -> None:
-    ev = stored["evaluation"]
+def show_evaluation(stored: EvaluationState) -> None:
+    ev = stored.evaluation
     st.markdown(f"**{ev.dataset}** · {ev.model_name} · {ev.seconds:.1f} s")
     cols = st.columns(6)
     cols[0].metric("mAP50", f"{ev.map50:.3f}", help="Average precision at IoU ≥ 0.5, mean over classes.")
@@ -316,13 +318,13 @@ def show_evaluation(stored: dict) -> None:
     cols[3].metric("Recall", f"{ev.recall:.3f}", help="At the confidence that maximizes F1.")
     cols[4].metric("Images / boxes", f"{ev.n_images} / {ev.n_instances}")
     cols[5].metric("Inference per image", f"{ev.speed_ms.get('inference', 0):.0f} ms")
-    for note in stored["notes"]:
+    for note in stored.notes:
         st.info(note, icon=":material/info:")
-    if stored["problems"]:
-        with st.expander(f"{len(stored['problems'])} problem(s) in the zip: what was left out", expanded=True):
-            st.markdown("\n".join(f"- {p}" for p in stored["problems"][:50]))
-            if len(stored["problems"]) > 50:
-                st.caption(f"… and {len(stored['problems']) - 50} more.")
+    if stored.problems:
+        with st.expander(f"{len(stored.problems)} problem(s) in the zip: what was left out", expanded=True):
+            st.markdown("\n".join(f"- {p}" for p in stored.problems[:50]))
+            if len(stored.problems) > 50:
+                st.caption(f"… and {len(stored.problems) - 50} more.")
     curve, table = st.columns([3, 2])
     curve.plotly_chart(pr_figure(ev), key="det_pr_curve")
     columns = ["Class", "Instances", "mAP50", "mAP50-95", "Box-P", "Box-R", "Images"]
@@ -366,8 +368,8 @@ def evaluation_section(detector: Detector, imgsz: int) -> None:
                 st.error(f"The evaluation stopped: {exc}")
                 return
         bar.empty()
-        st.session_state["det_eval"] = {"evaluation": evaluation, "problems": labeled.problems, "notes": labeled.notes}
-    stored = st.session_state.get("det_eval")
+        st.session_state["det_eval"] = EvaluationState(evaluation, labeled.problems, labeled.notes)
+    stored: EvaluationState | None = st.session_state.get("det_eval")
     if stored:
         show_evaluation(stored)
 
