@@ -59,7 +59,8 @@ def _encode_class_vectors(engine: EmbeddingEngine, labels: list[str], prompts: t
 def _stored_class_vectors(engine: EmbeddingEngine, labels: list[str], prompts: tuple[str, ...],
                           progress: Progress | None) -> np.ndarray:
     """Class vectors of many prompts through the run store (keyed by engine, labels and templates)."""
-    if len(labels) * len(prompts) < STORED_FROM_PROMPTS:
+    if len(labels) * len(prompts) < STORED_FROM_PROMPTS or engine.name.endswith("-random-init"):
+        # few prompts: quick to encode again; a random-init model: its weights differ in every process
         return _encode_class_vectors(engine, labels, prompts, progress)
     from importlib.metadata import version
 
