@@ -305,7 +305,8 @@ def train_tab() -> None:
     finetune = c2.slider("Stage 2: epochs fine-tuning everything", 0, 40, default.finetune_epochs, key="seg_finetune")
     # Default 96 px: the default recipe then costs half of 160 px's (93 s on 2 cores before), for a held-out
     # foreground IoU of 0.78 instead of 0.87 on the sample pets (measured on this machine; see the help).
-    img_size = c3.select_slider("Training image size (px)", [96, 128, 160, 192, 224], value=seg.runs.PAGE_IMG_SIZE, key="seg_size",
+    img_size = c3.select_slider("Training image size (px)", [96, 128, 160, 192, 224], value=seg.runs.PAGE_IMG_SIZE,
+                                key="seg_size",
                                 help="Smaller trains faster on a CPU; predictions are upsampled to the photo's size. "
                                 "On the sample pets (3 + 5 epochs): 96 px trains in about half the time of 160 px, "
                                 "160 px paints sharper masks (held-out foreground IoU about 0.87 vs 0.78).")
