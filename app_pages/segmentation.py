@@ -113,19 +113,30 @@ def _curves(trainer: seg.Trainer, runs: list[dict]):
 
 def start_training(data: seg.SegDataset, n_val: int, model_config: seg.ModelConfig, train_config: seg.TrainConfig):
     old = st.session_state.get("seg_trainer")
-    if old is not None and old.running:
+    if old is not None and old.running and st.session_state.get("seg_started_here"):
         old.stop()
-    train, val = seg.split(data.samples, n_val, seed=train_config.seed)
     try:
         with st.spinner("Building the network and loading the encoder's ImageNet weights…"):
-            model = seg.SegModel(model_config)
+            # The same run already training (another student, the warm start) is watched, not trained twice.
+            trainer, started_here = seg.runs.start(data, n_val, model_config, train_config)
     except weights.WeightsUnavailable as exc:
         ui.weights_missing(exc)
         return
-    trainer = seg.Trainer(model, train, val, train_config)
-    trainer.label = f"{data.source} ({len(train)} train / {len(val)} held out)"
     st.session_state.seg_trainer = trainer
-    trainer.start()
+    st.session_state.seg_started_here = started_here
+
+
+def show_stored_run(data: seg.SegDataset, n_val: int, model_config: seg.ModelConfig,
+                    train_config: seg.TrainConfig) -> None:
+    """With no run of its own for these settings, the session shows the stored one (or the one training now)."""
+    trainer = st.session_state.get("seg_trainer")
+    if trainer is not None and (trainer.running or trainer.run_key == st.session_state.get("seg_settings_key")):
+        return
+    found = seg.runs.running(data, n_val, model_config, train_config) or seg.runs.load(data, n_val, model_config,
+                                                                                       train_config)
+    if found is not None:
+        st.session_state.seg_trainer = found
+        st.session_state.seg_started_here = False
 
 
 def record_run(trainer: seg.Trainer) -> None:
@@ -133,6 +144,8 @@ def record_run(trainer: seg.Trainer) -> None:
     runs = st.session_state.setdefault("seg_runs", [])
     if not trainer.history or any(r["_trainer"] == id(trainer) for r in runs):
         return
+    if trainer.stored_at is not None and any(r["_key"] == trainer.run_key and r["_stored"] for r in runs):
+        return  # the same stored run shown again (settings changed and changed back)
     last = trainer.history[-1]
     cfg = trainer.model.config
     frozen = sum(r.stage == "frozen encoder" for r in trainer.history)
@@ -148,7 +161,10 @@ def record_run(trainer: seg.Trainer) -> None:
             "held-out foreground IoU": round(last.val_foreground_iou, 3),
             "held-out mIoU": round(last.val_miou, 3),
             "train seconds": round(trainer.seconds, 1),
+            "trained": "live" if trainer.stored_at is None else f"stored, {_when(trainer)}",
             "_trainer": id(trainer),
+            "_key": trainer.run_key,
+            "_stored": trainer.stored_at is not None,
             "_epochs": [r.epoch for r in trainer.history],
             "_fg": [r.val_foreground_iou for r in trainer.history],
         }
@@ -164,10 +180,24 @@ def training_panel() -> None:
     done_epochs = len(trainer.history)
     if trainer.status == "running":
         st.progress(trainer.progress, text=f"Training… epoch {min(done_epochs + 1, trainer.total_epochs)} of "
-                                           f"{trainer.total_epochs} ({trainer.seconds:.0f} s so far)")
-        st.button("Stop", key="seg_stop", icon=":material/stop_circle:", on_click=trainer.stop)
+                                           f"{trainer.total_epochs} ({trainer.elapsed:.0f} s so far)")
+        if st.session_state.get("seg_started_here"):
+            st.button("Stop", key="seg_stop", icon=":material/stop_circle:", on_click=trainer.stop)
+        else:
+            st.caption("This server is already training exactly these settings (for another student or at its "
+                       "start): you are watching that run, which is stored for everyone when it ends.")
     elif trainer.status == "failed":
         st.error(f"Training failed: {ui.literal(trainer.error)}")
+    elif trainer.stored_at is not None and trainer.run_key != st.session_state.get("seg_settings_key"):
+        st.info(f"This stored run was trained at {_when(trainer)} on this server with other settings than the "
+                "ones above: press **Train** to train these.", icon="🗄️")
+    elif trainer.stored_at is not None:
+        st.info(f"This run was trained at {_when(trainer)} on this server with exactly these settings "
+                f"({done_epochs} epochs in {trainer.seconds:.0f} s on {ui.literal(trainer.label)}); "
+                "**Train again** to watch it live.", icon="🗄️")
+        if st.button("Train again", key="seg_retrain", icon=":material/replay:"):
+            st.session_state.seg_train_live = True
+            st.rerun()  # the whole page: it starts the run with the current settings
     else:
         word = "Stopped" if trainer.status == "stopped" else "Finished"
         st.success(f"{word} after {done_epochs} of {trainer.total_epochs} epochs in {trainer.seconds:.0f} s "
@@ -180,6 +210,13 @@ def training_panel() -> None:
         st.info("No epoch finished, so there is nothing to evaluate yet.")
         return
     show_results(trainer)
+
+
+def _when(trainer: seg.Trainer) -> str:
+    import time
+
+    local = time.localtime(trainer.stored_at)
+    return f"{time.strftime('%H:%M', local)} on {local.tm_mday} {time.strftime('%b %Y', local)}"
 
 
 def tile(img: Image.Image) -> Image.Image:
@@ -263,46 +300,53 @@ def train_tab() -> None:
         except weights.WeightsUnavailable as exc:
             ui.weights_missing(exc)
     c1, c2, c3 = st.columns(3)
-    frozen = c1.slider("Stage 1: epochs with the encoder frozen", 0, 20, 3, key="seg_frozen")
-    finetune = c2.slider("Stage 2: epochs fine-tuning everything", 0, 40, 5, key="seg_finetune")
+    default = seg.runs.PAGE_TRAIN  # the run the warm start stores (cvdemo/segmentation/runs.py)
+    frozen = c1.slider("Stage 1: epochs with the encoder frozen", 0, 20, default.frozen_epochs, key="seg_frozen")
+    finetune = c2.slider("Stage 2: epochs fine-tuning everything", 0, 40, default.finetune_epochs, key="seg_finetune")
     # Default 96 px: the default recipe then costs half of 160 px's (93 s on 2 cores before), for a held-out
     # foreground IoU of 0.78 instead of 0.87 on the sample pets (measured on this machine; see the help).
-    img_size = c3.select_slider("Training image size (px)", [96, 128, 160, 192, 224], value=96, key="seg_size",
+    img_size = c3.select_slider("Training image size (px)", [96, 128, 160, 192, 224], value=seg.runs.PAGE_IMG_SIZE,
+                                key="seg_size",
                                 help="Smaller trains faster on a CPU; predictions are upsampled to the photo's size. "
                                 "On the sample pets (3 + 5 epochs): 96 px trains in about half the time of 160 px, "
                                 "160 px paints sharper masks (held-out foreground IoU about 0.87 vs 0.78).")
     c1, c2, c3 = st.columns(3)
-    lr = c1.select_slider("Learning rate (decoder)", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], value=3e-3, key="seg_lr",
+    lr = c1.select_slider("Learning rate (decoder)", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], value=default.lr, key="seg_lr",
                           format_func=lambda v: f"{v:g}")
     factor = c2.select_slider("Stage 2 encoder learning rate (× decoder's)", [0.01, 0.03, 0.1, 0.3, 1.0],
-                              value=0.1, key="seg_factor", disabled=not pretrained,
+                              value=default.encoder_lr_factor, key="seg_factor", disabled=not pretrained,
                               help="Differential learning rate: pretrained features need only small nudges.")
     n_val = 1
     if data is not None and len(data.samples) == 2:  # a slider needs two values to choose from
         c3.caption("Held-out images: 1 (of 2 pairs: one to learn from, one to check on).")
     elif data is not None and len(data.samples) > 2:
-        default_val = 6 if len(data.samples) == 26 else max(1, len(data.samples) // 4)
+        default_val = seg.SAMPLE_HELD_OUT if len(data.samples) == 26 else max(1, len(data.samples) // 4)
         n_val = c3.slider("Held-out images (never trained on)", 1, max(1, len(data.samples) - 1),
                           min(default_val, len(data.samples) - 1), key="seg_nval")
-    augment = st.toggle("Augment: random crop, flip and colour jitter every epoch", value=True, key="seg_augment")
+    augment = st.toggle("Augment: random crop, flip and colour jitter every epoch", value=default.augment,
+                        key="seg_augment")
     total = frozen + finetune
     if not pretrained:
         st.caption(f"Random encoder: nothing worth freezing, so all {total} epochs train every layer at the "
                    "decoder's learning rate — the same number of epochs as a transfer-learning run.")
-    trainer: seg.Trainer | None = st.session_state.get("seg_trainer")
     can_train = data is not None and len(data.samples) >= 2 and total > 0 and (encoder in ready or not pretrained)
     if data is not None and len(data.samples) < 2:
         st.warning("Training needs at least 2 image/mask pairs (one to learn from, one to check on).")
-    if st.button("Train", type="primary", icon=":material/model_training:", disabled=not can_train, key="seg_train"):
-        start_training(
-            data,
-            n_val,
-            seg.ModelConfig(architecture=architecture, encoder=encoder, class_names=list(data.class_names),
-                            img_size=img_size, pretrained_encoder=pretrained),
-            seg.TrainConfig(frozen_epochs=frozen, finetune_epochs=finetune, lr=lr,
-                            encoder_lr_factor=factor, augment=augment),
-        )
-        trainer = st.session_state.get("seg_trainer")
+    clicked = st.button("Train", type="primary", icon=":material/model_training:", disabled=not can_train,
+                        key="seg_train")
+    live = st.session_state.pop("seg_train_live", False)  # "Train again" under a stored run
+    st.session_state.seg_settings_key = None
+    if can_train:
+        model_config = seg.ModelConfig(architecture=architecture, encoder=encoder, class_names=list(data.class_names),
+                                       img_size=img_size, pretrained_encoder=pretrained)
+        train_config = seg.TrainConfig(frozen_epochs=frozen, finetune_epochs=finetune, lr=lr,
+                                       encoder_lr_factor=factor, augment=augment)
+        st.session_state.seg_settings_key = seg.runs.run_key(data, n_val, model_config, train_config)
+        if clicked or live:
+            start_training(data, n_val, model_config, train_config)
+        else:
+            show_stored_run(data, n_val, model_config, train_config)
+    trainer: seg.Trainer | None = st.session_state.get("seg_trainer")
     st.markdown("##### 3 · Training")
     running = trainer is not None and trainer.running
     # While a run is going the panel polls the trainer once a second; only the panel reruns.

@@ -88,11 +88,22 @@ def _fewshot() -> None:
     cache.shared(fs.FeatureExtractor, ready[0].name, None, True, True)
 
 
+def _segmentation_run() -> None:
+    from cvdemo.segmentation import runs
+
+    # The Segmentation page's default training run (about a minute of both cores), into the run store:
+    # the page then shows it at once. Lowest priority: last, after the cheap steps, and one batch at a
+    # time through the inference gate, so the pages' requests go between batches. A student who presses
+    # Train on these settings meanwhile watches this same run instead of starting a second one.
+    runs.get_or_train(*runs.page_default(), polite=True)
+
+
 STEPS: dict[str, Callable[[], None]] = {
     "detection": _detection,
     "CLIP": _clip,
     "architectures": _architectures,
     "few-shot backbone": _fewshot,
+    "segmentation default run": _segmentation_run,  # keep last: the longest, least urgent step
 }
 
 

@@ -186,3 +186,62 @@ def test_user_names_in_a_zip_are_shown_as_typed():
     assert all(formatting(c) == set() for c in captions)
     problems = [w.value for w in at.warning]
     assert any("[x](y)" in rendered_text(p) and "a" not in formatting(p) for p in problems), problems
+
+
+def _tiny_settings(at: AppTest, finetune: int = 1) -> None:
+    """A one-epoch run with its own learning rate: not the run the other tests train."""
+    at.slider(key="seg_frozen").set_value(0)
+    at.slider(key="seg_finetune").set_value(finetune)
+    at.select_slider(key="seg_lr").set_value(1e-3)
+    at.run()
+
+
+def _wait(at: AppTest) -> None:
+    deadline = time.time() + 150
+    while at.session_state["seg_trainer"].running and time.time() < deadline:
+        time.sleep(0.5)
+    at.run()
+    assert not at.exception, at.exception
+
+
+def test_a_stored_run_shows_at_once_with_its_note_and_trains_again_live():
+    first = _page()
+    _tiny_settings(first)
+    assert not any("exactly these settings" in i.value for i in first.info)  # nothing stored yet
+    first.button(key="seg_train").click().run()
+    _wait(first)
+    live = first.session_state["seg_trainer"]
+    assert live.status == "done" and live.stored_at is None
+
+    other = _page()  # another student, the same settings: the stored run, no training
+    _tiny_settings(other)
+    assert not other.exception, other.exception
+    shown = other.session_state["seg_trainer"]
+    assert shown is not live and shown.stored_at is not None and shown.status == "done" and not shown.running
+    note = next(i.value for i in other.info if "exactly these settings" in i.value)
+    assert "This run was trained at" in note and "on this server" in note and "**Train again**" in note
+    assert [r.val_foreground_iou for r in shown.history] == [r.val_foreground_iou for r in live.history]
+    metrics = {m.label: m.value for m in other.metric}
+    assert float(metrics["Foreground IoU (n = 6)"]) == pytest.approx(live.metrics.foreground_iou, abs=1e-3)
+    assert any("Per image, the foreground IoU runs from" in c.value for c in other.caption)
+    assert other.session_state["seg_runs"][0]["trained"].startswith("stored")
+    assert "Download the trained model (.safetensors)" in [b.label for b in other.download_button]
+
+    other.button(key="seg_retrain").click().run()  # Train again: live, with progress
+    again = other.session_state["seg_trainer"]
+    assert again.stored_at is None and again is not shown
+    _wait(other)
+    assert any("Finished after 1 of 1 epochs" in s.value for s in other.success)
+    assert not any("exactly these settings" in i.value for i in other.info)
+
+    _tiny_settings(other, finetune=2)  # a changed setting: never the stored run's note
+    assert not any("exactly these settings" in i.value for i in other.info)
+    assert other.session_state["seg_trainer"] is again
+
+
+def test_the_page_default_is_the_run_the_warm_start_stores():
+    from cvdemo import segmentation as seg
+
+    at = _page()
+    assert not at.exception, at.exception
+    assert at.session_state["seg_settings_key"] == seg.runs.run_key(*seg.runs.page_default())

@@ -19,6 +19,10 @@ from cvdemo.clip.prompts import ENSEMBLE, LABEL_PRESETS, TEMPLATE_CHOICES, parse
 _class_vectors: dict[tuple[str, tuple[str, ...], str], np.ndarray] = {}
 _class_lock = threading.Lock()
 _CLASS_CACHE_SIZE = 20_000
+# From this many prompts on (e.g. 5 labels with the 80-prompt ensemble) the class vectors also go to the
+# run store on disk: a restarted server reads them back instead of encoding the prompts again.
+STORED_FROM_PROMPTS = 400
+CLASS_VECTORS_VERSION = "1"  # bump when the class-vector recipe changes
 
 
 def class_text_embeddings(
@@ -35,9 +39,7 @@ def class_text_embeddings(
     missing = [label for label, key in zip(labels, keys) if key not in _class_vectors]
     if missing:
         missing = list(dict.fromkeys(missing))
-        texts = [t.replace("{}", label) for label in missing for t in prompts]
-        emb = engine.encode_texts(texts, progress=progress).reshape(len(missing), len(prompts), -1)
-        vectors = _l2_normalize(emb.mean(axis=1))
+        vectors = _stored_class_vectors(engine, missing, prompts, progress)
         with _class_lock:
             if len(_class_vectors) + len(missing) > _CLASS_CACHE_SIZE:
                 _class_vectors.clear()
@@ -45,6 +47,37 @@ def class_text_embeddings(
     elif progress is not None:
         progress(1, 1)
     return np.stack([_class_vectors[key] for key in keys]).astype(np.float32)
+
+
+def _encode_class_vectors(engine: EmbeddingEngine, labels: list[str], prompts: tuple[str, ...],
+                          progress: Progress | None) -> np.ndarray:
+    texts = [t.replace("{}", label) for label in labels for t in prompts]
+    emb = engine.encode_texts(texts, progress=progress).reshape(len(labels), len(prompts), -1)
+    return _l2_normalize(emb.mean(axis=1))
+
+
+def _stored_class_vectors(engine: EmbeddingEngine, labels: list[str], prompts: tuple[str, ...],
+                          progress: Progress | None) -> np.ndarray:
+    """Class vectors of many prompts through the run store (keyed by engine, labels and templates)."""
+    if len(labels) * len(prompts) < STORED_FROM_PROMPTS or engine.name.endswith("-random-init"):
+        # few prompts: quick to encode again; a random-init model: its weights differ in every process
+        return _encode_class_vectors(engine, labels, prompts, progress)
+    from importlib.metadata import version
+
+    from cvdemo import run_store
+
+    key = run_store.run_key("clip-class-vectors", {"labels": labels, "templates": list(prompts)}, data="",
+                            model=f"{engine.name} · torch {version('torch')}", version=CLASS_VECTORS_VERSION)
+    run = run_store.store().get_or_compute(
+        key, "clip-class-vectors",
+        lambda: ({"labels": labels}, {"vectors": _encode_class_vectors(engine, labels, prompts, progress)}),
+    )
+    vectors = run.arrays.get("vectors")
+    if vectors is None or vectors.shape[0] != len(labels):  # not what this key should hold: encode again
+        return _encode_class_vectors(engine, labels, prompts, progress)
+    if progress is not None:
+        progress(1, 1)
+    return vectors
 
 
 def prompt_count(labels: Sequence[str], templates: str | Sequence[str]) -> int:

@@ -23,6 +23,7 @@ Where things are (``from cvdemo import segmentation as seg`` reaches every name 
 * ``encoders.py``   — the timm encoder under smp's ``tu-`` name and its ImageNet weights
 * ``model.py``      — ``ModelConfig``, ``build_network``, ``SegModel`` (predict, safetensors save/load)
 * ``training.py``   — the two-stage recipe: ``Trainer``, ``train_model``, ``sample_model`` and its held-out pets
+* ``runs.py``       — finished training runs in the run store: ``runs.start`` / ``runs.load`` / ``runs.get_or_train``
 * ``pretrained.py`` — published models: SegFormer-B0 ADE20K, LR-ASPP MobileNetV3 VOC
 * ``yolo_seg.py``   — YOLO-seg instances and the semantic mask they merge into
 """
@@ -79,6 +80,7 @@ from cvdemo.segmentation.training import (
     train_model,
 )
 from cvdemo.segmentation.yolo_seg import Instance, InstanceResult, instances, load_instance_model
+from cvdemo.segmentation import runs  # noqa: E402 - after the modules it uses
 
 __all__ = [
     # dataset
@@ -145,4 +147,6 @@ __all__ = [
     "InstanceResult",
     "instances",
     "load_instance_model",
+    # stored runs
+    "runs",
 ]

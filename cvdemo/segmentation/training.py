@@ -7,14 +7,15 @@ in the caller's thread or a background one the page polls, and can be stopped.
 from __future__ import annotations
 
 import math
-import threading
 import time
-from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Callable, Sequence
+from dataclasses import dataclass, replace
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Callable, ContextManager, Sequence
 
 import numpy as np
 from PIL import Image
 
+from cvdemo.jobs import BackgroundJob
 from cvdemo.segmentation.dataset import (
     IGNORE_INDEX,
     SAMPLE_DATASET,
@@ -45,6 +46,13 @@ class TrainConfig:
     @property
     def epochs(self) -> int:
         return self.frozen_epochs + self.finetune_epochs
+
+    def effective(self, pretrained_encoder: bool) -> "TrainConfig":
+        """The recipe as trained: a random encoder has nothing worth freezing, so all layers learn at
+        the full rate for the same number of epochs."""
+        if pretrained_encoder:
+            return self
+        return replace(self, frozen_epochs=0, encoder_lr_factor=1.0, finetune_epochs=self.epochs)
 
 
 @dataclass
@@ -83,12 +91,15 @@ def _as_tensors(samples: Sequence[SegSample], size: int) -> tuple["torch.Tensor"
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(masks.astype(np.int64))
 
 
-class Trainer:
+class Trainer(BackgroundJob):
     """Trains a :class:`SegModel` epoch by epoch; stoppable, observable from another thread.
 
-    ``run()`` trains in the calling thread; ``start()`` trains in a background thread (the page
-    polls ``history`` / ``progress`` while the student watches the curves).
+    A :class:`~cvdemo.jobs.BackgroundJob`: ``run()`` trains in the calling thread; ``start()`` trains
+    in a background thread (the page polls ``history`` / ``progress`` / ``phase`` while the student
+    watches the curves). ``on_finish`` (if set) is called with the trainer after the last epoch.
     """
+
+    thread_name = "cvdemo-seg-train"
 
     def __init__(
         self,
@@ -99,23 +110,22 @@ class Trainer:
     ):
         if not train:
             raise SegDataError("There are no training images.")
+        super().__init__()
         self.model = model
         self.train_samples = list(train)
         self.val_samples = list(val)
-        self.config = config or TrainConfig()
-        if not model.config.pretrained_encoder:
-            # A random encoder has nothing worth freezing: all layers learn at the full rate.
-            self.config = TrainConfig(**{**asdict(self.config), "frozen_epochs": 0, "encoder_lr_factor": 1.0,
-                                         "finetune_epochs": self.config.epochs})
+        self.config = (config or TrainConfig()).effective(model.config.pretrained_encoder)
         self.label = ""  # what it trains on, for people
         self.history: list[EpochRecord] = []
-        self.progress = 0.0  # fraction of all batches done
-        self.status = "ready"  # ready | running | done | stopped | failed
-        self.error: str | None = None
         self.metrics: SegMetrics | None = None  # final held-out metrics
-        self.seconds = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.on_finish: Callable[["Trainer"], None] | None = None
+        self.run_key: str | None = None  # its key in the run store, when it is one of the stored runs
+        self.stored_at: float | None = None  # set on a run replayed from the store: when it was trained
+        # Held around every batch and the evaluation when set: a background run that must yield the
+        # cores to the pages between batches (the warm start passes the inference gate's ``hold``).
+        self.batch_gate: Callable[[], ContextManager[None]] | None = None
+        self._on_epoch: Callable[[EpochRecord], None] | None = None
+        self._on_batch: Callable[[float], None] | None = None
         self._epoch_done = 0
         self._optimizer = None
         self._scheduler = None
@@ -127,38 +137,9 @@ class Trainer:
         self._images, self._masks = _as_tensors(self.train_samples, model.config.img_size)
         self._augment = augmentation(model.config.img_size, self.config.augment)
 
-    # -- control ------------------------------------------------------------------------------
-
     @property
     def total_epochs(self) -> int:
         return self.config.epochs
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def stop(self) -> None:
-        """Ask training to stop after the current batch."""
-        self._stop.set()
-
-    def start(self) -> threading.Thread:
-        """Train in a background thread (daemon: it never blocks the server from exiting)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run_safely, name="cvdemo-seg-train", daemon=True)
-            self.status = "running"
-            self._thread.start()
-        return self._thread
-
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run_safely(self) -> None:
-        try:
-            self.run()
-        except Exception as exc:  # reported on the page, not a dead thread with a traceback
-            self.status = "failed"
-            self.error = f"{type(exc).__name__}: {exc}"
 
     # -- training -----------------------------------------------------------------------------
 
@@ -192,6 +173,9 @@ class Trainer:
         dice = DiceLoss("multiclass", ignore_index=IGNORE_INDEX)
         self._loss = lambda out, y: ce(out, y) + dice(out, y)
 
+    def _gate(self) -> ContextManager[None]:
+        return self.batch_gate() if self.batch_gate is not None else nullcontext()
+
     def _batches(self) -> list["torch.Tensor"]:
         import torch
 
@@ -210,6 +194,7 @@ class Trainer:
         if epoch >= self.total_epochs:
             return None
         stage = self._stage(epoch)
+        self.phase = f"epoch {epoch + 1} of {self.total_epochs} · {stage}"
         if epoch == 0 or stage != self._stage(epoch - 1):
             self._set_stage(stage)
         net = self.model.network
@@ -219,25 +204,27 @@ class Trainer:
         batches = self._batches()
         per_epoch = len(batches)
         for b, idx in enumerate(batches):
-            if self._stop.is_set():
+            if self.stopping:
                 return None
-            images, masks = self._images[idx], self._masks[idx]
-            if self._augment is not None:
-                pairs = [self._augment(tv_tensors.Image(i), tv_tensors.Mask(m)) for i, m in zip(images, masks)]
-                images = torch.stack([p[0] for p in pairs])
-                masks = torch.stack([p[1] for p in pairs])
-            out = net(self.model.normalize(images))
-            loss = self._loss(out, masks)
-            self._optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self._optimizer.step()
-            self._scheduler.step()
+            with self._gate():
+                images, masks = self._images[idx], self._masks[idx]
+                if self._augment is not None:
+                    pairs = [self._augment(tv_tensors.Image(i), tv_tensors.Mask(m)) for i, m in zip(images, masks)]
+                    images = torch.stack([p[0] for p in pairs])
+                    masks = torch.stack([p[1] for p in pairs])
+                out = net(self.model.normalize(images))
+                loss = self._loss(out, masks)
+                self._optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self._optimizer.step()
+                self._scheduler.step()
             losses.append(loss.detach().item())
             self.progress = (epoch * per_epoch + b + 1) / (self.total_epochs * per_epoch)
             if on_batch is not None:
                 on_batch(self.progress)
         net.eval()
-        metrics = evaluate(self.model, self.val_samples) if self.val_samples else None
+        with self._gate():
+            metrics = evaluate(self.model, self.val_samples) if self.val_samples else None
         self.metrics = metrics
         record = EpochRecord(
             epoch=epoch + 1,
@@ -247,7 +234,6 @@ class Trainer:
             val_foreground_iou=metrics.foreground_iou if metrics else float("nan"),
             seconds=time.perf_counter() - started,
         )
-        self.seconds += record.seconds
         self.history.append(record)
         self._epoch_done += 1
         return record
@@ -257,12 +243,16 @@ class Trainer:
         on_epoch: Callable[[EpochRecord], None] | None = None,
         on_batch: Callable[[float], None] | None = None,
     ) -> list[EpochRecord]:
-        """Train every remaining epoch (or until :meth:`stop`); returns the history."""
-        self.status = "running"
-        while self._epoch_done < self.total_epochs and not self._stop.is_set():
-            record = self.run_epoch(on_batch)
-            if record is not None and on_epoch is not None:
-                on_epoch(record)
+        """Train every remaining epoch (or until :meth:`stop`) in this thread; returns the history."""
+        self._on_epoch, self._on_batch = on_epoch, on_batch
+        super().run()
+        return self.history
+
+    def _work(self) -> None:
+        while self._epoch_done < self.total_epochs and not self.stopping:
+            record = self.run_epoch(self._on_batch)
+            if record is not None and self._on_epoch is not None:
+                self._on_epoch(record)
         self.model.network.eval()
         if self.metrics is not None:
             self.model.config.metrics = {
@@ -270,8 +260,9 @@ class Trainer:
                 "val_foreground_iou": round(self.metrics.foreground_iou, 4),
                 "epochs": float(self._epoch_done),
             }
-        self.status = "stopped" if self._epoch_done < self.total_epochs else "done"
-        return self.history
+        if self._epoch_done == self.total_epochs and self.on_finish is not None:
+            self.seconds = self.elapsed  # what the stored run reports as its training time
+            self.on_finish(self)
 
 
 def train_model(
@@ -298,12 +289,15 @@ SAMPLE_HELD_OUT = 6  # sample images the server's model never trains on (6 of th
 
 
 def sample_model(dataset_name: str = SAMPLE_DATASET, architecture: str = "Unet") -> SegModel:
-    """The U-Net that the demos use when nobody trained one: fine-tuned on the sample pets, once per process.
+    """The U-Net that the demos use when nobody trained one: fine-tuned on the sample pets, once per server.
 
-    Use it through ``cvdemo.cache.shared(sample_model)`` / ``ui.shared(sample_model)``.
+    Use it through ``cvdemo.cache.shared(sample_model)`` / ``ui.shared(sample_model)``. The run is kept
+    in the run store (:mod:`cvdemo.segmentation.runs`): after a restart it loads instead of training.
     """
-    model, _ = train_model(load_sample(dataset_name), n_val=SAMPLE_HELD_OUT,
-                           model_config=ModelConfig(architecture=architecture))
+    from cvdemo.segmentation import runs
+
+    model = runs.get_or_train(load_sample(dataset_name), SAMPLE_HELD_OUT, ModelConfig(architecture=architecture),
+                              TrainConfig()).model
     model.title = f"{architecture} fine-tuned on {dataset_name} (this server)"
     return model
 
