@@ -453,7 +453,7 @@ with tab_upload:
 
 # --- 4 · the detector: FP32 activations vs INT8 ---------------------------------------------------------------
 
-from cvdemo import detector_compression as dc  # noqa: E402
+from cvdemo.compression import detector as dc  # noqa: E402
 
 DETECTOR_MODEL = "yolov8n"
 DETECTOR_TABLE_CONFIG = {
