@@ -27,7 +27,8 @@ Where things live (``from cvdemo import compression as cx; cx.quantize_int8`` ke
 - uploads.py — a user's ONNX / safetensors file as a Variant (pickle refused)
 - explain.py — the lecture's point per technique vs this machine's numbers; the INT8 recipe text
 - pretrained.py — the ImageNet models offered, built and exported to ONNX once per process
-- techniques.py — the technique registry (key -> Technique with label, knobs, apply), TechniqueSpec, make_variant
+- registry.py — the technique registry (timm-style): Knob, Technique, register_technique, list_techniques, get_technique
+- techniques.py — the seven registered techniques with their knobs and defaults; TechniqueSpec, make_variant
 - runs.py — build_variants and run_comparison: one press of "Compress and measure"
 - cifar_distillation.py — the CIFAR-10 subset, its teacher, and the two-student distillation run
 - detector.py — the Detection page's YOLO as FP32-activation graph vs INT8 file (not re-exported here:
@@ -87,7 +88,16 @@ from cvdemo.compression.pretrained import (
     model_choices,
     transform_for,
 )
-from cvdemo.compression.techniques import TECHNIQUES, TechniqueSpec, make_variant
+from cvdemo.compression.registry import (
+    TECHNIQUES,
+    Knob,
+    Technique,
+    get_technique,
+    is_technique,
+    list_techniques,
+    register_technique,
+)
+from cvdemo.compression.techniques import TechniqueSpec, default_layers, make_variant
 from cvdemo.compression.runs import Run, build_variants, run_comparison
 from cvdemo.compression.cifar_distillation import (
     CifarSplit,
@@ -121,6 +131,7 @@ __all__ = [
     "int8_recipe_text", "with_interval",
     # pretrained models, techniques by name, ready-made runs
     "backbone", "backbone_onnx", "factorisable_layers", "input_size_of", "model_choices", "transform_for",
-    "TECHNIQUES", "TechniqueSpec", "make_variant", "Run", "build_variants", "run_comparison",
+    "TECHNIQUES", "Knob", "Technique", "get_technique", "is_technique", "list_techniques", "register_technique",
+    "TechniqueSpec", "default_layers", "make_variant", "Run", "build_variants", "run_comparison",
     "CifarSplit", "DistillationOutcome", "cifar_split", "cifar_teacher", "labeled_mask", "run_distillation",
 ]

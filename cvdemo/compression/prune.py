@@ -29,11 +29,11 @@ def _weighted_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
-def prune_unstructured(model: nn.Module, amount: float, scope: str = "layer") -> Variant:
+def prune_unstructured(model: nn.Module, amount: float, scope: str = "global") -> Variant:
     """Magnitude pruning with ``torch.nn.utils.prune``: the smallest weights become exactly 0.
 
-    ``scope="layer"`` removes ``amount`` of every layer's weights; ``"global"`` ranks all
-    weights of the network together. The zeros are baked in (``prune.remove``), the tensors
+    ``scope="global"`` (the default, as on the page) ranks all weights of the network together;
+    ``"layer"`` removes ``amount`` of every layer's weights. The zeros are baked in (``prune.remove``), the tensors
     stay dense: same shapes, same MACs for a dense kernel.
     """
     from torch.nn.utils import prune
