@@ -3,6 +3,8 @@ measured on this machine."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -24,7 +26,18 @@ ui.page_header(
 
 from cvdemo import compression as cx  # noqa: E402  (after the header: the page shows while torch loads)
 
-state = st.session_state
+
+@dataclass
+class Measured:
+    """What this session measured on the page, kept in session state across reruns."""
+
+    run: cx.Run | None = None  # tab 1: the last "Compress and measure"
+    distillation: cx.DistillationOutcome | None = None  # tab 2: both students ...
+    distillation_table: pd.DataFrame | None = None  # ... and their comparison with the teacher
+    uploaded: pd.DataFrame | None = None  # tab 3: the uploaded model against its original
+
+
+measured: Measured = st.session_state.setdefault("cx_measured", Measured())
 cpu = cx.cpu_features()
 
 with st.sidebar.expander("This CPU", icon=":material/memory:"):
@@ -185,40 +198,34 @@ def downloads(run_variants: list[cx.Variant], table: pd.DataFrame, key: str, inp
                    "ONNX carries both.")
 
 
-def technique_knobs(tech: str, model_name: str) -> dict:
-    """The knobs of one technique, laid out inside its card."""
+def knob_widget(knob: cx.Knob, model_name: str):
+    """One registered knob as its widget (the registry says which); the value comes back in the knob's unit."""
+    common = {"key": knob.widget_key, "help": knob.help}
+    if knob.kind == "toggle":
+        return st.toggle(knob.label, knob.default, **common)
+    if knob.kind == "choice":
+        return st.radio(knob.label, list(knob.choices), knob.choices.index(knob.default), horizontal=True,
+                        format_func=knob.choice_labels.get, **common)
+    if knob.kind == "steps":
+        return st.select_slider(knob.label, list(knob.choices), knob.default, **common)
+    if knob.kind == "layers":
+        options = cx.factorisable_layers(model_name)
+        return st.multiselect(knob.label, options, default=cx.default_layers(knob, options), **common)
+    low, high, default = knob.display(knob.low), knob.display(knob.high), knob.display(knob.default)
+    if knob.kind == "number":
+        return knob.from_display(st.number_input(knob.label, low, high, default, **common))
+    step = knob.display(knob.step) if knob.step else None
+    return knob.from_display(st.slider(knob.label, low, high, default, step, **common))
+
+
+def technique_knobs(technique: cx.Technique, model_name: str) -> dict:
+    """The knobs of one technique, laid out inside its card in the registry's order."""
+    if not technique.knobs:
+        st.caption(technique.description)
     knobs: dict = {}
-    if tech == "int8_static":
-        knobs["calibration_images"] = st.slider("Calibration images", 2, 64, 16, key="cx_calib")
-        knobs["per_channel"] = st.toggle("Per-channel weight scales", True, key="cx_perchannel")
-    elif tech == "int8_dynamic":
-        st.caption("No knobs: Linear weights go to INT8, activations are quantized on the fly.")
-    elif tech in ("fp16", "bf16"):
-        st.caption("16 bits per weight instead of 32; computed in that precision.")
-    elif tech == "prune_unstructured":
-        knobs["amount"] = st.slider("Sparsity %", 0, 100, 30, 5, key="cx_sparsity") / 100
-        knobs["scope"] = st.radio("Rank weights", ["global", "layer"], horizontal=True, key="cx_scope",
-                                  format_func={"global": "across the network", "layer": "per layer"}.get)
-    elif tech == "prune_structured":
-        knobs["amount"] = st.slider("Channels removed %", 0, 100, 30, 5, key="cx_channels") / 100
-        # Default: one short epoch. Three epochs on all 244 images were 40 % of an all-techniques run
-        # (about 90 of 219 s on 2 cores); more of both recovers more accuracy, for whoever can wait.
-        knobs["fine_tune_epochs"] = st.slider(
-            "Recovery fine-tune epochs", 0, 6, 1, key="cx_ft_epochs",
-            help="The original teaches the pruned copy on unlabeled images (hymenoptera train, mirrored). "
-            "Cost grows with epochs x images: 1 epoch on 128 images takes about 15 s on 2 cores, "
-            "3 epochs on 244 about a minute and a half.")
-        knobs["fine_tune_images"] = st.select_slider("Fine-tune images", [32, 64, 128, 244], 128, key="cx_ft_n")
-    elif tech == "low_rank":
-        mode = st.radio("Keep", ["rank", "energy"], horizontal=True, key="cx_lr_mode",
-                        format_func={"energy": "an energy fraction", "rank": "a fixed rank"}.get)
-        if mode == "energy":
-            knobs["energy"] = st.slider("Energy kept %", 50, 100, 90, key="cx_energy") / 100
-        else:
-            knobs["rank"] = st.number_input("Rank", 1, 8192, 256, key="cx_rank")
-        knobs["layers"] = st.multiselect("Layers (empty = all)", cx.factorisable_layers(model_name),
-                                         default=["classifier"] if "classifier" in cx.factorisable_layers(model_name) else [],
-                                         key="cx_lr_layers")
+    for knob in technique.knobs:
+        if knob.shown(knobs):  # e.g. the energy slider only while "Keep" is an energy fraction
+            knobs[knob.key] = knob_widget(knob, model_name)
     return knobs
 
 
@@ -231,10 +238,11 @@ def technique_cards(picked: list[str], model_name: str) -> list[cx.TechniqueSpec
     specs = []
     for first in range(0, len(picked), CARDS_PER_ROW):
         row = picked[first : first + CARDS_PER_ROW]
-        for col, tech in zip(st.columns(CARDS_PER_ROW), row):
+        for col, key in zip(st.columns(CARDS_PER_ROW), row):
+            technique = cx.get_technique(key)
             with col.container(border=True, height="stretch"):
-                st.markdown(f"**{cx.TECHNIQUES[tech]}**")
-                specs.append(cx.TechniqueSpec(tech, technique_knobs(tech, model_name)))
+                st.markdown(f"**{technique.label}**")
+                specs.append(cx.TechniqueSpec(key, technique_knobs(technique, model_name)))
     return specs
 
 
@@ -261,7 +269,7 @@ with tab_compress:
             zip_file = right.file_uploader("Labeled zip: folder names are matched to ImageNet class names", type=["zip"],
                                            key="cx_zip")
 
-        picked = st.multiselect("Techniques", list(cx.TECHNIQUES), default=["int8_static"], format_func=cx.TECHNIQUES.get,
+        picked = st.multiselect("Techniques", cx.list_techniques(), default=["int8_static"], format_func=cx.TECHNIQUES.get,
                                 key="cx_techniques")
         specs = technique_cards(picked, model_name)
 
@@ -308,10 +316,10 @@ with tab_compress:
                         status.update(label="Stopped", state="error")
                         st.error(ui.literal(exc))
                     else:
-                        state["cx_result"] = run
+                        measured.run = run
                         status.update(label=f"Done: {len(run.variants)} variant(s) measured", state="complete",
                                       expanded=False)
-                for label, message in ({} if "cx_result" not in state else state["cx_result"].errors).items():
+                for label, message in ({} if measured.run is None else measured.run.errors).items():
                     st.error(f"**{label}**: {ui.literal(message)}")
                 if eval_set.skipped:
                     st.warning(f"{len(eval_set.skipped)} file(s) of the zip were skipped: "
@@ -319,7 +327,7 @@ with tab_compress:
                 if eval_set.labeled == 0:
                     st.info("No image of this set has an ImageNet label, so top-1 is blank; agreement still counts.")
 
-        run: cx.Run | None = state.get("cx_result")
+        run = measured.run
         if run is not None:
             st.subheader("Original vs compressed, measured here")
             st.caption(f"{run.model_name} · {run.eval_description} · {cpu.summary()}")
@@ -398,10 +406,10 @@ with tab_distill:
                 status.update(label="Stopped", state="error")
                 ui.weights_missing(exc)
             else:
-                state["kd_result"] = (outcome, table)
+                measured.distillation, measured.distillation_table = outcome, table
                 status.update(label="Done", state="complete", expanded=False)
-    if "kd_result" in state:
-        outcome, table = state["kd_result"]
+    if measured.distillation is not None:
+        outcome, table = measured.distillation, measured.distillation_table
         show_table(table)
         distilled_name = f"distilled (T={outcome.distilled.temperature:g}, alpha={outcome.distilled.alpha:g})"
         history = pd.concat([outcome.distilled.history.assign(student=distilled_name),
@@ -441,19 +449,19 @@ with tab_upload:
                 variant = cx.load_model_file(upload.name, upload.getvalue(), original, cx.input_size_of(original))
                 eval_set = ui.shared(cx.standard_eval_set, ref_name, "hymenoptera", up_limit)
                 with st.spinner("Measuring…"):
-                    state["up_result"] = cx.compare(original, [variant], eval_set, repeats=20)
+                    measured.uploaded = cx.compare(original, [variant], eval_set, repeats=20)
             except CvdemoError as exc:  # names the uploaded file
                 st.error(ui.literal(exc))
             except WeightsUnavailable as exc:
                 ui.weights_missing(exc)
-        if "up_result" in state:
-            show_table(state["up_result"])
+        if measured.uploaded is not None:
+            show_table(measured.uploaded)
 
 
 
 # --- 4 · the detector: FP32 activations vs INT8 ---------------------------------------------------------------
 
-from cvdemo import detector_compression as dc  # noqa: E402
+from cvdemo.compression import detector as dc  # noqa: E402
 
 DETECTOR_MODEL = "yolov8n"
 DETECTOR_TABLE_CONFIG = {

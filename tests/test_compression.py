@@ -519,3 +519,60 @@ def test_model_choices_list_missing_weights_with_a_reason():
     assert rows["efficientnet_lite0"]["available"]
     for name, row in rows.items():
         assert row["available"] or name in row["reason"]
+
+
+# --- the technique registry: every registered technique, as timm's tests loop over list_models() ----------------
+
+
+def test_registry_lists_the_seven_techniques_and_refuses_unknown_ones():
+    assert cx.list_techniques() == list(cx.TECHNIQUES) == [
+        "int8_static", "int8_dynamic", "fp16", "bf16", "prune_unstructured", "prune_structured", "low_rank"]
+    assert cx.is_technique("low_rank") and not cx.is_technique("magic")
+    with pytest.raises(cx.CompressionError, match="Unknown technique 'magic'"):
+        cx.get_technique("magic")
+    with pytest.raises(cx.CompressionError, match="Unknown technique"):
+        cx.make_variant("efficientnet_lite0", cx.TechniqueSpec("magic"))
+    with pytest.raises(ValueError, match="registered twice"):
+        cx.register_technique("fp16", "again", "a second FP16")(lambda name, knobs, progress=None: None)
+
+
+def test_one_default_per_knob():
+    import inspect
+
+    # the function's own default is the registry's (and the page's): one threshold across the network
+    scope = cx.get_technique("prune_unstructured").knob("scope").default
+    assert scope == "global" == inspect.signature(cx.prune_unstructured).parameters["scope"].default
+    low_rank = cx.get_technique("low_rank")
+    assert low_rank.resolve({})["keep"] == "rank"
+    assert low_rank.resolve({"energy": 0.8})["keep"] == "energy"  # a knob given picks the mode that uses it
+    assert low_rank.resolve({"rank": 12})["keep"] == "rank" and low_rank.resolve({"rank": 12})["rank"] == 12
+
+
+@pytest.mark.parametrize("key", cx.list_techniques())
+def test_every_registered_technique_applies_with_its_defaults(key):
+    technique = cx.get_technique(key)
+    assert technique.key == key and technique.label == cx.TECHNIQUES[key] and technique.description
+    for knob in technique.knobs:  # every default is one the page's widget can show
+        assert knob.widget_key.startswith("cx_") and knob.label
+        if knob.choices:
+            assert knob.default in knob.choices
+        if knob.low is not None:
+            assert knob.low <= knob.default <= knob.high
+        if knob.kind == "percent":
+            assert 0 <= knob.low <= knob.high <= 1
+    if technique.demo_knob is not None and technique.demo_knob.low is not None:
+        assert technique.demo_knob.low <= technique.demo_knob.default <= technique.demo_knob.high
+    # the defaults, with the recovery fine-tune on its smallest image count to keep the test short
+    knobs = technique.defaults()
+    if "fine_tune_images" in knobs:
+        knobs["fine_tune_images"] = min(technique.knob("fine_tune_images").choices)
+    calls = []
+    variant = cx.make_variant("efficientnet_lite0", cx.TechniqueSpec(key, knobs), progress=lambda f, t: calls.append(f))
+    assert isinstance(variant, cx.Variant) and variant.technique == key and variant.name and variant.notes
+    images = cx.standard_eval_set("efficientnet_lite0", "hymenoptera", 2).images
+    logits = variant.predict(images)
+    assert logits.shape == (2, 1000) and torch.isfinite(logits).all()
+    if key == "prune_structured":
+        assert calls and "1 epoch fine-tune" in variant.name  # the page's default: one short recovery epoch
+    if key == "low_rank":
+        assert [r["layer"] for r in variant.layers if r["status"] == "factorised"] == ["classifier"]

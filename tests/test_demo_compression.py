@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from cvdemo import compression as cx
 from cvdemo.demos import compression as demo
 
 
@@ -34,3 +35,13 @@ def test_bad_knobs_become_gradio_errors():
     with pytest.raises(gr.Error, match="Pick a technique"):
         demo.run("magic", 1, images=8, repeats=1)
     assert demo.spec_for("prune_structured", 50).knobs == {"amount": 0.5, "fine_tune_epochs": 0}
+
+
+@pytest.mark.parametrize("technique", cx.list_techniques())
+def test_every_registered_technique_has_a_demo_slider(technique):
+    label, low, high, default, step = demo.knob_slider(technique)
+    assert low <= default <= high and step > 0 and label
+    spec = demo.spec_for(technique, default)
+    assert spec.technique == technique and spec.label == cx.get_technique(technique).label
+    resolved = cx.get_technique(technique).resolve(spec.knobs)
+    assert set(resolved) >= {k.key for k in cx.get_technique(technique).knobs}

@@ -1,4 +1,4 @@
-"""cvdemo.detector_compression: the classroom YOLOv8n as FP32-activation graph vs INT8 file, on real coco8.
+"""cvdemo.compression.detector: the classroom YOLOv8n as FP32-activation graph vs INT8 file, on real coco8.
 
 Nothing here asserts a count or a score of the INT8 file (they depend on the CPU's integer
 kernels) or a speed (that is bench/bench_detection.py's job): only what holds on any CPU.
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cvdemo import detector_compression as dc
+from cvdemo.compression import detector as dc
 from cvdemo.compression import CpuFeatures
 
 

@@ -118,3 +118,27 @@ def test_zip_file_names_are_shown_as_typed():
     assert not at.exception, at.exception
     skipped = next(w.value for w in at.warning if "skipped" in w.value)
     assert "__init__.jpg" in rendered_text(skipped) and "strong" not in formatting(skipped)
+
+
+def test_every_registered_technique_gets_its_card_with_the_registry_defaults():
+    from cvdemo import compression as cx
+
+    at = _page()
+    at.multiselect(key="cx_techniques").set_value(cx.list_techniques()).run()
+    assert not at.exception, at.exception
+    widgets = {"slider": at.slider, "percent": at.slider, "toggle": at.toggle, "choice": at.radio,
+               "steps": at.select_slider, "number": at.number_input, "layers": at.multiselect}
+    markdown, captions = _texts(at, "markdown"), _texts(at, "caption")
+    for key in cx.list_techniques():
+        technique = cx.get_technique(key)
+        assert f"**{technique.label}**" in markdown
+        if not technique.knobs:
+            assert technique.description in captions
+        defaults = technique.defaults()
+        for knob in technique.knobs:
+            if not knob.shown(defaults):
+                continue
+            widget = widgets[knob.kind](key=knob.widget_key)
+            expected = (cx.default_layers(knob, cx.factorisable_layers("efficientnet_lite0")) if knob.kind == "layers"
+                        else knob.display(knob.default))
+            assert widget.value == expected and widget.label == knob.label

@@ -5,7 +5,7 @@ from __future__ import annotations
 from streamlit.testing.v1 import AppTest
 
 from conftest import open_page
-from cvdemo import detector_compression as dc
+from cvdemo.compression import detector as dc
 
 PAGE = "app_pages/compression.py"
 

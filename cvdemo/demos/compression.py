@@ -1,7 +1,8 @@
 """Shareable compression demo: pick a technique and its knob, run it on EfficientNet-Lite0, see the table.
 
-Same code as the Streamlit page (:mod:`cvdemo.compression`): the model, its ONNX export and the
-evaluation images are built once per process through :mod:`cvdemo.cache`.
+Same code as the Streamlit page (:mod:`cvdemo.compression`): the techniques, their labels and knobs come
+from its technique registry; the model, its ONNX export and the evaluation images are built once per
+process through :mod:`cvdemo.cache`.
 """
 
 from __future__ import annotations
@@ -17,32 +18,29 @@ if TYPE_CHECKING:
     import pandas as pd
 
 MODEL = "efficientnet_lite0"
+NO_KNOB = ("(no knob)", 0, 1, 0, 1)
 
-# technique key -> (knob label, min, max, default, step); spec_for() turns the knob into the technique's argument
-KNOBS: dict[str, tuple[str, float, float, float, float]] = {
-    "int8_static": ("Calibration images", 2, 64, 16, 1),
-    "int8_dynamic": ("(no knob)", 0, 1, 0, 1),
-    "fp16": ("(no knob)", 0, 1, 0, 1),
-    "bf16": ("(no knob)", 0, 1, 0, 1),
-    "prune_unstructured": ("Sparsity %", 0, 100, 30, 5),
-    "prune_structured": ("Channels removed %", 0, 100, 30, 5),
-    "low_rank": ("Rank of the classifier", 1, 1280, 256, 1),
-}
+
+def knob_slider(technique: str) -> tuple[str, float, float, float, float]:
+    """(label, min, max, default, step) of the demo's one slider for a registered technique, as shown."""
+    from cvdemo.compression.registry import get_technique
+
+    knob = get_technique(technique).demo_knob
+    if knob is None:
+        return NO_KNOB
+    return (knob.label, knob.display(knob.low), knob.display(knob.high), knob.display(knob.default),
+            knob.display(knob.step) if knob.step else 1)
 
 
 def spec_for(technique: str, knob: float):
-    """The page's TechniqueSpec for one technique and its single demo knob."""
+    """The page's TechniqueSpec for one technique and its single demo knob (plus the knobs the demo pins)."""
     from cvdemo import compression as cx
 
-    if technique == "int8_static":
-        return cx.TechniqueSpec(technique, {"calibration_images": int(knob)})
-    if technique == "prune_unstructured":
-        return cx.TechniqueSpec(technique, {"amount": float(knob) / 100, "scope": "global"})
-    if technique == "prune_structured":
-        return cx.TechniqueSpec(technique, {"amount": float(knob) / 100, "fine_tune_epochs": 0})
-    if technique == "low_rank":
-        return cx.TechniqueSpec(technique, {"rank": int(knob), "layers": ["classifier"]})
-    return cx.TechniqueSpec(technique, {})
+    registered = cx.get_technique(technique)
+    knobs = dict(registered.demo_fixed)
+    if registered.demo_knob is not None:
+        knobs[registered.demo_knob.key] = registered.demo_knob.from_display(knob)
+    return cx.TechniqueSpec(technique, knobs)
 
 
 def run(technique: str, knob: float, images: int = 32, repeats: int = 20) -> tuple[pd.DataFrame, str]:
@@ -51,7 +49,7 @@ def run(technique: str, knob: float, images: int = 32, repeats: int = 20) -> tup
 
     from cvdemo import compression as cx
 
-    if technique not in cx.TECHNIQUES:
+    if not cx.is_technique(technique):
         raise gr.Error(f"Pick a technique: {', '.join(cx.TECHNIQUES.values())}.")
     try:
         eval_set = cache.shared(cx.standard_eval_set, MODEL, "hymenoptera", int(images))
@@ -68,8 +66,8 @@ def run(technique: str, knob: float, images: int = 32, repeats: int = 20) -> tup
 def _knob_update(technique: str):
     import gradio as gr
 
-    label, low, high, default, step = KNOBS[technique]
-    return gr.update(label=label, minimum=low, maximum=high, value=default, step=step, interactive=label != "(no knob)")
+    label, low, high, default, step = knob_slider(technique)
+    return gr.update(label=label, minimum=low, maximum=high, value=default, step=step, interactive=label != NO_KNOB[0])
 
 
 def build() -> "gr.Blocks":
@@ -77,7 +75,7 @@ def build() -> "gr.Blocks":
 
     from cvdemo import compression as cx
 
-    choices = [(label, key) for key, label in cx.TECHNIQUES.items()]
+    choices = [(cx.get_technique(key).label, key) for key in cx.list_techniques()]
     with gr.Blocks(title="Compression") as demo:
         gr.Markdown(
             "## Compression, measured on this computer\n"
@@ -87,7 +85,7 @@ def build() -> "gr.Blocks":
         )
         with gr.Row():
             technique = gr.Dropdown(choices, value="int8_static", label="Technique")
-            label, low, high, default, step = KNOBS["int8_static"]
+            label, low, high, default, step = knob_slider("int8_static")
             knob = gr.Slider(low, high, default, step=step, label=label)
             images = gr.Slider(8, 153, 32, step=1, label="Evaluation images")
         go = gr.Button("Compress and measure", variant="primary")

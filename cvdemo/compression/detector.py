@@ -11,7 +11,7 @@ side by side what compression changed:
 * **box agreement**: on every image of the set, INT8 boxes matched to float boxes (same class,
   IoU ≥ 0.5), as precision / recall / F1 of the INT8 boxes against the float ones.
 
-:func:`explain` reads the CPU's flags (:func:`cvdemo.compression.cpu_features`) to say why INT8
+:func:`explain` reads the CPU's flags (:func:`cvdemo.compression.cpu.cpu_features`) to say why INT8
 is, or is not, faster here: an INT8 dot-product instruction (AVX-512 VNNI, AVX-VNNI) or AMX tiles
 make INT8 convolutions cheap; with AVX2 alone they take three instructions per step.
 
@@ -39,7 +39,7 @@ from cvdemo.images import is_image_name, load_image
 if TYPE_CHECKING:
     import pandas as pd
 
-    from cvdemo.compression import CpuFeatures
+    from cvdemo.compression.cpu import CpuFeatures
 
 Progress = Callable[[float, str], None]  # (fraction done 0..1, what is happening)
 
@@ -195,7 +195,8 @@ def compare(
     """
     import pandas as pd
 
-    from cvdemo import compression as cx
+    from cvdemo.compression.cpu import cpu_features
+    from cvdemo.compression.measure import time_interleaved
 
     if int8_model.variant != INT8 or float_model.variant != FLOAT:
         raise ComparisonUnavailable(
@@ -218,7 +219,7 @@ def compare(
         return lambda: inference[key].append(model.detect(photo).latency.inference)
 
     warmup = 3
-    wall = cx.time_interleaved({k: runner(k, m) for k, m in models.items()}, repeats=repeats, warmup=warmup)
+    wall = time_interleaved({k: runner(k, m) for k, m in models.items()}, repeats=repeats, warmup=warmup)
     inference = {k: v[warmup:] for k, v in inference.items()}
 
     evaluations: dict[str, Evaluation] = {}
@@ -267,7 +268,7 @@ def compare(
         model_name=float_model.name,
         dataset=evaluations["float"].dataset,
         image_name=image_name,
-        cpu=cx.cpu_features(),
+        cpu=cpu_features(),
         table=pd.DataFrame(rows).set_index("key").rename_axis(None),
         agreement=agreement,
         evaluations=evaluations,
