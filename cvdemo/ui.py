@@ -5,8 +5,10 @@ Pages call these helpers; everything else in ``cvdemo`` stays framework-free.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
+import threading
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -138,13 +140,39 @@ def page_run() -> Iterator[None]:
         show(f"{ahead} student{'s' * (ahead != 1)} ahead of you: this page starts in a moment…")
 
     gate = scheduler.page_gate()
-    with gate.turn(scheduler.PAGE_TURN_SECONDS, on_wait=queued) if gate is not None else nullcontext():
-        show(None)
-        with scheduler.waiting_notice(show):
-            try:
-                yield
-            finally:
-                show(None)
+    try:
+        with gate.turn(scheduler.PAGE_TURN_SECONDS, on_wait=queued) if gate is not None else nullcontext():
+            show(None)
+            with scheduler.waiting_notice(show):
+                try:
+                    yield
+                finally:
+                    show(None)
+    finally:
+        _collect_garbage_now_and_then()  # after the turn: the next student does not wait for it
+
+
+GC_INTERVAL_SECONDS = 10.0
+_gc_lock = threading.Lock()
+_last_gc = [time.monotonic()]
+
+
+def _collect_garbage_now_and_then() -> None:
+    """A full garbage collection at most every ``GC_INTERVAL_SECONDS`` per process, after a page run.
+
+    Streamlit's own collection after every script run is off (``runner.postScriptGC`` in
+    .streamlit/config.toml): with the models loaded it costs 0.1-0.3 s of held GIL per run, the largest
+    part of a classroom burst. Cycles that page runs leave behind (frames of interrupted runs holding
+    images) are still freed, by one collection per burst instead of one per student.
+    """
+    now = time.monotonic()
+    if now - _last_gc[0] < GC_INTERVAL_SECONDS or not _gc_lock.acquire(blocking=False):
+        return
+    try:
+        _last_gc[0] = now
+        gc.collect()
+    finally:
+        _gc_lock.release()
 
 
 def wait_for(ticket: "scheduler.Ticket[T]") -> T:
