@@ -129,7 +129,7 @@ with input_col:
         multiple=True,
         samples=datasets.sample_images(include_sets=("coco8", "coco128")),
     )
-    images, repeats = drop_duplicate_images(images)
+    images, repeats = drop_duplicate_images(images) if len(images) > 1 else (images, [])  # one photo: no hashing
     if repeats:  # one message for all of them, names shown exactly as the files are called
         st.warning(md_literal(duplicates_note(repeats)), icon=":material/content_copy:")
 

@@ -60,6 +60,11 @@ class ComputeGate:
     def holding(self) -> bool:
         return getattr(self._held, "depth", 0) > 0
 
+    def idle(self) -> bool:
+        """Nobody holds a permit or waits for one."""
+        with self._cond:
+            return self._active == 0 and not self._waiting
+
     def acquire(self, on_wait: Callable[[int], None] | None = None, every: float = 0.2) -> None:
         """Wait for a permit in arrival order; meanwhile ``on_wait(holders and waiters ahead)`` every ``every`` s."""
         me = object()

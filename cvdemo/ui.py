@@ -149,7 +149,7 @@ def page_run() -> Iterator[None]:
                 finally:
                     show(None)
     finally:
-        _collect_garbage_now_and_then()  # after the turn: the next student does not wait for it
+        _collect_garbage_now_and_then(gate)  # after the turn, and only when nobody waits for one
 
 
 GC_INTERVAL_SECONDS = 10.0
@@ -157,16 +157,19 @@ _gc_lock = threading.Lock()
 _last_gc = [time.monotonic()]
 
 
-def _collect_garbage_now_and_then() -> None:
-    """A full garbage collection at most every ``GC_INTERVAL_SECONDS`` per process, after a page run.
+def _collect_garbage_now_and_then(gate: "scheduler.ComputeGate | None" = None) -> None:
+    """A full garbage collection after a page run, when no other page run is under way or waiting,
+    at most every ``GC_INTERVAL_SECONDS``.
 
     Streamlit's own collection after every script run is off (``runner.postScriptGC`` in
-    .streamlit/config.toml): with the models loaded it costs 0.1-0.3 s of held GIL per run, the largest
+    .streamlit/config.toml): with the models loaded it holds the GIL 0.1-0.3 s per run, the largest
     part of a classroom burst. Cycles that page runs leave behind (frames of interrupted runs holding
-    images) are still freed, by one collection per burst instead of one per student.
+    images) are still freed: once the burst is over, not once per student.
     """
     now = time.monotonic()
-    if now - _last_gc[0] < GC_INTERVAL_SECONDS or not _gc_lock.acquire(blocking=False):
+    if now - _last_gc[0] < GC_INTERVAL_SECONDS or (gate is not None and not gate.idle()):
+        return
+    if not _gc_lock.acquire(blocking=False):
         return
     try:
         _last_gc[0] = now
@@ -189,7 +192,9 @@ def _asset_rows() -> list[dict]:
     return weights.status_rows()
 
 
+@st.cache_resource(ttl=2, show_spinner=False)
 def _process_memory_mb() -> float | None:
+    # Read once per 2 s for the whole server, not once per page run of every student.
     try:
         import psutil
 

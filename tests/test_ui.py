@@ -5,7 +5,7 @@ from __future__ import annotations
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO
-from cvdemo import text, ui
+from cvdemo import scheduler, text, ui
 from markdown_view import formatting, rendered_text
 
 TRICKY = [
@@ -103,6 +103,13 @@ def test_page_runs_collect_garbage_at_most_every_interval(monkeypatch):
         second = cycle()
         ui._collect_garbage_now_and_then()  # a moment later: the next student does not pay for it
         assert second() is not None
+        busy = scheduler.ComputeGate(1)
+        monkeypatch.setattr(ui, "_last_gc", [0.0])
+        with busy.hold():  # another page run is under way: the burst is not over yet
+            ui._collect_garbage_now_and_then(busy)
+        assert second() is not None
+        ui._collect_garbage_now_and_then(busy)  # idle now
+        assert second() is None
     finally:
         gc.enable()
         gc.collect()
