@@ -9,7 +9,7 @@ import streamlit as st
 from PIL import Image
 
 from cvdemo.errors import CvdemoError
-from cvdemo import datasets, ui, weights
+from cvdemo import catalog, datasets, ui, weights
 from cvdemo.detection import (
     DETECTION_MODELS,
     FLOAT,
@@ -85,7 +85,7 @@ with settings_col:
         "Confidence threshold",
         0.01,
         0.95,
-        0.25,
+        catalog.DETECTION_CONF,
         0.01,
         key="det_conf",
         help="Boxes whose best class score is below this are dropped before NMS.",
@@ -94,7 +94,7 @@ with settings_col:
         "NMS IoU threshold",
         0.05,
         1.0,
-        0.45,
+        catalog.DETECTION_IOU,
         0.05,
         key="det_iou",
         help="Two boxes of the same class overlapping more than this: NMS keeps only the higher-scoring one.",
@@ -103,7 +103,7 @@ with settings_col:
     imgsz = st.select_slider(
         "Network input size (pixels)",
         sorted(set(IMAGE_SIZES) | ({fixed} if fixed else set())),
-        value=fixed or 640,
+        value=fixed or catalog.DETECTION_IMGSZ,
         key="det_imgsz",
         disabled=fixed is not None,
         help=(
