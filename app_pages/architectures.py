@@ -10,7 +10,7 @@ import streamlit as st
 
 from cvdemo.errors import CvdemoError
 from cvdemo import ui, weights
-from cvdemo.catalog import PAGES
+from cvdemo.catalog import ARCHITECTURE_MODEL, PAGES
 
 info = next(p for p in PAGES if p.path.endswith("architectures.py"))
 ui.page_header(info.title, info.lesson)
@@ -150,7 +150,7 @@ else:
             model_key = st.selectbox(
                 "Architecture",
                 list(zoo.ZOO),
-                index=list(zoo.ZOO).index("alexnet"),
+                index=list(zoo.ZOO).index(ARCHITECTURE_MODEL),
                 format_func=lambda k: f"{zoo.ZOO[k].label} ({zoo.ZOO[k].year})",
                 key="arch_model",
             )

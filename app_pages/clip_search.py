@@ -138,6 +138,18 @@ def class_vectors_with_progress(eng: clip.EmbeddingEngine, labels: list[str], te
     bar.empty()
 
 
+def zero_shot_scores(result: clip.ZeroShotResult) -> tuple:
+    """What the bar chart shows: labels, probabilities, cosines and the temperature."""
+    return tuple((r["label"], r["probability"], r["cosine"]) for r in result.rows(0)), result.temperature
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def zero_shot_bars(_result: clip.ZeroShotResult, scores: tuple, threshold: float):
+    """The bar chart, built once per server for the same scores: 30 students on the default sample
+    share one figure (plotly builds a figure more slowly than ConSE scores the labels)."""
+    return clip.zero_shot_figure(_result, 0, threshold)
+
+
 @st.fragment
 def zero_shot_panel(
     engines: list[clip.EmbeddingEngine], image, labels: list[str], template: str, notes_shown: list[str]
@@ -183,7 +195,7 @@ def zero_shot_panel(
                     icon=":material/label:",
                 )
             st.plotly_chart(
-                clip.zero_shot_figure(result, 0, threshold), key=f"clip_bars_{eng.name}",
+                zero_shot_bars(result, zero_shot_scores(result), threshold), key=f"clip_bars_{eng.name}",
                 config={"displayModeBar": False},
             )
             if isinstance(eng, clip.ConSEEngine):

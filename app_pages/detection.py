@@ -9,7 +9,7 @@ import streamlit as st
 from PIL import Image
 
 from cvdemo.errors import CvdemoError
-from cvdemo import datasets, ui, weights
+from cvdemo import catalog, datasets, ui, weights
 from cvdemo.detection import (
     DETECTION_MODELS,
     FLOAT,
@@ -86,7 +86,7 @@ with settings_col:
         "Confidence threshold",
         0.01,
         0.95,
-        0.25,
+        catalog.DETECTION_CONF,
         0.01,
         key="det_conf",
         help="Boxes whose best class score is below this are dropped before NMS.",
@@ -95,7 +95,7 @@ with settings_col:
         "NMS IoU threshold",
         0.05,
         1.0,
-        0.45,
+        catalog.DETECTION_IOU,
         0.05,
         key="det_iou",
         help="Two boxes of the same class overlapping more than this: NMS keeps only the higher-scoring one.",
@@ -104,7 +104,7 @@ with settings_col:
     imgsz = st.select_slider(
         "Network input size (pixels)",
         sorted(set(IMAGE_SIZES) | ({fixed} if fixed else set())),
-        value=fixed or 640,
+        value=fixed or catalog.DETECTION_IMGSZ,
         key="det_imgsz",
         disabled=fixed is not None,
         help=(
@@ -130,7 +130,7 @@ with input_col:
         multiple=True,
         samples=datasets.sample_images(include_sets=("coco8", "coco128")),
     )
-    images, repeats = drop_duplicate_images(images)
+    images, repeats = drop_duplicate_images(images) if len(images) > 1 else (images, [])  # one photo: no hashing
     if repeats:  # one message for all of them, names shown exactly as the files are called
         st.warning(md_literal(duplicates_note(repeats)), icon=":material/content_copy:")
 

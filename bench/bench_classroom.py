@@ -252,20 +252,24 @@ def main() -> None:
     ap.add_argument("--settle", type=float, default=0.0,
                     help="seconds to wait after the server answers, before the first visit (e.g. a warm start's time)")
     ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="extra env for the app server")
+    ap.add_argument("--bare-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="extra env for the bare app, e.g. STREAMLIT_RUNNER_POST_SCRIPT_GC=false to give it the "
+                    "app's .streamlit/config.toml settings (a like-for-like floor)")
     a = ap.parse_args()
     pages = ["" if p in ("home", "") else p for p in a.pages.split(",")]
     extra = dict(kv.split("=", 1) for kv in a.env)
 
     logs = Path(tempfile.mkdtemp(prefix="bench-classroom-"))
     bare_port, app_port = free_port(), free_port()
-    bare = start_server(BARE_APP, bare_port, logs / "bare.log")
+    bare = start_server(BARE_APP, bare_port, logs / "bare.log", dict(kv.split("=", 1) for kv in a.bare_env))
     app = start_server(a.app_dir.resolve() / "app.py", app_port, logs / "app.log", extra)
     try:
         wait_healthy(bare_port, bare)
         t0 = time.perf_counter()
         wait_healthy(app_port, app)
         print(f"# {a.app_dir.resolve()} · N={a.n} · stagger {a.stagger:g} s · {os.cpu_count()} cores · "
-              f"load average {os.getloadavg()[0]:.1f} · logs {logs}", flush=True)
+              f"load average {os.getloadavg()[0]:.1f} · logs {logs}"
+              + (f" · bare app with {' '.join(a.bare_env)}" if a.bare_env else ""), flush=True)
         time.sleep(a.settle)
         if a.first_visit:
             for page in pages:

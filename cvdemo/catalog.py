@@ -1,4 +1,5 @@
-"""The app's pages as data: the navigation and the Home cards are both built from this."""
+"""The app's pages as data: the navigation and the Home cards are both built from this, and what the
+model pages show first (their widgets' defaults, which :mod:`cvdemo.warmup` precomputes)."""
 
 from __future__ import annotations
 
@@ -51,3 +52,10 @@ PAGES: list[PageInfo] = [
         "Prune, quantize, factorise and distil one model, then measure what really got smaller and faster.",
     ),
 ]
+
+
+# --- what the model pages show first: the pages' widget defaults and the warm start read these ---------
+DETECTION_CONF = 0.25  # confidence threshold
+DETECTION_IOU = 0.45  # NMS IoU threshold
+DETECTION_IMGSZ = 640  # network input size, unless the model file fixes one
+ARCHITECTURE_MODEL = "alexnet"  # the lecture zoo's first pick, at its native resolution

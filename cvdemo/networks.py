@@ -35,6 +35,7 @@ class Network:
     kind: str
     max_batch: int
     local: BatchFactory  # runs the model in this process
+    holds_gate: bool = True  # False: the batch function takes the compute gate around its forward pass only
 
 
 def _detector_batch(detector: Any) -> BatchFn:
@@ -46,7 +47,9 @@ def _clip_image_batch(engine: Any) -> BatchFn:
         import torch
 
         with torch.inference_mode():
-            return list(engine._image_vectors(engine.preprocess_batch(images)))  # here, or on the inference server
+            pixels = engine.preprocess_batch(images)  # resizing photos: not compute the gate guards
+            with scheduling.compute_gate().hold():
+                return list(engine._image_vectors(pixels))  # here, or on the inference server (gate set aside)
 
     return run
 
@@ -68,9 +71,9 @@ def _backbone_batch(extractor: Any) -> BatchFn:
 
 NETWORKS: dict[str, Network] = {
     "detector": Network("detector", 1, _detector_batch),
-    "clip-image": Network("clip-image", 16, _clip_image_batch),
+    "clip-image": Network("clip-image", 16, _clip_image_batch, holds_gate=False),
     "clip-text": Network("clip-text", 64, _clip_text_batch),
-    "backbone": Network("backbone", 32, _backbone_batch),
+    "backbone": Network("backbone", 32, _backbone_batch, holds_gate=False),
 }
 
 _substitutes: dict[str, BatchFactory] = {}
@@ -107,4 +110,5 @@ def scheduler(kind: str, model: Any, identity: str) -> scheduling.Scheduler:
     found = scheduling.existing(name)
     if found is not None:
         return found
-    return scheduling.for_network(name, batch_function(kind, model), NETWORKS[kind].max_batch)
+    network = NETWORKS[kind]
+    return scheduling.for_network(name, batch_function(kind, model), network.max_batch, network.holds_gate)

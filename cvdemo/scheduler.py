@@ -13,7 +13,9 @@ for a Ray Serve deployment has the same signature). ``submit(x)`` returns a :cla
 waits, tells the current waiting notice (:func:`waiting_notice`) how many requests are ahead.
 
 A batch function must not wait for another scheduler (it runs while holding the gate); calls made
-from inside a batch run inline.
+from inside a batch run inline. A scheduler made with ``holds_gate=False`` leaves the gate to its batch
+function, which takes it around its local compute only (preprocessing, e.g. resizing photos, stays
+outside); a wait on the inference server never holds it (:meth:`ComputeGate.stepped_aside`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, Generic, Iterator, Sequence, TypeVar
 
 In = TypeVar("In")
@@ -57,6 +59,11 @@ class ComputeGate:
 
     def holding(self) -> bool:
         return getattr(self._held, "depth", 0) > 0
+
+    def idle(self) -> bool:
+        """Nobody holds a permit or waits for one."""
+        with self._cond:
+            return self._active == 0 and not self._waiting
 
     def acquire(self, on_wait: Callable[[int], None] | None = None, every: float = 0.2) -> None:
         """Wait for a permit in arrival order; meanwhile ``on_wait(holders and waiters ahead)`` every ``every`` s."""
@@ -98,6 +105,25 @@ class ComputeGate:
         finally:
             self._held.depth = 0
             self.release()
+
+    @contextmanager
+    def stepped_aside(self) -> Iterator[None]:
+        """Inside a :meth:`hold`: give the permit back for the block, then queue for it again.
+
+        For a wait on another machine (the inference server): the cores here are free meanwhile, so the
+        next local batch runs instead of idling behind a network round trip. Outside a hold: nothing.
+        """
+        depth = getattr(self._held, "depth", 0)
+        if depth == 0:
+            yield
+            return
+        self._held.depth = 0
+        self.release()
+        try:
+            yield
+        finally:
+            self.acquire()
+            self._held.depth = depth
 
     @contextmanager
     def turn(self, lease: float, on_wait: Callable[[int], None] | None = None) -> Iterator[None]:
@@ -267,8 +293,10 @@ class Scheduler(Generic[In, Out]):
         max_batch: int = 1,
         window: float = BATCH_WINDOW_S,
         gate: ComputeGate | None = None,
+        holds_gate: bool = True,
     ) -> None:
         self.name = name
+        self.holds_gate = holds_gate  # False: batch_fn takes the gate itself, around its local compute
         self.batch_fn = batch_fn
         self.max_batch = max(1, int(max_batch))
         self.window = window
@@ -360,7 +388,7 @@ class Scheduler(Generic[In, Out]):
     def _run_batch(self, batch: list[Ticket], gated: bool) -> None:
         items = [t.item for t in batch]
         try:
-            with self._gate().hold():
+            with self._gate().hold() if self.holds_gate else nullcontext():
                 outputs = list(self.batch_fn(items))
             if len(outputs) != len(items):
                 raise RuntimeError(f"{self.name}: batch function returned {len(outputs)} results for {len(items)} inputs")
@@ -382,12 +410,14 @@ _schedulers: dict[str, Scheduler] = {}
 _schedulers_lock = threading.Lock()
 
 
-def for_network(name: str, batch_fn: Callable[[list[Any]], Sequence[Any]], max_batch: int = 1) -> Scheduler:
+def for_network(
+    name: str, batch_fn: Callable[[list[Any]], Sequence[Any]], max_batch: int = 1, holds_gate: bool = True
+) -> Scheduler:
     """The scheduler named ``name`` (created on first use with ``batch_fn``), shared by the process."""
     with _schedulers_lock:
         found = _schedulers.get(name)
         if found is None:
-            found = _schedulers[name] = Scheduler(name, batch_fn, max_batch)
+            found = _schedulers[name] = Scheduler(name, batch_fn, max_batch, holds_gate=holds_gate)
         return found
 
 

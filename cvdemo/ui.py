@@ -5,8 +5,10 @@ Pages call these helpers; everything else in ``cvdemo`` stays framework-free.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
+import threading
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -138,13 +140,42 @@ def page_run() -> Iterator[None]:
         show(f"{ahead} student{'s' * (ahead != 1)} ahead of you: this page starts in a moment…")
 
     gate = scheduler.page_gate()
-    with gate.turn(scheduler.PAGE_TURN_SECONDS, on_wait=queued) if gate is not None else nullcontext():
-        show(None)
-        with scheduler.waiting_notice(show):
-            try:
-                yield
-            finally:
-                show(None)
+    try:
+        with gate.turn(scheduler.PAGE_TURN_SECONDS, on_wait=queued) if gate is not None else nullcontext():
+            show(None)
+            with scheduler.waiting_notice(show):
+                try:
+                    yield
+                finally:
+                    show(None)
+    finally:
+        _collect_garbage_now_and_then(gate)  # after the turn, and only when nobody waits for one
+
+
+GC_INTERVAL_SECONDS = 10.0
+_gc_lock = threading.Lock()
+_last_gc = [time.monotonic()]
+
+
+def _collect_garbage_now_and_then(gate: "scheduler.ComputeGate | None" = None) -> None:
+    """A full garbage collection after a page run, when no other page run is under way or waiting,
+    at most every ``GC_INTERVAL_SECONDS``.
+
+    Streamlit's own collection after every script run is off (``runner.postScriptGC`` in
+    .streamlit/config.toml): with the models loaded it holds the GIL 0.1-0.3 s per run, the largest
+    part of a classroom burst. Cycles that page runs leave behind (frames of interrupted runs holding
+    images) are still freed: once the burst is over, not once per student.
+    """
+    now = time.monotonic()
+    if now - _last_gc[0] < GC_INTERVAL_SECONDS or (gate is not None and not gate.idle()):
+        return
+    if not _gc_lock.acquire(blocking=False):
+        return
+    try:
+        _last_gc[0] = now
+        gc.collect()
+    finally:
+        _gc_lock.release()
 
 
 def wait_for(ticket: "scheduler.Ticket[T]") -> T:
@@ -161,7 +192,9 @@ def _asset_rows() -> list[dict]:
     return weights.status_rows()
 
 
+@st.cache_resource(ttl=2, show_spinner=False)
 def _process_memory_mb() -> float | None:
+    # Read once per 2 s for the whole server, not once per page run of every student.
     try:
         import psutil
 

@@ -7,8 +7,8 @@ instances the pages use, see :mod:`cvdemo.cache`), and the results a student see
 default architecture's profile) go into the result cache. The first student then pays for none of it.
 Steps that cannot run here (weights missing) are skipped and reported, never raised.
 
-The defaults below mirror the pages' first view (``tests/test_warmup.py`` checks that a page opened
-after a warm-up computes nothing new).
+The settings are the pages' own defaults, read from one place (:mod:`cvdemo.catalog`);
+``tests/test_classroom.py`` checks that the Detection page opened after a warm-up computes nothing new.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class WarmUpReport:
 
 
 def _detection() -> None:
-    from cvdemo import cache, datasets, weights
+    from cvdemo import cache, catalog, datasets, weights
     from cvdemo.detection import DETECTION_MODELS, Detector
 
     ready = [n for n in DETECTION_MODELS if weights.available(n)]
@@ -52,7 +52,8 @@ def _detection() -> None:
     detector = cache.shared(Detector, ready[0], accelerated=True)
     samples = datasets.sample_images(include_sets=("coco8", "coco128"))
     name, path = next(iter(samples.items()))
-    detector.detect(shared_image(path), conf=0.25, iou=0.45, classes=None, imgsz=detector.fixed_imgsz or 640, name=name)
+    detector.detect(shared_image(path), conf=catalog.DETECTION_CONF, iou=catalog.DETECTION_IOU, classes=None,
+                    imgsz=detector.fixed_imgsz or catalog.DETECTION_IMGSZ, name=name)
 
 
 def _clip() -> None:
@@ -70,10 +71,11 @@ def _clip() -> None:
 
 
 def _architectures() -> None:
+    from cvdemo import catalog
     from cvdemo import complexity as cx
     from cvdemo import zoo
 
-    key = "alexnet"
+    key = catalog.ARCHITECTURE_MODEL
     resolution = zoo.native_resolution(key)
     cx.profile(key, (zoo.input_channels(key), resolution, resolution))
 

@@ -171,3 +171,78 @@ def test_app_is_an_st_app_whose_start_up_starts_the_warm_start(monkeypatch):
 
     asyncio.run(start_and_stop())
     assert started.is_set()
+
+
+@pytest.fixture
+def inference_server(monkeypatch):
+    """A stand-in inference server on loopback running the real extractor's batch function; it notes
+    whether this process's compute gate was free while each request was being served."""
+    import http.server
+
+    from cvdemo import fewshot as fs
+    from cvdemo.serve import wire
+    from cvdemo.serve.client import INFERENCE_URL_ENV
+
+    extractor = cache.shared(fs.FeatureExtractor, "efficientnet_lite0", None, True, True)
+    gate = scheduler.compute_gate()
+    gate_busy_during_requests: list[int] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            gate_busy_during_requests.append(gate._active)
+            inputs = wire.decode(self.rfile.read(int(self.headers["Content-Length"])))["inputs"]
+            body = wire.encode({"outputs": extractor.features_batch(inputs)})
+            self.send_response(200)
+            self.send_header("Content-Type", wire.CONTENT_TYPE)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv(INFERENCE_URL_ENV, f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        yield extractor, gate_busy_during_requests
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_compute_gate_is_free_while_the_inference_server_works(inference_server, data_dir):
+    extractor, gate_busy_during_requests = inference_server
+    paths = sorted((data_dir / "hymenoptera_data" / "val" / "ants").glob("*.jpg"))[-3:]
+    pictures = [Image.open(p).convert("RGB").rotate(1) for p in paths]  # pictures no other test embedded
+    remote = extractor._embed_layers_now(pictures, [None], 8, None)[None]  # the page's several-image path
+    query = extractor.embed([pictures[0].rotate(1)])  # one query: through the backbone scheduler
+    assert len(gate_busy_during_requests) == 2 and gate_busy_during_requests == [0, 0]
+    # a detector scheduler holds the gate around its batch; the remote call inside it still steps aside
+    held_scheduler = scheduler.Scheduler("remote-in-a-held-batch", lambda items: extractor._features(items, [None])[None])
+    held_scheduler.run(pictures[1])
+    assert gate_busy_during_requests[-1] == 0
+    assert np.asarray(query).shape == (1, remote.shape[1]) and np.isfinite(remote).all()
+
+
+def test_feature_extractor_preprocesses_outside_the_compute_gate(data_dir, monkeypatch):
+    from cvdemo import fewshot as fs
+
+    extractor = cache.shared(fs.FeatureExtractor, "efficientnet_lite0", None, True, True)
+    gate = scheduler.compute_gate()
+    held_while_preprocessing, held_while_forward = [], []
+    preprocess, forward = extractor.preprocess, extractor._forward
+
+    def watched_preprocess(*args, **kwargs):
+        held_while_preprocessing.append(gate.holding())
+        return preprocess(*args, **kwargs)
+
+    def watched_forward(*args, **kwargs):
+        held_while_forward.append(gate.holding())
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(extractor, "preprocess", watched_preprocess)
+    monkeypatch.setattr(extractor, "_forward", watched_forward)
+    path = sorted((data_dir / "hymenoptera_data" / "val" / "bees").glob("*.jpg"))[-1]
+    extractor.embed([Image.open(path).convert("RGB").rotate(2)])  # through the backbone scheduler
+    assert held_while_preprocessing == [False] and held_while_forward == [True]

@@ -77,3 +77,20 @@ def test_evaluate_verification_handler():
     figure, text = demo.evaluate_verification(clip.CLASS, 0.5)
     assert "AUC" in text and "equal-error rate" in text and "CIFAR-10" in text  # the first labeled sample set
     assert any("your threshold 0.50" in (t.name or "") for t in figure.data)
+
+
+def test_dead_inference_server_is_a_sentence_not_a_generic_error(monkeypatch, bus_jpg):
+    import socket
+
+    import gradio as gr
+
+    from cvdemo.serve.client import INFERENCE_URL_ENV
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"  # closed again: nothing listens there
+    monkeypatch.setenv(INFERENCE_URL_ENV, url)
+    photo = Image.open(bus_jpg).convert("RGB").rotate(90, expand=True)  # a picture no other test embedded
+    with pytest.raises(gr.Error, match="does not answer") as info:
+        demo.classify(photo, "bus, cat, banana", "a photo of a {}.")
+    assert url in str(info.value)

@@ -183,3 +183,40 @@ def test_page_concurrency_setting(monkeypatch):
     assert scheduler.page_gate() is None
     monkeypatch.setenv(scheduler.PAGE_CONCURRENCY_ENV, "3")
     assert scheduler.page_gate().permits == 3
+
+
+def test_a_hold_steps_aside_for_a_wait_elsewhere():
+    gate = ComputeGate(1)
+    other_ran = threading.Event()
+
+    def other():
+        with gate.hold():
+            other_ran.set()
+
+    with gate.hold():
+        with gate.stepped_aside():  # e.g. waiting on the inference server
+            assert not gate.holding() and gate._active == 0
+            worker = threading.Thread(target=other)
+            worker.start()
+            assert other_ran.wait(5)  # the cores went to someone else meanwhile
+            worker.join(5)
+        assert gate.holding() and gate._active == 1  # queued again and got it back
+        with gate.hold():  # still reentrant afterwards
+            assert gate.holding()
+    assert not gate.holding() and gate._active == 0
+    with gate.stepped_aside():  # outside a hold: nothing to give back
+        assert gate._active == 0
+
+
+def test_a_scheduler_that_leaves_the_gate_to_its_batch_function():
+    gate = ComputeGate(1)
+    seen = []
+
+    def batch_fn(items):
+        seen.append(gate.holding())  # e.g. resizing photos: no gate
+        with gate.hold():
+            seen.append(gate.holding())
+            return items
+
+    assert Scheduler("self-gated", batch_fn, gate=gate, holds_gate=False).run(3) == 3
+    assert seen == [False, True]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO
-from cvdemo import text, ui
+from cvdemo import scheduler, text, ui
 from markdown_view import formatting, rendered_text
 
 TRICKY = [
@@ -75,3 +75,41 @@ def test_runtime_switch_cannot_end_empty():
     assert not at.exception, at.exception
     assert at.segmented_control(key=ui.RUNTIME_KEY).value == ui.RUNTIME_PYTORCH  # the last choice is back
     assert at.session_state[ui.RUNTIME_KEY] == ui.RUNTIME_PYTORCH
+
+
+def test_page_runs_collect_garbage_at_most_every_interval(monkeypatch):
+    """Streamlit's collection after every run is off (config.toml); ui collects cycles now and then instead."""
+    import gc
+    import tomllib
+    import weakref
+
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert config["runner"]["postScriptGC"] is False
+
+    class Node:
+        pass
+
+    def cycle() -> weakref.ref:
+        node = Node()
+        node.me = node  # freed only by the cycle collector
+        return weakref.ref(node)
+
+    gc.disable()  # no automatic collection during the test
+    try:
+        monkeypatch.setattr(ui, "_last_gc", [0.0])  # long ago: this run collects
+        first = cycle()
+        ui._collect_garbage_now_and_then()
+        assert first() is None
+        second = cycle()
+        ui._collect_garbage_now_and_then()  # a moment later: the next student does not pay for it
+        assert second() is not None
+        busy = scheduler.ComputeGate(1)
+        monkeypatch.setattr(ui, "_last_gc", [0.0])
+        with busy.hold():  # another page run is under way: the burst is not over yet
+            ui._collect_garbage_now_and_then(busy)
+        assert second() is not None
+        ui._collect_garbage_now_and_then(busy)  # idle now
+        assert second() is None
+    finally:
+        gc.enable()
+        gc.collect()

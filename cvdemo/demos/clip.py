@@ -14,6 +14,7 @@ from PIL import Image
 
 from cvdemo import cache, clip, weights
 from cvdemo.images import ImageInputError, load_image
+from cvdemo.demos import shows_errors
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -60,6 +61,7 @@ def gallery_index() -> clip.ImageIndex:
     return cache.shared(build_sample_index, engine_key(), galleries[0])
 
 
+@shows_errors
 def classify(
     image: Any, labels_text: str, template: str = clip.ENSEMBLE, temperature: float | None = None,
     threshold: float | None = None,
@@ -95,6 +97,7 @@ def _gallery_items(index: clip.ImageIndex, hits: list[clip.SearchHit]) -> list[t
     return [(index.thumbnails[h.position], f"{h.score:.3f} · {h.label or h.id}") for h in hits]
 
 
+@shows_errors
 def search(query: str, k: int = 10) -> tuple[list[tuple[Image.Image, str]], list[str], str]:
     """Text -> image: the top-``k`` gallery images with their cosine, their ids, and a status line."""
     index = gallery_index()
@@ -107,6 +110,7 @@ def search(query: str, k: int = 10) -> tuple[list[tuple[Image.Image, str]], list
     return _gallery_items(index, hits), [h.id for h in hits], " ".join([status, *notes])
 
 
+@shows_errors
 def similar(shown_ids: list[str], k: int, evt: gr.SelectData) -> tuple[list[tuple[Image.Image, str]], list[str], str]:
     """Image -> image: rank the gallery by similarity to the clicked result (it comes first)."""
     if not shown_ids or evt.index is None or int(evt.index) >= len(shown_ids):
@@ -122,6 +126,7 @@ def verification_embedder() -> clip.Embedder:
     return clip.embedder_for(engine())
 
 
+@shows_errors
 def verify_images(first: Any, second: Any, threshold: float | None = None) -> tuple[str, float]:
     """Same or different? The verdict sentence and the cosine of the two images' embeddings."""
     if first is None or second is None:
@@ -136,6 +141,7 @@ def verify_images(first: Any, second: Any, threshold: float | None = None) -> tu
     return clip.verdict_text(verdict) + f"\n\nEngine: {embedder.label}.", verdict.cosine
 
 
+@shows_errors
 def evaluate_verification(level: str, threshold: float) -> tuple["go.Figure", str]:
     """ROC of the active engine on pairs from a sample set, the threshold marked, which changes break."""
     sets = clip.available_sample_galleries(labeled_only=level == clip.CLASS)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from cvdemo import cache
 from cvdemo.datasets import DataUnavailable
 from cvdemo.weights import WeightsUnavailable
+from cvdemo.demos import shows_errors
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -43,6 +44,7 @@ def spec_for(technique: str, knob: float):
     return cx.TechniqueSpec(technique, knobs)
 
 
+@shows_errors
 def run(technique: str, knob: float, images: int = 32, repeats: int = 20) -> tuple[pd.DataFrame, str]:
     """Compress EfficientNet-Lite0 with one technique; the comparison table and the explanation."""
     import gradio as gr

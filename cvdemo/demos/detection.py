@@ -12,10 +12,12 @@ from PIL import Image
 from cvdemo import cache, datasets, weights
 from cvdemo.detection import FLOAT, Detector
 from cvdemo.images import ImageInputError
+from cvdemo.demos import shows_errors
 
 MODEL = "yolov8n"
 
 
+@shows_errors
 def detect_image(image: Image.Image | None, conf: float = 0.25, iou: float = 0.45) -> tuple[Image.Image, pd.DataFrame, str]:
     """Annotated image, detections table and a one-line summary with the latency split."""
     if image is None:

@@ -20,6 +20,7 @@ from cvdemo import cache
 from cvdemo import fewshot as fs
 from cvdemo.datasets import DataUnavailable
 from cvdemo.images import ImageInputError, load_image
+from cvdemo.demos import shows_errors
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -42,6 +43,7 @@ def build_gallery(per_class: int = PER_CLASS) -> SampleGallery:
     return SampleGallery(extractor, items, labels, extractor.embed([e.image for e in items]))
 
 
+@shows_errors
 def classify(
     image: Any, k: int = 3, metric: str = "cosine", weighting: str = "uniform"
 ) -> tuple[dict[str, float], list[tuple[Any, str]]]:
@@ -66,6 +68,7 @@ def classify(
     return {str(c): float(p) for c, p in zip(knn.classes_, proba)}, neighbours
 
 
+@shows_errors
 def training_examples() -> list[tuple[Any, str]]:
     try:
         gallery = cache.shared(build_gallery, PER_CLASS)
@@ -111,6 +114,7 @@ def ladder_outputs(run: fs.LadderRun) -> tuple[Any, Any, str]:
     return table, curves, summary
 
 
+@shows_errors
 def run_ladder(
     head_epochs: int = 15, unfreeze_epochs: int = 6, lr_factor: float = 10, start: str = "head"
 ) -> Iterator[tuple[Any, Any, str]]:

@@ -17,6 +17,7 @@ from PIL import Image
 from cvdemo import cache, datasets, weights
 from cvdemo import segmentation as seg
 from cvdemo.text import html_literal
+from cvdemo.demos import shows_errors
 
 SERVER_MODEL = "Pets U-Net (fine-tuned on this server, about a minute the first time)"
 
@@ -45,6 +46,7 @@ def get_model(choice: str, model_file: str | None = None) -> seg.Segmenter:
         raise gr.Error(str(exc)) from None
 
 
+@shows_errors
 def segment(
     image: Image.Image | None,
     opacity: float = 0.55,

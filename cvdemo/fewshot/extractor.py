@@ -320,8 +320,7 @@ class FeatureExtractor:
         with torch.inference_mode():
             for start in range(0, total, batch_size):
                 batch = images[start : start + batch_size]
-                with compute_gate().hold():  # batch by batch, in turn with the other networks' requests
-                    features = self._features(batch, layers)
+                features = self._features(batch, layers)  # takes the compute gate around the forward pass
                 for layer, feats in features.items():
                     chunks[layer].append(torch.nn.functional.normalize(feats.float(), dim=1).numpy())
                 if progress:
@@ -341,7 +340,9 @@ class FeatureExtractor:
 
         remote = remote_batch_fn(self.serve_key) if self.serve_key else None
         if remote is None:
-            return self._forward(self.preprocess(images, channels_last=not self._exported), layers)
+            pixels = self.preprocess(images, channels_last=not self._exported)  # decoding and resizing: no gate
+            with compute_gate().hold():  # batch by batch, in turn with the other networks' requests
+                return self._forward(pixels, layers)
         outputs = remote([{"crop": np.asarray(self._transform(img), dtype=np.uint8)} for img in images])
         return {layer: torch.from_numpy(np.stack([out[layer_key(layer)] for out in outputs])) for layer in layers}
 

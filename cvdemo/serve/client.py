@@ -57,7 +57,10 @@ def remote_batch_fn(network_key: str) -> BatchFn | None:
     timeout = float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT)
 
     def run(inputs: list[Any]) -> list[Any]:
-        return send_batch(url, network_key, list(inputs), timeout)
+        from cvdemo.scheduler import compute_gate
+
+        with compute_gate().stepped_aside():  # this machine's cores are free while the server works
+            return send_batch(url, network_key, list(inputs), timeout)
 
     return run
 
