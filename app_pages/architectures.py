@@ -4,7 +4,6 @@ design rules as typed networks, and a classroom quiz."""
 from __future__ import annotations
 
 import math
-import re
 
 import streamlit as st
 
@@ -24,6 +23,7 @@ with st.spinner("Loading PyTorch…"):
     from cvdemo import zoo
     from cvdemo.complexity import memory_budget
     from cvdemo.complexity.figures import effective_field_figure, field_depth_figure, field_on_image_figure, spread_labels
+    from cvdemo.complexity.page_state import ArchitecturesState, CountersRun
     from cvdemo.complexity.receptive_field import number as field_number
 
 RESOLUTIONS = [96, 128, 160, 192, 224, 256, 288, 320, 384, 448, 512]
@@ -36,43 +36,41 @@ COLORS = {"params": "#4C78A8", "compute": "#F58518", "memory": "#54A24B"}
 # --- cached computations (all pure functions in cvdemo.complexity) --------------------------------
 
 
+def page_state() -> ArchitecturesState:
+    """This browser session's results (counters, timings, quiz), as one typed record."""
+    return st.session_state.setdefault("arch_state", ArchitecturesState())
+
+
+def zoo_input(name: str, resolution: int) -> tuple[int, int, int]:
+    return (zoo.input_channels(name), resolution, resolution)
+
+
+# Each takes (zoo or timm name, resolution, typed network): the typed network, when given, is what counts.
 @st.cache_data(show_spinner=False, max_entries=256)
-def zoo_profile(name: str, resolution: int) -> cx.Profile:
-    return cx.profile(name, (zoo.input_channels(name), resolution, resolution))
+def profile_of(name: str, resolution: int, spec: str | None = None) -> cx.Profile:
+    return cx.profile_spec(spec) if spec is not None else cx.profile(name, zoo_input(name, resolution))
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def spec_profile(text: str) -> cx.Profile:
-    return cx.profile_spec(text)
+@st.cache_data(show_spinner=False, max_entries=256)
+def receptive_fields(name: str, resolution: int, spec: str | None = None) -> cx.ReceptiveField:
+    return cx.receptive_field(spec) if spec is not None else cx.receptive_field(name, zoo_input(name, resolution))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def counters(name: str, resolution: int, spec: str | None) -> cx.CounterComparison:
     # Real CPU runs; both refuse (cx.OverBudget) before allocating when over the memory budget.
-    if spec is not None:
-        return cx.compare_spec_counters(spec)
-    return cx.compare_counters(name, (zoo.input_channels(name), resolution, resolution))
+    return cx.compare_spec_counters(spec) if spec is not None else cx.compare_counters(name, zoo_input(name, resolution))
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
 def latency(name: str, resolution: int) -> cx.Latency:
     # Built, timed and released: keeping every zoo model in RAM for a timing would cost gigabytes.
-    return cx.latency_of(name, (zoo.input_channels(name), resolution, resolution))
+    return cx.latency_of(name, zoo_input(name, resolution))
 
 
 @st.cache_data(show_spinner=False)
 def separable(kernel: int, c_in: int, c_out: int, size: int) -> cx.SeparableSaving:
     return cx.separable_saving(kernel, c_in, c_out, size)
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def zoo_fields(name: str, resolution: int) -> cx.ReceptiveField:
-    return cx.receptive_field(name, (zoo.input_channels(name), resolution, resolution))
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def spec_fields(text: str) -> cx.ReceptiveField:
-    return cx.receptive_field(text)
 
 
 @st.cache_data(show_spinner=False)
@@ -103,11 +101,6 @@ def fmt(n: float | None) -> str:
 
 def ratio(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"  # a source that gives no number shows a dash, not "None"
-
-
-def literal(text: str) -> str:
-    """``text`` shown as typed in Streamlit's markdown: every ASCII punctuation mark escaped."""
-    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", text)
 
 
 def px(value: float | None) -> str:
@@ -166,7 +159,7 @@ else:
     try:
         native = zoo.native_resolution(model_key)
     except zoo.UnknownModel as exc:
-        st.error(literal(str(exc)))
+        st.error(ui.literal(str(exc)))
         st.stop()
     with controls[1]:
         fixed = model_key in zoo.ZOO and zoo.ZOO[model_key].fixed_resolution
@@ -188,19 +181,19 @@ factor = 1 if unit == "MACs" else 2
 
 try:
     with st.spinner("Counting…"):
-        prof = spec_profile(spec_text) if spec_text is not None else zoo_profile(model_key, resolution)
+        prof = profile_of(model_key, resolution, spec_text)
 except cx.SpecError as exc:
-    st.error(literal(str(exc)), icon=":material/edit_note:")
+    st.error(ui.literal(str(exc)), icon=":material/edit_note:")
     st.stop()
 except CvdemoError as exc:
-    st.error(literal(str(exc)))
+    st.error(ui.literal(str(exc)))
     st.stop()
 
 fields: cx.ReceptiveField | None = None
 fields_problem = ""
 try:
     with st.spinner("Tracing receptive fields…"):
-        fields = spec_fields(spec_text) if spec_text is not None else zoo_fields(model_key, resolution)
+        fields = receptive_fields(model_key, resolution, spec_text)
 except CvdemoError as exc:
     fields_problem = str(exc)
 except Exception as exc:  # a model the tracer trips over must not take the counts down with it
@@ -209,7 +202,7 @@ except Exception as exc:  # a model the tracer trips over must not take the coun
 # --- totals and the papers ------------------------------------------------------------------------
 
 title = "Your network" if spec_text is not None else prof.name
-st.subheader(literal(f"{title} at {cx.shape_text(prof.input_size)}"))
+st.subheader(ui.literal(f"{title} at {cx.shape_text(prof.input_size)}"))
 if spec_text is not None:
     c, h, w = prof.input_size
     st.caption(f"Shapes are per image and channels first, as PyTorch stores them: your {h}x{w}x{c} is {c}×{h}×{w} here.")
@@ -245,7 +238,7 @@ final = fields.final if fields else None
 headline.metric(
     "Receptive field",
     "—" if final is None else f"{final.size_text} px",
-    help=literal(fields.sentence() if fields else f"Receptive fields could not be traced: {fields_problem}"),
+    help=ui.literal(fields.sentence() if fields else f"Receptive fields could not be traced: {fields_problem}"),
     width=METRIC_WIDTH,
 )
 
@@ -379,9 +372,9 @@ def open_typed(spec: str) -> None:
 @st.fragment
 def field_panel(fields: cx.ReceptiveField | None, problem: str, model_key: str, resolution: int, spec: str | None) -> None:
     if fields is None:
-        st.warning(literal(f"Receptive fields could not be traced: {problem}"), icon=":material/visibility_off:")
+        st.warning(ui.literal(f"Receptive fields could not be traced: {problem}"), icon=":material/visibility_off:")
     else:
-        (st.warning if fields.cannot_follow else st.info)(literal(fields.sentence()), icon=":material/visibility:")
+        (st.warning if fields.cannot_follow else st.info)(ui.literal(fields.sentence()), icon=":material/visibility:")
         st.plotly_chart(field_depth_figure(fields), key="arch_field_chart")
         st.caption(
             "Each point is a layer that grows the field (hover for its name). A convolution or pooling window of k "
@@ -392,7 +385,7 @@ def field_panel(fields: cx.ReceptiveField | None, problem: str, model_key: str, 
         if merges:
             what = "1 addition or concatenation" if len(fields.merges) == 1 else f"{len(fields.merges)} additions or concatenations"
             with st.expander(f"Where paths merge: {what}, the widest input sets the field"):
-                st.markdown("\n".join(f"- {literal(m)}" for m in merges))
+                st.markdown("\n".join(f"- {ui.literal(m)}" for m in merges))
     st.markdown("#### On a picture")
     picture_panel(fields, model_key, resolution, spec)
     st.markdown("#### Design rules, as typed networks")
@@ -440,7 +433,7 @@ def picture_panel(fields: cx.ReceptiveField | None, model_key: str, resolution: 
         ui.weights_missing(exc)
         return
     except (cx.ProfileError, cx.SpecError, ValueError) as exc:
-        st.warning(literal(str(exc)), icon=":material/memory:")
+        st.warning(ui.literal(str(exc)), icon=":material/memory:")
         return
     layers = cx.picture_layers(net_fields)
     if not layers:
@@ -464,14 +457,14 @@ def picture_panel(fields: cx.ReceptiveField | None, model_key: str, resolution: 
         try:
             erf = measured(choice, model_key, resolution, spec, layer_name, (y, x), np.asarray(crop))
         except (cx.ProfileError, ValueError) as exc:
-            st.warning(literal(str(exc)))
+            st.warning(ui.literal(str(exc)))
             return
     c, d = st.columns(2)
     c.plotly_chart(field_on_image_figure(crop, erf.box, layer_name, erf.unit), key="arch_pic_field")
     d.plotly_chart(effective_field_figure(erf), key="arch_pic_erf")
     share = cx.clip_fraction(erf.box, crop.height, crop.width)
     st.caption(
-        literal(f"Left: the {field_number(row.size or 0)} px theoretical field of unit ({erf.unit[0]}, {erf.unit[1]}) "
+        ui.literal(f"Left: the {field_number(row.size or 0)} px theoretical field of unit ({erf.unit[0]}, {erf.unit[1]}) "
                 f"of {layer_name} on the {crop.width}×{crop.height} picture {net.label} sees"
                 + (f" ({100 * share:.0f}% of it on the picture, the rest zero padding, dotted)." if share < 0.999 else ".")
                 + f" Right: {erf.sentence()} Dashed: the theoretical field; cyan: the 95% square. Luo et al. (2016) "
@@ -557,7 +550,7 @@ def counters_panel(prof: cx.Profile, model_key: str, resolution: int, spec: str 
     memory = cx.memory_estimate(prof)
     if not memory.fits():  # refused before anything is built; the counts from shapes stand above
         st.warning(
-            literal(f"{memory.sentence()} So the three counters, which run it for real, are off here. The parameters "
+            ui.literal(f"{memory.sentence()} So the three counters, which run it for real, are off here. The parameters "
             f"({fmt(prof.total_params)}) and MACs ({fmt(prof.total_macs)}) above are counted from shapes alone, "
             "with no forward pass. A smaller input or fewer units brings it under the limit."),
             icon=":material/memory:",
@@ -565,18 +558,18 @@ def counters_panel(prof: cx.Profile, model_key: str, resolution: int, spec: str 
     if st.button("Run the three counters", icon=":material/play_arrow:", key="arch_counters_run", disabled=not memory.fits()):
         with st.status("Building the model on the CPU and running three counters…", expanded=False) as status:
             try:
-                st.session_state["arch_counters"] = (request, counters(model_key, resolution, spec))
+                page_state().counters = CountersRun(request, counters(model_key, resolution, spec))
                 status.update(label="Counted.", state="complete")
             except cx.OverBudget as exc:
                 status.update(label="Not run: too big for this server.", state="error")
-                st.warning(literal(str(exc)), icon=":material/memory:")
+                st.warning(ui.literal(str(exc)), icon=":material/memory:")
                 return
             except Exception as exc:  # a model a tool cannot follow must not break the page
                 status.update(label="A counter failed.", state="error")
-                st.error(literal(f"Counting failed: {exc}"))
+                st.error(ui.literal(f"Counting failed: {exc}"))
                 return
-    stored = st.session_state.get("arch_counters")
-    if not stored or stored[0] != request:
+    stored = page_state().counters
+    if stored is None or stored.request != request:
         if memory.fits():
             st.caption(
                 f"Runs a real forward pass (seconds for VGG-sized models; about {memory_budget.format_bytes(memory.total)} "
@@ -584,7 +577,7 @@ def counters_panel(prof: cx.Profile, model_key: str, resolution: int, spec: str 
                 "results are cached."
             )
         return
-    comparison: cx.CounterComparison = stored[1]
+    comparison = stored.comparison
     st.dataframe(
         pd.DataFrame(
             [
@@ -618,7 +611,7 @@ def compare_models(unit: str, factor: int) -> None:
     points = []
     for i, key in enumerate(picked):
         bar.progress(i / len(picked), text=f"Profiling {zoo.label(key)}…")
-        p = zoo_profile(key, zoo.ZOO[key].resolution)
+        p = profile_of(key, zoo.ZOO[key].resolution)
         points.append((key, p))
     bar.empty()
     fig = go.Figure()
@@ -676,9 +669,9 @@ def mobilenet_grid(unit: str, factor: int) -> None:
     sizes = [224, 192, 160, 128]
     rows = []
     for key, alpha in widths:
-        row: dict[str, object] = {"α": alpha, "params": f"{zoo_profile(key, 224).total_params / 1e6:.2f}M"}
+        row: dict[str, object] = {"α": alpha, "params": f"{profile_of(key, 224).total_params / 1e6:.2f}M"}
         for size in sizes:
-            ours = zoo_profile(key, size).total_macs * factor / 1e6
+            ours = profile_of(key, size).total_macs * factor / 1e6
             paper = next((f["macs"] for f in cx.paper_facts(key, size) if f["macs"]), None)
             row[f"{size} px"] = f"{ours:,.0f}M" + (f" (paper {paper * factor / 1e6:,.0f}M)" if paper else "")
         rows.append(row)
@@ -716,16 +709,16 @@ def speed_panel(unit: str, factor: int, current: str) -> None:
             except cx.OverBudget as exc:  # refused before building: nothing allocated
                 refused.append(str(exc))
         bar.empty()
-        st.session_state["arch_speed_results"] = results
+        page_state().latencies = results
         for message in refused:
-            st.warning(literal(message), icon=":material/memory:")
-    results = st.session_state.get("arch_speed_results")
+            st.warning(ui.literal(message), icon=":material/memory:")
+    results = page_state().latencies
     if not results:
         st.caption("Nothing timed yet: pick models and press the button.")
         return
     rows = []
     for key, lat in results.items():
-        macs = zoo_profile(key, zoo.ZOO[key].resolution).total_macs
+        macs = profile_of(key, zoo.ZOO[key].resolution).total_macs
         rows.append({"model": zoo.label(key), unit: macs * factor, "median ms": round(lat.median_ms, 2),
                      "best ms": round(lat.best_ms, 2), f"G{unit} per second": round(macs * factor / lat.median_ms / 1e6, 1)})  # fmt: skip
     frame = pd.DataFrame(rows)
@@ -751,9 +744,6 @@ if tab_speed.open:
 
 # --- quiz ---------------------------------------------------------------------------------------------
 
-QUIZ_KEY = "arch_quiz"
-
-
 @st.fragment
 def quiz_panel() -> None:
     st.markdown(
@@ -766,18 +756,18 @@ def quiz_panel() -> None:
     lecturer = c.toggle("Lecturer: reveal all answers", key="arch_quiz_reveal")
     kinds = st.pills("Ask for", list(cx.KINDS), default=list(cx.KINDS), format_func=cx.KINDS.get, selection_mode="multi",
                      key="arch_quiz_kinds") or list(cx.KINDS)  # fmt: skip
-    state: cx.QuizState | None = st.session_state.get(QUIZ_KEY)
+    state = page_state().quiz
     if state is None or (state.seed, state.kinds, len(state.questions)) != (seed, tuple(k for k in cx.KINDS if k in kinds), count):
         with st.spinner("Preparing questions from the lecture's networks and the zoo (once per server)…"):
             quiz_pool()
             state = cx.make_quiz(seed, count, kinds)
-        st.session_state[QUIZ_KEY] = state
+        page_state().quiz = state
     score = st.empty()  # filled after the answers below are checked
-    st.caption(literal(cx.TOLERANCE))
+    st.caption(ui.literal(cx.TOLERANCE))
     for q in state.questions:
         with st.container(border=True):
-            st.markdown(f"**Question {q.number} · {cx.KINDS[q.kind]}** — {literal(q.source)}")
-            st.markdown("\n".join(f"- {literal(line)}" for line in q.given) + f"\n\n{q.prompt}")
+            st.markdown(f"**Question {q.number} · {cx.KINDS[q.kind]}** — {ui.literal(q.source)}")
+            st.markdown("\n".join(f"- {ui.literal(line)}" for line in q.given) + f"\n\n{q.prompt}")
             with st.form(f"arch_quiz_form_{state.seed}_{q.number}", border=False):
                 left, right = st.columns([4, 1], vertical_alignment="bottom")
                 text = left.text_input("Your answer", key=f"arch_quiz_answer_{state.seed}_{q.number}",
@@ -787,13 +777,13 @@ def quiz_panel() -> None:
                 try:
                     state.answer(q.number, text)
                 except cx.AnswerError as exc:
-                    st.warning(literal(str(exc)))
+                    st.warning(ui.literal(str(exc)))
             attempt = state.attempts.get(q.number)
             if attempt is not None:
                 if attempt.correct:
-                    st.success(literal(f"Right: read as {attempt.read_as}."), icon=":material/check_circle:")
+                    st.success(ui.literal(f"Right: read as {attempt.read_as}."), icon=":material/check_circle:")
                 else:
-                    st.error(literal(f"Not quite: you wrote “{attempt.text}”, read as {attempt.read_as}. {attempt.hint}"
+                    st.error(ui.literal(f"Not quite: you wrote “{attempt.text}”, read as {attempt.read_as}. {attempt.hint}"
                                      f" (try {attempt.tries})"), icon=":material/cancel:")  # fmt: skip
             if lecturer or (attempt is not None and (attempt.correct or attempt.tries >= 2)):
                 if q.kind == "field":
@@ -801,7 +791,7 @@ def quiz_panel() -> None:
                 else:
                     work = f"{q.symbols}\n{q.worked}" if q.kind == "shape" else f"{q.symbols}\n= {q.worked}"
                 st.code(f"{work}\nanswer: {q.answer_text}", language=None)
-    score.metric("Score", f"{state.right} / {len(state.questions)}", help=literal(state.score()))
+    score.metric("Score", f"{state.right} / {len(state.questions)}", help=ui.literal(state.score()))
 
 
 if tab_quiz.open:
