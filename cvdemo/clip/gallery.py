@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from dataclasses import dataclass, field
@@ -12,7 +11,7 @@ from typing import Any, Iterable
 from PIL import Image
 
 from cvdemo.clip._common import ClipInputError
-from cvdemo.images import ImageInputError, is_image_name, load_image, per_image
+from cvdemo.images import ImageInputError, fingerprint, is_image_name, load_image, per_image
 
 THUMB_SIZE = 128
 
@@ -21,7 +20,7 @@ THUMB_SIZE = 128
 class GalleryImage:
     id: str  # unique display name, e.g. "ship/0003.jpg"
     image: Image.Image
-    digest: str  # sha256 of the file bytes: the key of the on-disk embedding cache
+    digest: str  # images.fingerprint of the pixels: the key of the on-disk embedding cache
     label: str | None = None
 
 
@@ -29,18 +28,6 @@ class GalleryImage:
 class Gallery:
     images: list[GalleryImage] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # one sentence per file left out
-
-
-def digest_of(data: bytes | Image.Image) -> str:
-    if isinstance(data, Image.Image):
-        image = data
-
-        def pixels_digest() -> str:
-            rgb = image.convert("RGB")
-            return hashlib.sha256(f"{rgb.size}".encode() + rgb.tobytes()).hexdigest()
-
-        return per_image(image, "clip-digest", pixels_digest)  # a shared sample: hashed once per process
-    return hashlib.sha256(data).hexdigest()
 
 
 def gallery_from_files(files: Iterable[tuple[str, Any]], labels: dict[str, str] | None = None) -> Gallery:
@@ -73,7 +60,7 @@ def gallery_from_files(files: Iterable[tuple[str, Any]], labels: dict[str, str] 
             n += 1
         seen_ids.add(unique)
         label = (labels or {}).get(name)
-        gallery.images.append(GalleryImage(unique, image, digest_of(data), label))
+        gallery.images.append(GalleryImage(unique, image, fingerprint(image), label))
     return gallery
 
 
