@@ -14,6 +14,7 @@ from cvdemo import ui
 from cvdemo.archives import ArchiveError
 from cvdemo.catalog import PAGES
 from cvdemo.images import fingerprint
+from cvdemo.text import md_literal_light as md
 from cvdemo.datasets import DataUnavailable, available as data_available
 from cvdemo.weights import WeightsUnavailable
 
@@ -39,7 +40,7 @@ def report(added: int, messages: list[str], where: str) -> None:
 
 def show(level: str, text: str) -> None:
     """A message with the user's text (class and file names) shown literally."""
-    getattr(st, level)(ui.literal(text))
+    getattr(st, level)(md(text))
 
 
 # --- callbacks: they run before the script, so the page below already shows their result ----------
@@ -203,7 +204,7 @@ for note in state.take_notes():
 for class_name, items in list(examples.classes.items()):
     with st.container(border=True):
         head_col, remove_col = st.columns([5, 1])
-        head_col.markdown(f"**{ui.literal(class_name)}** · {len(items)} image{'s' * (len(items) != 1)}")
+        head_col.markdown(f"**{md(class_name)}** · {len(items)} image{'s' * (len(items) != 1)}")
         remove_col.button(
             "Remove class", key=f"fewshot_rmclass_{class_name}", on_click=remove_class, args=(class_name,),
             type="tertiary", icon=":material/delete:",
@@ -217,13 +218,13 @@ for class_name, items in list(examples.classes.items()):
                         st.image(example.thumb, width="stretch")
                         st.button(
                             "", key=f"fewshot_rm_{example.uid}", on_click=remove_image, args=(class_name, example.uid),
-                            type="tertiary", icon=":material/close:", help=f"Remove {ui.literal(example.name)}",
+                            type="tertiary", icon=":material/close:", help=f"Remove {md(example.name)}",
                         )
         else:
             st.caption("No images yet: upload some below or use the camera.")
         upload_key = f"fewshot_up_{class_name}_{state.upload_generation}"
         st.file_uploader(
-            f"Add images to '{ui.literal(class_name)}'", accept_multiple_files=True, key=upload_key,
+            f"Add images to '{md(class_name)}'", accept_multiple_files=True, key=upload_key,
             on_change=upload_to, args=(class_name, upload_key),
         )
 
@@ -253,7 +254,7 @@ for empty in examples.empty_classes():
     if not problems:
         show("warning", f"Class '{empty}' has no images yet, so it is left out until you add some.")
 if problems:
-    st.info(ui.literal(problems[0]), icon=":material/info:")
+    st.info(md(problems[0]), icon=":material/info:")
 
 # --- features (once per image and feature space) ------------------------------------------------------
 
@@ -372,10 +373,10 @@ def classify_and_evaluate(extractor: fs.FeatureExtractor, X: np.ndarray, items: 
         dist, idx = knn.kneighbors(query_vec)
         best = int(np.argmax(proba))
         col_query, col_proba = st.columns([1, 2])
-        col_query.image(image, caption=ui.literal(name), width="stretch")
+        col_query.image(image, caption=md(name), width="stretch")
         col_query.markdown(ui.latency_badge(elapsed_ms, info, "query embedded in "))
         with col_proba:
-            st.markdown(f"#### Prediction: **{ui.literal(knn.classes_[best])}** ({proba[best]:.0%} of the vote)")
+            st.markdown(f"#### Prediction: **{md(knn.classes_[best])}** ({proba[best]:.0%} of the vote)")
             st.plotly_chart(fs.probability_figure(list(knn.classes_), proba), key="fewshot_proba")
         if n >= 2:
             unlike_every_example(extractor, X, query_vec, float(dist[0, 0]))
@@ -384,7 +385,7 @@ def classify_and_evaluate(extractor: fs.FeatureExtractor, X: np.ndarray, items: 
         for rank, (d, i) in enumerate(zip(dist[0], idx[0])):
             with columns[rank % 8]:
                 st.image(items[i].thumb, width="stretch")
-                st.caption(f"#{rank + 1} **{ui.literal(y[i])}** · d = {d:.3f}")
+                st.caption(f"#{rank + 1} **{md(y[i])}** · d = {d:.3f}")
 
     st.subheader("3 · How good is it?")
     tab_loo, tab_shots, tab_map, tab_layers = st.tabs(
@@ -413,7 +414,7 @@ def classify_and_evaluate(extractor: fs.FeatureExtractor, X: np.ndarray, items: 
                     st.markdown(f"**Misclassified: {len(wrong)}**")
                     cols = st.columns(4)
                     for j, i in enumerate(wrong[:24]):
-                        cols[j % 4].image(items[i].thumb, caption=ui.literal(f"{y[i]} → {loo.y_pred[i]}"), width="stretch")
+                        cols[j % 4].image(items[i].thumb, caption=md(f"{y[i]} → {loo.y_pred[i]}"), width="stretch")
     if tab_shots.open:
         with tab_shots:
             counts = np.unique(np.asarray(y), return_counts=True)[1]
@@ -459,7 +460,7 @@ def classify_and_evaluate(extractor: fs.FeatureExtractor, X: np.ndarray, items: 
                 if chosen:
                     cols = st.columns(8)
                     for j, i in enumerate(chosen[:32]):
-                        cols[j % 8].image(items[i].thumb, caption=ui.literal(f"{y[i]}: {items[i].name[:16]}"), width="stretch")
+                        cols[j % 8].image(items[i].thumb, caption=md(f"{y[i]}: {items[i].name[:16]}"), width="stretch")
     if tab_layers.open:
         with tab_layers:
             layer_infos = extractor.layers()
@@ -536,7 +537,7 @@ def held_out_data(items: list, y: list[str]) -> dict[str, Any] | None:
     try:
         plan = fs.plan_evaluation(y, seed=int(st.session_state.get("fewshot_seed", 0)))
     except fs.LadderError as exc:
-        st.info(ui.literal(str(exc)), icon=":material/info:")
+        st.info(md(str(exc)), icon=":material/info:")
         return None
     if plan.kind == "cross-validation":
         return {"images": images, "labels": y, "digests": digests, "plan": plan, "description": plan.description}
@@ -618,7 +619,7 @@ def ladder_controls(config_aug: fs.AugmentConfig, stages: list[str]) -> fs.Ladde
         )
         config.check()
     except fs.LadderError as exc:
-        st.warning(ui.literal(str(exc)), icon=":material/block:")
+        st.warning(md(str(exc)), icon=":material/block:")
         return None
     return config
 
@@ -660,10 +661,10 @@ def _ladder_panel() -> None:
         st.button("Stop", key="fewshot_ladder_stop", icon=":material/stop_circle:", on_click=job.stop,
                   help="Stops after the current batch; what was done is kept.")
     elif job.status == "failed":
-        st.error(ui.literal(f"The ladder stopped with an error: {job.error}"))
+        st.error(md(f"The ladder stopped with an error: {job.error}"))
     else:
         word = "Stopped" if job.status == "stopped" else "Finished"
-        st.success(ui.literal(f"{word} in {job.seconds:.0f} s on this CPU. {session.held_out}."), icon=":material/check:")
+        st.success(md(f"{word} in {job.seconds:.0f} s on this CPU. {session.held_out}."), icon=":material/check:")
     if job.results:
         st.dataframe(fs.display_table(job.results), hide_index=True, width="stretch")
         st.caption(f"Frozen features of every image: {job.feature_seconds:.1f} s, shared by all rungs "
@@ -676,7 +677,7 @@ def _ladder_panel() -> None:
     if running or not job.results:
         return
     for line in fs.describe_results(job.results):
-        st.markdown(f"- {ui.literal(line)}")
+        st.markdown(f"- {md(line)}")
     col_bars, col_cm = st.columns([3, 2])
     col_bars.plotly_chart(fs.ladder_figure(job.results), key="fewshot_ladder_bars", config={"displayModeBar": False})
     with col_cm:
@@ -729,15 +730,15 @@ def _shots_panel() -> None:
         st.progress(run.progress, text=f"{run.phase} · {run.elapsed:.0f} s")
         st.button("Stop", key="fewshot_shots_stop", icon=":material/stop_circle:", on_click=run.stop)
     elif run.status == "failed":
-        st.error(ui.literal(f"Accuracy vs shots stopped with an error: {run.error}"))
+        st.error(md(f"Accuracy vs shots stopped with an error: {run.error}"))
     curve = run.curve()
     if curve.empty:
         return
     st.plotly_chart(fs.ladder_shots_figure(curve, chance=1 / len(run.classes)), key="fewshot_ladder_shots_fig")
-    st.caption(f"Mean held-out accuracy over the draws; bars: spread (s.d.); tested on {ui.literal(state.shots_held_out)}.")
+    st.caption(f"Mean held-out accuracy over the draws; bars: spread (s.d.); tested on {md(state.shots_held_out)}.")
     if run.status != "running":  # what the curves show, once they are complete
         for line in fs.describe_curve(curve):
-            st.markdown(f"- {ui.literal(line)}")
+            st.markdown(f"- {md(line)}")
     table = curve.assign(rung=curve["method"].map(fs.METHOD_LABELS), accuracy=curve["accuracy"].map("{:.1%}".format),
                          std=curve["std"].map("±{:.1%}".format))
     st.dataframe(table[["shots", "rung", "accuracy", "std", "runs", "n_test"]].rename(
@@ -771,7 +772,7 @@ def effect_section(extractor: fs.FeatureExtractor, data: dict[str, Any], config:
         )
         st.dataframe(shown[["rung", "augmentation", "accuracy", "interval"]].rename(columns={"interval": "95% CI"}),
                      hide_index=True, width="stretch")
-        st.caption(ui.literal(f"Held out: {effect.held_out}. Augmentation measured: {effect.settings}."))
+        st.caption(md(f"Held out: {effect.held_out}. Augmentation measured: {effect.settings}."))
 
 
 def load_model(key: str) -> None:
@@ -802,7 +803,7 @@ def export_section() -> None:
         if classifier is None:
             st.info("This run trained no network (kNN and the linear probe only): nothing to export.")
         else:
-            st.caption(ui.literal(f"The fine-tuned model of this run ({fs.METHOD_LABELS[classifier.spec.method]}: "
+            st.caption(md(f"The fine-tuned model of this run ({fs.METHOD_LABELS[classifier.spec.method]}: "
                           f"{classifier.spec.description}) for the classes {', '.join(classifier.classes)}."))
             c1, c2 = st.columns(2)
             c1.download_button(
@@ -839,12 +840,12 @@ def export_section() -> None:
         show(state.model_note.level, state.model_note.text)
     if state.loaded is not None:
         loaded = state.loaded
-        st.caption(ui.literal(f"{loaded.name}: {', '.join(loaded.model.classes)} · runs in {loaded.model.runtime_info.label}"))
+        st.caption(md(f"{loaded.name}: {', '.join(loaded.model.classes)} · runs in {loaded.model.runtime_info.label}"))
         if state.query is not None:
             name, image = state.query
             proba = loaded.model.predict_proba([image])[0]
             best = int(np.argmax(proba))
-            st.markdown(f"The query **{ui.literal(name)}** → **{ui.literal(loaded.model.classes[best])}** ({proba[best]:.0%})")
+            st.markdown(f"The query **{md(name)}** → **{md(loaded.model.classes[best])}** ({proba[best]:.0%})")
             st.plotly_chart(fs.probability_figure(loaded.model.classes, proba), key="fewshot_loaded_proba",
                             config={"displayModeBar": False})
 
@@ -859,7 +860,7 @@ def ladder_section(extractor: fs.FeatureExtractor, items: list, y: list[str]) ->
     data = held_out_data(items, y)
     if data is None:
         return
-    st.caption(ui.literal(data["description"]))
+    st.caption(md(data["description"]))
     tab_ladder, tab_shots, tab_aug, tab_export = st.tabs(
         ["The ladder", "Accuracy vs shots", "Augmentation", "Export & import"]
     )

@@ -126,7 +126,7 @@ def test_class_names_and_file_names_are_shown_literally():
     assert "Class '\\*\\*bold\\*\\* \\<i\\>x' created" in _texts(at, "success")
     assert "**\\*\\*bold\\*\\* \\<i\\>x** · 0 images" in _texts(at, "markdown")
     _uploader(at, "Add images to").set_value(("*star*.png", _png(), "image/png")).run()
-    assert "Added 1 image to '\\*\\*bold\\*\\* \\<i\\>x'\\." in _texts(at, "success") and not at.exception
+    assert "Added 1 image to '\\*\\*bold\\*\\* \\<i\\>x'." in _texts(at, "success") and not at.exception
 
 
 def test_bad_ladder_settings_get_a_sentence(loaded):
