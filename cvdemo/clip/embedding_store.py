@@ -1,4 +1,4 @@
-"""The on-disk embedding cache: key (an image's images.fingerprint, or a text's sha256) -> vector, one ``.npz`` per engine."""
+"""The on-disk embedding cache: key (a file's sha256, a picture's images.fingerprint, or a text's sha256) -> vector, one ``.npz`` per engine."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def default_index_dir(engine_name: str) -> Path:
 
 
 class EmbeddingStore:
-    """Key (an image's images.fingerprint, or a text's sha256) -> embedding, persisted as one ``.npz`` per engine folder.
+    """Key (a file's sha256, a picture's images.fingerprint, or a text's sha256) -> embedding, persisted as one ``.npz`` per engine folder.
 
     Saving merges with what is on disk (other sessions may have added images) and replaces the
     file atomically, so a crash never leaves half a file.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from typing import Any, Iterable
 from PIL import Image
 
 from cvdemo.clip._common import ClipInputError
-from cvdemo.images import ImageInputError, fingerprint, is_image_name, load_image, per_image
+from cvdemo.images import ImageInputError, is_image_name, load_image, per_image
 
 THUMB_SIZE = 128
 
@@ -20,7 +21,7 @@ THUMB_SIZE = 128
 class GalleryImage:
     id: str  # unique display name, e.g. "ship/0003.jpg"
     image: Image.Image
-    digest: str  # images.fingerprint of the pixels: the key of the on-disk embedding cache
+    digest: str  # sha256 of the file bytes (the key of the on-disk embedding cache); pictures without a file: images.fingerprint
     label: str | None = None
 
 
@@ -60,7 +61,7 @@ def gallery_from_files(files: Iterable[tuple[str, Any]], labels: dict[str, str] 
             n += 1
         seen_ids.add(unique)
         label = (labels or {}).get(name)
-        gallery.images.append(GalleryImage(unique, image, fingerprint(image), label))
+        gallery.images.append(GalleryImage(unique, image, hashlib.sha256(data).hexdigest(), label))
     return gallery
 
 

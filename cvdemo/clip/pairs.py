@@ -89,7 +89,7 @@ class PairSet:
     level: str
     images: list[Image.Image]
     ids: list[str]
-    digests: list[str]  # images.fingerprint (originals share the search index's disk cache)
+    digests: list[str]  # originals: the gallery's file digest (shares the search index's disk cache); changed: images.fingerprint
     sources: np.ndarray  # (N,) which source photo each image came from
     labels: list[str | None]
     a: np.ndarray  # (P,) image positions

@@ -86,7 +86,7 @@ class Embedder:
     ) -> np.ndarray:
         """(N, dim) unit vectors; images seen before (same digest) are not run again.
 
-        ``digests``: the images' cache keys when known (a gallery's); default: their images.fingerprint.
+        ``digests``: the images' cache keys when known (a gallery file's sha256); default: their images.fingerprint.
         """
         images = [img.convert("RGB") for img in images]
         digests = [fingerprint(img) for img in images] if digests is None else list(digests)
