@@ -10,6 +10,7 @@ import streamlit as st
 from cvdemo.errors import CvdemoError
 from cvdemo import ui, weights
 from cvdemo.catalog import PAGES
+from cvdemo.text import md_literal_punctuation as literal
 
 info = next(p for p in PAGES if p.path.endswith("architectures.py"))
 ui.page_header(info.title, info.lesson)
@@ -37,7 +38,7 @@ COLORS = {"params": "#4C78A8", "compute": "#F58518", "memory": "#54A24B"}
 
 
 def page_state() -> ArchitecturesState:
-    """This browser session's results (counters, timings, quiz), as one typed record."""
+    """This browser session's results (counters, timings) as one typed record (the quiz has its own QuizState)."""
     return st.session_state.setdefault("arch_state", ArchitecturesState())
 
 
@@ -159,7 +160,7 @@ else:
     try:
         native = zoo.native_resolution(model_key)
     except zoo.UnknownModel as exc:
-        st.error(ui.literal(str(exc)))
+        st.error(literal(str(exc)))
         st.stop()
     with controls[1]:
         fixed = model_key in zoo.ZOO and zoo.ZOO[model_key].fixed_resolution
@@ -183,10 +184,10 @@ try:
     with st.spinner("Counting…"):
         prof = profile_of(model_key, resolution, spec_text)
 except cx.SpecError as exc:
-    st.error(ui.literal(str(exc)), icon=":material/edit_note:")
+    st.error(literal(str(exc)), icon=":material/edit_note:")
     st.stop()
 except CvdemoError as exc:
-    st.error(ui.literal(str(exc)))
+    st.error(literal(str(exc)))
     st.stop()
 
 fields: cx.ReceptiveField | None = None
@@ -202,7 +203,7 @@ except Exception as exc:  # a model the tracer trips over must not take the coun
 # --- totals and the papers ------------------------------------------------------------------------
 
 title = "Your network" if spec_text is not None else prof.name
-st.subheader(ui.literal(f"{title} at {cx.shape_text(prof.input_size)}"))
+st.subheader(literal(f"{title} at {cx.shape_text(prof.input_size)}"))
 if spec_text is not None:
     c, h, w = prof.input_size
     st.caption(f"Shapes are per image and channels first, as PyTorch stores them: your {h}x{w}x{c} is {c}×{h}×{w} here.")
@@ -238,7 +239,7 @@ final = fields.final if fields else None
 headline.metric(
     "Receptive field",
     "—" if final is None else f"{final.size_text} px",
-    help=ui.literal(fields.sentence() if fields else f"Receptive fields could not be traced: {fields_problem}"),
+    help=literal(fields.sentence() if fields else f"Receptive fields could not be traced: {fields_problem}"),
     width=METRIC_WIDTH,
 )
 
@@ -372,9 +373,9 @@ def open_typed(spec: str) -> None:
 @st.fragment
 def field_panel(fields: cx.ReceptiveField | None, problem: str, model_key: str, resolution: int, spec: str | None) -> None:
     if fields is None:
-        st.warning(ui.literal(f"Receptive fields could not be traced: {problem}"), icon=":material/visibility_off:")
+        st.warning(literal(f"Receptive fields could not be traced: {problem}"), icon=":material/visibility_off:")
     else:
-        (st.warning if fields.cannot_follow else st.info)(ui.literal(fields.sentence()), icon=":material/visibility:")
+        (st.warning if fields.cannot_follow else st.info)(literal(fields.sentence()), icon=":material/visibility:")
         st.plotly_chart(field_depth_figure(fields), key="arch_field_chart")
         st.caption(
             "Each point is a layer that grows the field (hover for its name). A convolution or pooling window of k "
@@ -385,7 +386,7 @@ def field_panel(fields: cx.ReceptiveField | None, problem: str, model_key: str, 
         if merges:
             what = "1 addition or concatenation" if len(fields.merges) == 1 else f"{len(fields.merges)} additions or concatenations"
             with st.expander(f"Where paths merge: {what}, the widest input sets the field"):
-                st.markdown("\n".join(f"- {ui.literal(m)}" for m in merges))
+                st.markdown("\n".join(f"- {literal(m)}" for m in merges))
     st.markdown("#### On a picture")
     picture_panel(fields, model_key, resolution, spec)
     st.markdown("#### Design rules, as typed networks")
@@ -433,7 +434,7 @@ def picture_panel(fields: cx.ReceptiveField | None, model_key: str, resolution: 
         ui.weights_missing(exc)
         return
     except (cx.ProfileError, cx.SpecError, ValueError) as exc:
-        st.warning(ui.literal(str(exc)), icon=":material/memory:")
+        st.warning(literal(str(exc)), icon=":material/memory:")
         return
     layers = cx.picture_layers(net_fields)
     if not layers:
@@ -457,14 +458,14 @@ def picture_panel(fields: cx.ReceptiveField | None, model_key: str, resolution: 
         try:
             erf = measured(choice, model_key, resolution, spec, layer_name, (y, x), np.asarray(crop))
         except (cx.ProfileError, ValueError) as exc:
-            st.warning(ui.literal(str(exc)))
+            st.warning(literal(str(exc)))
             return
     c, d = st.columns(2)
     c.plotly_chart(field_on_image_figure(crop, erf.box, layer_name, erf.unit), key="arch_pic_field")
     d.plotly_chart(effective_field_figure(erf), key="arch_pic_erf")
     share = cx.clip_fraction(erf.box, crop.height, crop.width)
     st.caption(
-        ui.literal(f"Left: the {field_number(row.size or 0)} px theoretical field of unit ({erf.unit[0]}, {erf.unit[1]}) "
+        literal(f"Left: the {field_number(row.size or 0)} px theoretical field of unit ({erf.unit[0]}, {erf.unit[1]}) "
                 f"of {layer_name} on the {crop.width}×{crop.height} picture {net.label} sees"
                 + (f" ({100 * share:.0f}% of it on the picture, the rest zero padding, dotted)." if share < 0.999 else ".")
                 + f" Right: {erf.sentence()} Dashed: the theoretical field; cyan: the 95% square. Luo et al. (2016) "
@@ -550,7 +551,7 @@ def counters_panel(prof: cx.Profile, model_key: str, resolution: int, spec: str 
     memory = cx.memory_estimate(prof)
     if not memory.fits():  # refused before anything is built; the counts from shapes stand above
         st.warning(
-            ui.literal(f"{memory.sentence()} So the three counters, which run it for real, are off here. The parameters "
+            literal(f"{memory.sentence()} So the three counters, which run it for real, are off here. The parameters "
             f"({fmt(prof.total_params)}) and MACs ({fmt(prof.total_macs)}) above are counted from shapes alone, "
             "with no forward pass. A smaller input or fewer units brings it under the limit."),
             icon=":material/memory:",
@@ -562,11 +563,11 @@ def counters_panel(prof: cx.Profile, model_key: str, resolution: int, spec: str 
                 status.update(label="Counted.", state="complete")
             except cx.OverBudget as exc:
                 status.update(label="Not run: too big for this server.", state="error")
-                st.warning(ui.literal(str(exc)), icon=":material/memory:")
+                st.warning(literal(str(exc)), icon=":material/memory:")
                 return
             except Exception as exc:  # a model a tool cannot follow must not break the page
                 status.update(label="A counter failed.", state="error")
-                st.error(ui.literal(f"Counting failed: {exc}"))
+                st.error(literal(f"Counting failed: {exc}"))
                 return
     stored = page_state().counters
     if stored is None or stored.request != request:
@@ -711,7 +712,7 @@ def speed_panel(unit: str, factor: int, current: str) -> None:
         bar.empty()
         page_state().latencies = results
         for message in refused:
-            st.warning(ui.literal(message), icon=":material/memory:")
+            st.warning(literal(message), icon=":material/memory:")
     results = page_state().latencies
     if not results:
         st.caption("Nothing timed yet: pick models and press the button.")
@@ -744,6 +745,9 @@ if tab_speed.open:
 
 # --- quiz ---------------------------------------------------------------------------------------------
 
+QUIZ_KEY = "arch_quiz"  # a typed QuizState
+
+
 @st.fragment
 def quiz_panel() -> None:
     st.markdown(
@@ -756,18 +760,18 @@ def quiz_panel() -> None:
     lecturer = c.toggle("Lecturer: reveal all answers", key="arch_quiz_reveal")
     kinds = st.pills("Ask for", list(cx.KINDS), default=list(cx.KINDS), format_func=cx.KINDS.get, selection_mode="multi",
                      key="arch_quiz_kinds") or list(cx.KINDS)  # fmt: skip
-    state = page_state().quiz
+    state: cx.QuizState | None = st.session_state.get(QUIZ_KEY)
     if state is None or (state.seed, state.kinds, len(state.questions)) != (seed, tuple(k for k in cx.KINDS if k in kinds), count):
         with st.spinner("Preparing questions from the lecture's networks and the zoo (once per server)…"):
             quiz_pool()
             state = cx.make_quiz(seed, count, kinds)
-        page_state().quiz = state
+        st.session_state[QUIZ_KEY] = state
     score = st.empty()  # filled after the answers below are checked
-    st.caption(ui.literal(cx.TOLERANCE))
+    st.caption(literal(cx.TOLERANCE))
     for q in state.questions:
         with st.container(border=True):
-            st.markdown(f"**Question {q.number} · {cx.KINDS[q.kind]}** — {ui.literal(q.source)}")
-            st.markdown("\n".join(f"- {ui.literal(line)}" for line in q.given) + f"\n\n{q.prompt}")
+            st.markdown(f"**Question {q.number} · {cx.KINDS[q.kind]}** — {literal(q.source)}")
+            st.markdown("\n".join(f"- {literal(line)}" for line in q.given) + f"\n\n{q.prompt}")
             with st.form(f"arch_quiz_form_{state.seed}_{q.number}", border=False):
                 left, right = st.columns([4, 1], vertical_alignment="bottom")
                 text = left.text_input("Your answer", key=f"arch_quiz_answer_{state.seed}_{q.number}",
@@ -777,13 +781,13 @@ def quiz_panel() -> None:
                 try:
                     state.answer(q.number, text)
                 except cx.AnswerError as exc:
-                    st.warning(ui.literal(str(exc)))
+                    st.warning(literal(str(exc)))
             attempt = state.attempts.get(q.number)
             if attempt is not None:
                 if attempt.correct:
-                    st.success(ui.literal(f"Right: read as {attempt.read_as}."), icon=":material/check_circle:")
+                    st.success(literal(f"Right: read as {attempt.read_as}."), icon=":material/check_circle:")
                 else:
-                    st.error(ui.literal(f"Not quite: you wrote “{attempt.text}”, read as {attempt.read_as}. {attempt.hint}"
+                    st.error(literal(f"Not quite: you wrote “{attempt.text}”, read as {attempt.read_as}. {attempt.hint}"
                                      f" (try {attempt.tries})"), icon=":material/cancel:")  # fmt: skip
             if lecturer or (attempt is not None and (attempt.correct or attempt.tries >= 2)):
                 if q.kind == "field":
@@ -791,7 +795,7 @@ def quiz_panel() -> None:
                 else:
                     work = f"{q.symbols}\n{q.worked}" if q.kind == "shape" else f"{q.symbols}\n= {q.worked}"
                 st.code(f"{work}\nanswer: {q.answer_text}", language=None)
-    score.metric("Score", f"{state.right} / {len(state.questions)}", help=ui.literal(state.score()))
+    score.metric("Score", f"{state.right} / {len(state.questions)}", help=literal(state.score()))
 
 
 if tab_quiz.open:

@@ -41,6 +41,15 @@ def md_literal_light(text: object) -> str:
     return _DIRECTIVE.sub(":\u200b", text)
 
 
+_ASCII_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def md_literal_punctuation(text: str) -> str:
+    """Text for Streamlit or Gradio markdown with every ASCII punctuation mark backslash-escaped (CommonMark
+    allows it for each), new lines kept: the Architectures page and demo show names and spec lines this way."""
+    return _ASCII_PUNCTUATION.sub(r"\\\1", text)
+
+
 def quoted(text: object) -> str:
     """User text between quotes, escaped for markdown (see :func:`md_literal`)."""
     return f"“{md_literal(text)}”"

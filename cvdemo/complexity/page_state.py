@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cvdemo.complexity.counters import CounterComparison
-from cvdemo.complexity.quiz import QuizState
 from cvdemo.timing import Latency
 
 # What the counters ran on: (zoo or timm name, resolution, typed network or None).
@@ -24,4 +23,3 @@ class CountersRun:
 class ArchitecturesState:
     counters: CountersRun | None = None
     latencies: dict[str, Latency] = field(default_factory=dict)  # zoo key -> its timing ("FLOPs ≠ speed")
-    quiz: QuizState | None = None

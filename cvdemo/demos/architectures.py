@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from cvdemo import zoo
-from cvdemo.text import md_literal
+from cvdemo.text import md_literal_punctuation as _literal
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -62,7 +62,7 @@ def _totals(prof: "Profile", key: str | None, fields: "ReceptiveField | None" = 
 
     memory = cx.memory_estimate(prof)
     lines = [
-        f"### {md_literal(prof.name)} at {cx.shape_text(prof.input_size)}",
+        f"### {_literal(prof.name)} at {cx.shape_text(prof.input_size)}",
         "| | count |",
         "|---|---:|",
         f"| parameters | {_exact_and_compact(prof.total_params)} |",
@@ -77,9 +77,9 @@ def _totals(prof: "Profile", key: str | None, fields: "ReceptiveField | None" = 
         seen = "whole image" if not final.local else f"{final.size_text} px"
         lines.append(f"| receptive field of the last feature map | {seen}, effective stride {number(final.stride or 0)} px |")
     if fields is not None:
-        lines += ["", md_literal(fields.sentence())]
+        lines += ["", _literal(fields.sentence())]
     if not memory.fits():
-        lines += ["", md_literal(f"{memory.sentence()} Counting from shapes, as here, needs none of it.")]
+        lines += ["", _literal(f"{memory.sentence()} Counting from shapes, as here, needs none of it.")]
     refs = cx.references(key, prof) if key else []
     if refs:
         lines += ["", "**Published numbers**", "", "| source | params | MACs |", "|---|---:|---:|"]
@@ -105,12 +105,12 @@ def count(source: str, model: str, resolution: float, spec: str) -> tuple[str, "
                 return "**No model picked.** Pick one from the list.", empty
             if model not in zoo.ZOO:
                 shown = model if len(model) <= 60 else model[:60] + "…"
-                return f"**Unknown model** '{md_literal(shown)}'. Pick one from the list.", empty
+                return f"**Unknown model** '{_literal(shown)}'. Pick one from the list.", empty
             entry = zoo.ZOO[model]
             size = entry.resolution if entry.fixed_resolution else int(resolution)
             prof, key = _zoo_profile(model, size), model
     except (cx.SpecError, cx.ProfileError, zoo.UnknownModel) as exc:
-        return f"**Cannot count this network.** {md_literal(str(exc))}", empty
+        return f"**Cannot count this network.** {_literal(str(exc))}", empty
     fields = _fields(source, key or "", prof.input_size[-1], spec or "")
     frame = prof.to_frame()
     by_name = fields.by_name() if fields else {}
@@ -135,7 +135,7 @@ def _question_markdown(session: QuizSession, reveal: bool = False) -> str:
 
     q = session.quiz.questions[session.current - 1]
     lines = [f"### Question {q.number} of {len(session.quiz.questions)} · {cx.KINDS[q.kind]}",
-             f"*{md_literal(q.source)}*", ""] + [f"- {md_literal(line)}" for line in q.given] + ["", q.prompt]  # fmt: skip
+             f"*{_literal(q.source)}*", ""] + [f"- {_literal(line)}" for line in q.given] + ["", q.prompt]  # fmt: skip
     attempt = session.quiz.attempts.get(q.number)
     if reveal or (attempt is not None and (attempt.correct or attempt.tries >= 2)):
         lines += ["", "```", q.symbols, q.worked, f"answer: {q.answer_text}", "```"]
@@ -147,8 +147,8 @@ def _feedback(session: QuizSession) -> str:
     if attempt is None:
         return ""
     if attempt.correct:
-        return f"**Right** — read as {md_literal(attempt.read_as)}."
-    return f"**Not quite** — you wrote “{md_literal(attempt.text)}”, read as {md_literal(attempt.read_as)}. {md_literal(attempt.hint)}"
+        return f"**Right** — read as {_literal(attempt.read_as)}."
+    return f"**Not quite** — you wrote “{_literal(attempt.text)}”, read as {_literal(attempt.read_as)}. {_literal(attempt.hint)}"
 
 
 def quiz_start(seed: float, count: float, kinds: list[str] | None) -> tuple[QuizSession, str, str, str]:
@@ -156,7 +156,7 @@ def quiz_start(seed: float, count: float, kinds: list[str] | None) -> tuple[Quiz
     from cvdemo import complexity as cx
 
     session = QuizSession(cx.make_quiz(int(seed or 0), int(count or 8), kinds or list(cx.KINDS)))
-    return session, _question_markdown(session), "", md_literal(session.quiz.score())
+    return session, _question_markdown(session), "", _literal(session.quiz.score())
 
 
 def quiz_check(session: QuizSession | None, text: str) -> tuple[QuizSession | None, str, str, str]:
@@ -166,12 +166,12 @@ def quiz_check(session: QuizSession | None, text: str) -> tuple[QuizSession | No
     if session is None:
         return None, "Press **Start** first.", "", ""
     if not (text or "").strip():
-        return session, _question_markdown(session), "Type an answer first.", md_literal(session.quiz.score())
+        return session, _question_markdown(session), "Type an answer first.", _literal(session.quiz.score())
     try:
         session.quiz.answer(session.current, text)
     except cx.AnswerError as exc:
-        return session, _question_markdown(session), md_literal(str(exc)), md_literal(session.quiz.score())
-    return session, _question_markdown(session), _feedback(session), md_literal(session.quiz.score())
+        return session, _question_markdown(session), _literal(str(exc)), _literal(session.quiz.score())
+    return session, _question_markdown(session), _feedback(session), _literal(session.quiz.score())
 
 
 def quiz_move(session: QuizSession | None, step: int, reveal: bool = False) -> tuple[QuizSession | None, str, str, str]:
@@ -179,7 +179,7 @@ def quiz_move(session: QuizSession | None, step: int, reveal: bool = False) -> t
     if session is None:
         return None, "Press **Start** first.", "", ""
     session.current = min(max(1, session.current + step), len(session.quiz.questions))
-    return session, _question_markdown(session, reveal), _feedback(session), md_literal(session.quiz.score())
+    return session, _question_markdown(session, reveal), _feedback(session), _literal(session.quiz.score())
 
 
 def build() -> "gr.Blocks":
@@ -196,7 +196,7 @@ def build() -> "gr.Blocks":
             _calculator(gr, SPEC_EXAMPLE, SPEC_HELP, demo)
         with gr.Tab("Quiz"):
             gr.Markdown("Work out one number of one layer by hand. The same quiz code gives everyone the same questions. "
-                        + md_literal(TOLERANCE))  # fmt: skip
+                        + _literal(TOLERANCE))  # fmt: skip
             with gr.Row():
                 seed = gr.Number(1, precision=0, minimum=0, maximum=9999, label="Quiz code")
                 count = gr.Slider(3, 15, value=8, step=1, label="Questions")
