@@ -4,13 +4,13 @@ design rules as typed networks, and a classroom quiz."""
 from __future__ import annotations
 
 import math
-import re
 
 import streamlit as st
 
 from cvdemo.errors import CvdemoError
 from cvdemo import ui, weights
 from cvdemo.catalog import ARCHITECTURE_MODEL, PAGES
+from cvdemo.text import md_literal_punctuation as literal
 
 info = next(p for p in PAGES if p.path.endswith("architectures.py"))
 ui.page_header(info.title, info.lesson)
@@ -24,6 +24,7 @@ with st.spinner("Loading PyTorch…"):
     from cvdemo import zoo
     from cvdemo.complexity import memory_budget
     from cvdemo.complexity.figures import effective_field_figure, field_depth_figure, field_on_image_figure, spread_labels
+    from cvdemo.complexity.page_state import ArchitecturesState, CountersRun
     from cvdemo.complexity.receptive_field import number as field_number
 
 RESOLUTIONS = [96, 128, 160, 192, 224, 256, 288, 320, 384, 448, 512]
@@ -36,43 +37,41 @@ COLORS = {"params": "#4C78A8", "compute": "#F58518", "memory": "#54A24B"}
 # --- cached computations (all pure functions in cvdemo.complexity) --------------------------------
 
 
+def page_state() -> ArchitecturesState:
+    """This browser session's results (counters, timings) as one typed record (the quiz has its own QuizState)."""
+    return st.session_state.setdefault("arch_state", ArchitecturesState())
+
+
+def zoo_input(name: str, resolution: int) -> tuple[int, int, int]:
+    return (zoo.input_channels(name), resolution, resolution)
+
+
+# Each takes (zoo or timm name, resolution, typed network): the typed network, when given, is what counts.
 @st.cache_data(show_spinner=False, max_entries=256)
-def zoo_profile(name: str, resolution: int) -> cx.Profile:
-    return cx.profile(name, (zoo.input_channels(name), resolution, resolution))
+def profile_of(name: str, resolution: int, spec: str | None = None) -> cx.Profile:
+    return cx.profile_spec(spec) if spec is not None else cx.profile(name, zoo_input(name, resolution))
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def spec_profile(text: str) -> cx.Profile:
-    return cx.profile_spec(text)
+@st.cache_data(show_spinner=False, max_entries=256)
+def receptive_fields(name: str, resolution: int, spec: str | None = None) -> cx.ReceptiveField:
+    return cx.receptive_field(spec) if spec is not None else cx.receptive_field(name, zoo_input(name, resolution))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def counters(name: str, resolution: int, spec: str | None) -> cx.CounterComparison:
     # Real CPU runs; both refuse (cx.OverBudget) before allocating when over the memory budget.
-    if spec is not None:
-        return cx.compare_spec_counters(spec)
-    return cx.compare_counters(name, (zoo.input_channels(name), resolution, resolution))
+    return cx.compare_spec_counters(spec) if spec is not None else cx.compare_counters(name, zoo_input(name, resolution))
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
 def latency(name: str, resolution: int) -> cx.Latency:
     # Built, timed and released: keeping every zoo model in RAM for a timing would cost gigabytes.
-    return cx.latency_of(name, (zoo.input_channels(name), resolution, resolution))
+    return cx.latency_of(name, zoo_input(name, resolution))
 
 
 @st.cache_data(show_spinner=False)
 def separable(kernel: int, c_in: int, c_out: int, size: int) -> cx.SeparableSaving:
     return cx.separable_saving(kernel, c_in, c_out, size)
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def zoo_fields(name: str, resolution: int) -> cx.ReceptiveField:
-    return cx.receptive_field(name, (zoo.input_channels(name), resolution, resolution))
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def spec_fields(text: str) -> cx.ReceptiveField:
-    return cx.receptive_field(text)
 
 
 @st.cache_data(show_spinner=False)
@@ -103,11 +102,6 @@ def fmt(n: float | None) -> str:
 
 def ratio(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"  # a source that gives no number shows a dash, not "None"
-
-
-def literal(text: str) -> str:
-    """``text`` shown as typed in Streamlit's markdown: every ASCII punctuation mark escaped."""
-    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", text)
 
 
 def px(value: float | None) -> str:
@@ -188,7 +182,7 @@ factor = 1 if unit == "MACs" else 2
 
 try:
     with st.spinner("Counting…"):
-        prof = spec_profile(spec_text) if spec_text is not None else zoo_profile(model_key, resolution)
+        prof = profile_of(model_key, resolution, spec_text)
 except cx.SpecError as exc:
     st.error(literal(str(exc)), icon=":material/edit_note:")
     st.stop()
@@ -200,7 +194,7 @@ fields: cx.ReceptiveField | None = None
 fields_problem = ""
 try:
     with st.spinner("Tracing receptive fields…"):
-        fields = spec_fields(spec_text) if spec_text is not None else zoo_fields(model_key, resolution)
+        fields = receptive_fields(model_key, resolution, spec_text)
 except CvdemoError as exc:
     fields_problem = str(exc)
 except Exception as exc:  # a model the tracer trips over must not take the counts down with it
@@ -565,7 +559,7 @@ def counters_panel(prof: cx.Profile, model_key: str, resolution: int, spec: str 
     if st.button("Run the three counters", icon=":material/play_arrow:", key="arch_counters_run", disabled=not memory.fits()):
         with st.status("Building the model on the CPU and running three counters…", expanded=False) as status:
             try:
-                st.session_state["arch_counters"] = (request, counters(model_key, resolution, spec))
+                page_state().counters = CountersRun(request, counters(model_key, resolution, spec))
                 status.update(label="Counted.", state="complete")
             except cx.OverBudget as exc:
                 status.update(label="Not run: too big for this server.", state="error")
@@ -575,8 +569,8 @@ def counters_panel(prof: cx.Profile, model_key: str, resolution: int, spec: str 
                 status.update(label="A counter failed.", state="error")
                 st.error(literal(f"Counting failed: {exc}"))
                 return
-    stored = st.session_state.get("arch_counters")
-    if not stored or stored[0] != request:
+    stored = page_state().counters
+    if stored is None or stored.request != request:
         if memory.fits():
             st.caption(
                 f"Runs a real forward pass (seconds for VGG-sized models; about {memory_budget.format_bytes(memory.total)} "
@@ -584,7 +578,7 @@ def counters_panel(prof: cx.Profile, model_key: str, resolution: int, spec: str 
                 "results are cached."
             )
         return
-    comparison: cx.CounterComparison = stored[1]
+    comparison = stored.comparison
     st.dataframe(
         pd.DataFrame(
             [
@@ -618,7 +612,7 @@ def compare_models(unit: str, factor: int) -> None:
     points = []
     for i, key in enumerate(picked):
         bar.progress(i / len(picked), text=f"Profiling {zoo.label(key)}…")
-        p = zoo_profile(key, zoo.ZOO[key].resolution)
+        p = profile_of(key, zoo.ZOO[key].resolution)
         points.append((key, p))
     bar.empty()
     fig = go.Figure()
@@ -676,9 +670,9 @@ def mobilenet_grid(unit: str, factor: int) -> None:
     sizes = [224, 192, 160, 128]
     rows = []
     for key, alpha in widths:
-        row: dict[str, object] = {"α": alpha, "params": f"{zoo_profile(key, 224).total_params / 1e6:.2f}M"}
+        row: dict[str, object] = {"α": alpha, "params": f"{profile_of(key, 224).total_params / 1e6:.2f}M"}
         for size in sizes:
-            ours = zoo_profile(key, size).total_macs * factor / 1e6
+            ours = profile_of(key, size).total_macs * factor / 1e6
             paper = next((f["macs"] for f in cx.paper_facts(key, size) if f["macs"]), None)
             row[f"{size} px"] = f"{ours:,.0f}M" + (f" (paper {paper * factor / 1e6:,.0f}M)" if paper else "")
         rows.append(row)
@@ -716,16 +710,16 @@ def speed_panel(unit: str, factor: int, current: str) -> None:
             except cx.OverBudget as exc:  # refused before building: nothing allocated
                 refused.append(str(exc))
         bar.empty()
-        st.session_state["arch_speed_results"] = results
+        page_state().latencies = results
         for message in refused:
             st.warning(literal(message), icon=":material/memory:")
-    results = st.session_state.get("arch_speed_results")
+    results = page_state().latencies
     if not results:
         st.caption("Nothing timed yet: pick models and press the button.")
         return
     rows = []
     for key, lat in results.items():
-        macs = zoo_profile(key, zoo.ZOO[key].resolution).total_macs
+        macs = profile_of(key, zoo.ZOO[key].resolution).total_macs
         rows.append({"model": zoo.label(key), unit: macs * factor, "median ms": round(lat.median_ms, 2),
                      "best ms": round(lat.best_ms, 2), f"G{unit} per second": round(macs * factor / lat.median_ms / 1e6, 1)})  # fmt: skip
     frame = pd.DataFrame(rows)
@@ -751,7 +745,7 @@ if tab_speed.open:
 
 # --- quiz ---------------------------------------------------------------------------------------------
 
-QUIZ_KEY = "arch_quiz"
+QUIZ_KEY = "arch_quiz"  # a typed QuizState
 
 
 @st.fragment

@@ -14,7 +14,8 @@ import pandas as pd
 import streamlit as st
 
 from cvdemo.errors import CvdemoError
-from cvdemo import clip, search, ui, weights
+from cvdemo.images import fingerprint
+from cvdemo import clip, figures, search, ui, weights
 
 ui.page_header(
     "CLIP search",
@@ -103,7 +104,7 @@ def image_embedding(eng: clip.EmbeddingEngine, image) -> np.ndarray:
     """One image's embedding, remembered per session so sliders do not re-run the model; its badge."""
     info = eng.runtime_info  # in the key: flipping the runtime switch re-embeds and re-times
     vector, elapsed_ms = ui.remembered(
-        ("clip_image", eng.name, info, clip.digest_of(image)), lambda: eng.encode_images([image])[0]
+        ("clip_image", eng.name, info, fingerprint(image)), lambda: eng.encode_images([image])[0]
     )
     st.markdown(ui.latency_badge(elapsed_ms, info, "image embedded in "))
     ui.runtime_note(info)
@@ -434,7 +435,7 @@ def map_panel() -> None:
     memo: clip.MapMemo | None = st.session_state.get(MAP)
     if memo is None or memo.key != memo_key:  # PCA + 500 thumbnails: build once, not on every rerun
         try:
-            projection = clip.project_2d(index.embeddings, text_emb)
+            projection = clip.map_projection(index.embeddings, text_emb)
         except clip.ClipInputError as exc:
             st.warning(str(exc))
             return
@@ -540,7 +541,7 @@ with eval_tab:
                 format_func=clip.TEMPLATE_CHOICES.get, key="clip_eval_confusion",
             )
             chosen = next(e for e in result.evaluations if e.template == shown)
-            st.plotly_chart(clip.confusion_figure(chosen), key="clip_confusion", width="stretch")
+            st.plotly_chart(figures.confusion_figure(chosen.confusion, chosen.classes, height=520, max_label_chars=30), key="clip_confusion", width="stretch")
             st.caption("Rows: true class, columns: zero-shot prediction. The diagonal counts the hits.")
         st.page_link(
             "app_pages/fewshot.py", label="Few-shot kNN page: build a classifier from your own examples",
@@ -590,7 +591,7 @@ def verify_two_images(embedder: clip.Embedder, threshold: float) -> None:
         st.info("Verification compares two images: give both.", icon=":material/compare:")
         return
     verdict, elapsed_ms = ui.remembered(
-        ("clip_verify", embedder.name, embedder.runtime_info, clip.digest_of(first[0][1]), clip.digest_of(second[0][1])),
+        ("clip_verify", embedder.name, embedder.runtime_info, fingerprint(first[0][1]), fingerprint(second[0][1])),
         lambda: clip.verify(embedder, first[0][1], second[0][1], 0.0),
     )
     verdict = clip.Verdict(verdict.cosine, threshold, verdict.identical)
@@ -606,7 +607,7 @@ def pair_photos(dataset: str) -> list[clip.GalleryImage]:
             return []
         index = state.index
         # the thumbnails the session keeps (not the files): keyed by their own pixels, not the files' digests
-        return [clip.GalleryImage(i, t, clip.digest_of(t), lab) for i, t, lab in zip(index.ids, index.thumbnails, index.labels)]
+        return [clip.GalleryImage(i, t, fingerprint(t), lab) for i, t, lab in zip(index.ids, index.thumbnails, index.labels)]
     return ui.shared(clip.sample_gallery, dataset).images
 
 

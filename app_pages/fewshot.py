@@ -13,8 +13,9 @@ from cvdemo import fewshot as fs
 from cvdemo import ui
 from cvdemo.archives import ArchiveError
 from cvdemo.catalog import PAGES
+from cvdemo.images import fingerprint
+from cvdemo.text import md_literal_light as md
 from cvdemo.datasets import DataUnavailable, available as data_available
-from cvdemo.fewshot.literal import markdown as md
 from cvdemo.weights import WeightsUnavailable
 
 info = next(p for p in PAGES if p.path.endswith("fewshot.py"))
@@ -366,7 +367,7 @@ def classify_and_evaluate(extractor: fs.FeatureExtractor, X: np.ndarray, items: 
         name, image = queries[0]
         info = extractor.runtime_info  # in the key: flipping the runtime switch re-embeds and re-times
         query_vec, elapsed_ms = ui.remembered(
-            ("fewshot_query", extractor.key, info, fs.image_digest(image)), lambda: extractor.embed([image])
+            ("fewshot_query", extractor.key, info, fingerprint(image)), lambda: extractor.embed([image])
         )
         proba = knn.predict_proba(query_vec)[0]
         dist, idx = knn.kneighbors(query_vec)

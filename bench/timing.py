@@ -1,15 +1,17 @@
 """Shared timing helper for bench/ scripts: warm-up, repeats, median, ratios in one run.
 
-The machines are shared and noisy, so candidates are interleaved (A, B, A, B, ...) and
-each is summarised by its best and median time; ratios compare like with like.
+The machines are shared and noisy, so candidates are interleaved (A, B, A, B, ...) by the app's
+one timing loop (:func:`cvdemo.timing.time_interleaved`) and each is summarised by its best and
+median time; ratios compare like with like.
 """
 
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import dataclass
 from typing import Callable
+
+from cvdemo.timing import time_interleaved
 
 
 @dataclass
@@ -33,16 +35,7 @@ def compare(
     candidates: dict[str, Callable[[], object]], repeats: int = 10, warmup: int = 2, number: int = 1
 ) -> dict[str, Timing]:
     """Time each callable ``repeats`` times, interleaved; each sample is the mean of ``number`` calls."""
-    for fn in candidates.values():
-        for _ in range(warmup):
-            fn()
-    samples: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(repeats):
-        for name, fn in candidates.items():
-            start = time.perf_counter()
-            for _ in range(number):
-                fn()
-            samples[name].append((time.perf_counter() - start) / number)
+    samples = time_interleaved(candidates, repeats=repeats, warmup=warmup, pause=0.0, number=number)
     return {name: Timing(name, s) for name, s in samples.items()}
 
 

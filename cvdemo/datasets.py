@@ -16,6 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from cvdemo import weights
 from cvdemo.errors import CvdemoError
 from cvdemo.images import is_image_name
 
@@ -75,8 +76,7 @@ def data_dirs() -> list[Path]:
     value = os.environ.get(DATA_ENV, "").strip()
     if value:
         dirs.append(Path(value).expanduser())
-    cache = os.environ.get("CVDEMO_CACHE_DIR", "").strip()
-    dirs.append((Path(cache).expanduser() if cache else Path.home() / ".cache" / "cvdemo") / "data")
+    dirs.append(weights.cache_root() / "data")
     return dirs
 
 

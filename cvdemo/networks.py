@@ -55,11 +55,11 @@ def _clip_image_batch(engine: Any) -> BatchFn:
 
 
 def _clip_text_batch(engine: Any) -> BatchFn:
-    from cvdemo.clip._common import _l2_normalize
+    from cvdemo.vectors import l2_normalize
 
     def run(texts: list[str]) -> list[Any]:
         unique = list(dict.fromkeys(texts))  # 30 students typing the same query: encode it once
-        vectors = dict(zip(unique, _l2_normalize(engine._text_vectors(unique))))  # here, or on the inference server
+        vectors = dict(zip(unique, l2_normalize(engine._text_vectors(unique))))  # here, or on the inference server
         return [vectors[t] for t in texts]
 
     return run

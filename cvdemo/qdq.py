@@ -21,8 +21,6 @@ cache (``<cache>/runtime/qdq``), keyed by the source's sha256 and :data:`RECIPE`
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cvdemo import runtime, weights
+from cvdemo.files import atomic_write_bytes
 
 if TYPE_CHECKING:
     import onnx
@@ -158,13 +157,6 @@ def float_activation_file(source: Path) -> Path:
     entry = model.metadata_props.add()
     entry.key, entry.value = DERIVED_KEY, json.dumps({"file": source.name, "sha256": digest, "recipe": RECIPE})
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(model.SerializeToString())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, model.SerializeToString())
     runtime.log.info("derived %s from %s in %.1f s", path, source.name, time.perf_counter() - started)
     return path

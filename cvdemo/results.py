@@ -24,6 +24,8 @@ from typing import Any, Callable, Hashable, TypeVar
 
 import numpy as np
 
+from cvdemo import cache
+
 T = TypeVar("T")
 
 BUDGET_ENV = "CVDEMO_RESULT_CACHE_MB"
@@ -224,18 +226,13 @@ def _budget_bytes() -> int:
     return int(max(mb, 0) * 2**20)
 
 
-_process_cache: ResultCache | None = None
-_process_lock = threading.Lock()
+def _new_process_cache() -> ResultCache:
+    return ResultCache(_budget_bytes())
 
 
 def process_cache() -> ResultCache:
     """The one result cache of this process (budget read from ``$CVDEMO_RESULT_CACHE_MB`` once)."""
-    global _process_cache
-    if _process_cache is None:
-        with _process_lock:
-            if _process_cache is None:
-                _process_cache = ResultCache(_budget_bytes())
-    return _process_cache
+    return cache.shared(_new_process_cache)  # built once per process, like every shared model
 
 
 def cached(cache_key: tuple, compute: Callable[[], T]) -> T:

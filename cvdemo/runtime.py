@@ -24,7 +24,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 import warnings
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from cvdemo import weights
+from cvdemo.files import atomic_write_bytes
 
 if TYPE_CHECKING:  # heavy imports stay lazy
     import torch
@@ -214,11 +214,7 @@ def exported_file(
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     data = export_onnx(model, input_size, output_names=output_names)
-    # Write then rename: another process (a second server, a test worker) never sees half a file.
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, data)  # another process (a second server, a test worker) never sees half a file
     (folder / "meta.json").write_text(json.dumps({**json.loads(key), "export_seconds": time.perf_counter() - started}))
     log.info("exported %s to %s in %.1f s", name, path, time.perf_counter() - started)
     return path

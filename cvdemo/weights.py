@@ -28,7 +28,6 @@ import os
 import shutil
 import socket
 import sys
-import tempfile
 import urllib.request
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from cvdemo.errors import CvdemoError
+from cvdemo.files import atomic_write
 
 WEIGHTS_ENV = "CVDEMO_WEIGHTS_DIR"
 CACHE_ENV = "CVDEMO_CACHE_DIR"
@@ -393,21 +393,20 @@ def download_asset(asset: Asset, folder: Path, progress: Callable[[int, int], No
         return target
     if not asset.url:
         raise WeightsUnavailable(asset, "It has no download address.")
-    with tempfile.NamedTemporaryFile(dir=folder, delete=False, suffix=".part") as tmp:
+    expected = asset.sha256.get(asset.filename)
+    with atomic_write(target, suffix=".part") as tmp:  # a wrong download is removed, never published
+        digest = hashlib.sha256()
         with urllib.request.urlopen(asset.url, timeout=30) as response:
             total = int(response.headers.get("Content-Length") or 0)
             done = 0
             for chunk in iter(lambda: response.read(1 << 16), b""):
                 tmp.write(chunk)
+                digest.update(chunk)
                 done += len(chunk)
                 if progress:
                     progress(done, total)
-    tmp_path = Path(tmp.name)
-    expected = asset.sha256.get(asset.filename)
-    if expected and sha256_of(tmp_path) != expected:
-        tmp_path.unlink(missing_ok=True)
-        raise WeightsUnavailable(asset, "The downloaded file had the wrong sha256.")
-    tmp_path.replace(target)
+        if expected and digest.hexdigest() != expected:
+            raise WeightsUnavailable(asset, "The downloaded file had the wrong sha256.")
     return target
 
 

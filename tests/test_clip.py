@@ -270,7 +270,7 @@ def test_knn_few_shot_on_the_same_embeddings(cifar):
 def test_map_projection_and_figure(cifar, conse):
     keep = list(range(0, 500, 10))
     texts = ["airplane", "ship", "cat"]
-    projection = clip.project_2d(cifar.embeddings[keep], clip.class_text_embeddings(conse, texts, "{}"))
+    projection = clip.map_projection(cifar.embeddings[keep], clip.class_text_embeddings(conse, texts, "{}"))
     assert projection.image_xy.shape == (50, 2) and projection.text_xy.shape == (3, 2)
     assert 0 < projection.explained[1] <= projection.explained[0] < 1
     figure = clip.map_figure(

@@ -20,14 +20,7 @@ from cvdemo import zoo
 from cvdemo.complexity import memory_budget, profiler
 from cvdemo import results
 
-FIRST_BLOCK = """\
-input 32x32x3
-conv 8 3x3 stride 1 padding same
-conv 16 5x5 stride 2 padding same
-flatten
-dense 512
-dense 4
-"""
+FIRST_BLOCK = cx.LECTURE_EXERCISES["Two-convolution block (exercise)"]  # the quiz's own exercise
 
 
 # --- the hand exercises ------------------------------------------------------------------------

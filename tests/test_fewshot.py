@@ -17,7 +17,7 @@ from PIL import Image
 from cvdemo import fewshot as fs
 from cvdemo.archives import ArchiveError
 from cvdemo.datasets import dataset_path, image_folder
-from cvdemo.images import load_image
+from cvdemo.images import fingerprint, load_image
 from cvdemo.weights import WeightsUnavailable
 
 POOL_PER_CLASS = 10  # training images we embed; 5-shot sets are drawn from these
@@ -346,7 +346,7 @@ def test_large_photos_are_stored_downscaled_and_consistent():
     Image.new("RGB", (4000, 3000), (10, 200, 90)).save(big, format="JPEG")
     example = fs.Example.from_source("phone.jpg", big.getvalue())
     assert max(example.image.size) == fs.STORE_MAX_SIDE
-    assert fs.image_digest(load_image(example.data)) == example.digest  # stored bytes decode to the image
+    assert fingerprint(load_image(example.data)) == example.digest  # stored bytes decode to the image
     small = fs.Example.from_source("small.png", _png())
     assert small.data == _png() and small.thumb.size == (160, 160)
 
@@ -388,7 +388,7 @@ def test_embedding_cache_embeds_each_image_once():
 def test_embedding_cache_layers_share_one_pass(extractor, pool):
     cache = fs.EmbeddingCache()
     images = pool[0][:2]
-    digests = [fs.image_digest(img) for img in images]
+    digests = [fingerprint(img) for img in images]
     per_layer = cache.embed_layers(extractor, images, digests, [0, None])
     assert cache.computed == 2 and per_layer[0].shape == (2, 16)
     head = fs.FeatureExtractor("efficientnet_lite0", layer=None)

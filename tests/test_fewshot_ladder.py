@@ -17,9 +17,10 @@ from PIL import Image
 
 from cvdemo import cache as shared
 from cvdemo import fewshot as fs
+from cvdemo import text
 from cvdemo.backbones import create_frozen
 from cvdemo.datasets import packaged_images
-from cvdemo.images import load_image
+from cvdemo.images import fingerprint, load_image
 
 FACTOR = 5  # not the default, so the ratio test means something
 
@@ -258,7 +259,7 @@ def test_cross_validated_ladder_pools_every_fold(extractor, train):
     images = [img for img, _ in train[:3] + train[-3:]]
     labels = [label for _, label in train[:3] + train[-3:]]
     plan = fs.plan_evaluation(labels)
-    job = fs.CrossValidatedLadder(images, labels, [fs.image_digest(i) for i in images], plan,
+    job = fs.CrossValidatedLadder(images, labels, [fingerprint(i) for i in images], plan,
                                   fs.LadderConfig(methods=("knn", "linear_probe")), extractor=extractor)
     job.run()
     assert [r.accuracy.n for r in job.results] == [6, 6] and job.status == "done"
@@ -267,8 +268,8 @@ def test_cross_validated_ladder_pools_every_fold(extractor, train):
 
 def test_accuracy_vs_shots_for_the_ladder(extractor, train, test_set):
     held_out = test_set[:10] + test_set[-10:]
-    run = fs.ShotsRun(train, [fs.image_digest(i) for i, _ in train], held_out,
-                      [fs.image_digest(i) for i, _ in held_out], shots=(1, 2, 50), repeats=2,
+    run = fs.ShotsRun(train, [fingerprint(i) for i, _ in train], held_out,
+                      [fingerprint(i) for i, _ in held_out], shots=(1, 2, 50), repeats=2,
                       config=fs.LadderConfig(methods=("knn", "linear_probe", "head"), head_epochs=1),
                       extractor=extractor)
     assert run.shots == [1, 2]  # 50 per class: not in these 10 + 10 examples
@@ -344,12 +345,12 @@ def test_accuracy_estimates_carry_n_and_an_interval():
 
 
 def test_user_text_is_shown_literally():
-    md = fs.literal.markdown
+    md = text.md_literal_light
     assert md("**bold** <b>x</b> :material/home: # title") == (
         "\\*\\*bold\\*\\* \\<b\\>x\\</b\\> :\u200bmaterial/home: # title")
     assert md("Added 8 images from the ants/bees sample set.") == "Added 8 images from the ants/bees sample set."
     assert md("1. first") == "1\\. first"
-    assert fs.literal.plotly("<b>x</b>") == "&lt;b&gt;x&lt;/b&gt;"
+    assert text.plot_literal("<b>x</b>") == "&lt;b&gt;x&lt;/b&gt;"
     fig = fs.probability_figure(["<b>x</b>", "y"], np.array([0.3, 0.7]))
     assert "&lt;b&gt;x&lt;/b&gt;" in list(fig.data[0].y)
 
@@ -363,7 +364,7 @@ def test_reloading_the_sample_gives_one_summary():
 
 
 def test_the_same_ladder_request_is_shared_between_sessions(extractor, train, test_set):
-    digests = ([fs.image_digest(i) for i, _ in train], [fs.image_digest(i) for i, _ in test_set])
+    digests = ([fingerprint(i) for i, _ in train], [fingerprint(i) for i, _ in test_set])
     config = fs.LadderConfig(methods=("knn", "linear_probe"))
     first = fs.shared_ladder(train, test_set, config, extractor, digests)
     again = fs.shared_ladder(train, test_set, config, extractor, digests)

@@ -15,13 +15,13 @@ Where things are:
 - ``prompts.py`` — labels, prompt templates (80-prompt ensemble), queries, presets and their limits; user text shown literally
 - ``zero_shot.py`` — :func:`zero_shot`, :class:`ZeroShotResult`, :func:`class_text_embeddings` (cached per engine and
   template), :func:`warm_text_cache`, :func:`calibrate_none_threshold`, :func:`softmax`
-- ``gallery.py`` — :class:`Gallery` from files, a zip or a folder; :func:`digest_of`, :func:`display_thumbnail`
+- ``gallery.py`` — :class:`Gallery` from files, a zip or a folder; :func:`display_thumbnail` (pictures keyed by :func:`cvdemo.images.fingerprint`)
 - ``samples.py`` — sample galleries and zero-shot sample photos on this machine
 - ``embedding_store.py`` — :class:`EmbeddingStore`, the on-disk embedding cache (``.npz`` per engine)
 - ``image_index.py`` — :class:`ImageIndex`, the searchable gallery index (:class:`SearchHit`, :class:`AddReport`)
-- ``embedding_map.py`` — the 2-D map: :func:`project_2d`, :func:`map_figure`
+- ``embedding_map.py`` — the 2-D map: :func:`map_projection` (PCA from :mod:`cvdemo.projection`), :func:`map_figure`
 - ``evaluation.py`` — :func:`evaluate_zero_shot`, :func:`knn_few_shot` on a labeled gallery
-- ``figures.py`` — :func:`zero_shot_figure`, :func:`confusion_figure`
+- ``figures.py`` — :func:`zero_shot_figure` (the confusion matrix: :func:`cvdemo.figures.confusion_figure`)
 - ``pairs.py`` — verification pairs: :data:`CHANGES` (crop, resize, JPEG, ...), :func:`build_pairs`, :class:`PairSet`
 - ``verify.py`` — :class:`Embedder` (engine or few-shot backbone), :func:`verify`, :func:`evaluate_pairs` (ROC, AUC, EER)
 - ``verification_head.py`` — :func:`train_for_verification`: a projection head with the (corrected) pair or triplet loss
@@ -36,8 +36,8 @@ from cvdemo.clip._common import ClipInputError, Progress
 from cvdemo.clip.clip_model import CLIP_MODELS, ClipModel, ClipSpec
 from cvdemo.clip.conse import ConSEEngine
 from cvdemo.clip.embedding_engine import SMALL_BATCH, EmbeddingEngine
-from cvdemo.clip.embedding_map import Projection, map_figure, project_2d
-from cvdemo.clip.embedding_store import EmbeddingStore, cache_root, default_index_dir
+from cvdemo.clip.embedding_map import Projection, map_figure, map_projection
+from cvdemo.clip.embedding_store import EmbeddingStore, default_index_dir
 from cvdemo.clip.engines import (
     ENGINE_LABELS,
     ENGINE_ORDER,
@@ -47,12 +47,11 @@ from cvdemo.clip.engines import (
     load_engine,
 )
 from cvdemo.clip.evaluation import FewShotScore, ZeroShotEval, evaluate_zero_shot, knn_few_shot
-from cvdemo.clip.figures import confusion_figure, zero_shot_figure
+from cvdemo.clip.figures import zero_shot_figure
 from cvdemo.clip.gallery import (
     THUMB_SIZE,
     Gallery,
     GalleryImage,
-    digest_of,
     display_thumbnail,
     gallery_from_files,
     gallery_from_folder,
@@ -130,15 +129,15 @@ __all__ = [
     "ZeroShotResult", "class_text_embeddings", "softmax", "zero_shot", "prompt_count", "warm_text_cache",
     "labels_without_words", "calibrate_none_threshold",
     # galleries, samples, the index
-    "Gallery", "GalleryImage", "THUMB_SIZE", "digest_of", "display_thumbnail",
+    "Gallery", "GalleryImage", "THUMB_SIZE", "display_thumbnail",
     "gallery_from_files", "gallery_from_zip", "gallery_from_folder",
     "SampleGallery", "SAMPLE_GALLERIES", "available_sample_galleries", "sample_gallery", "zero_shot_samples",
-    "EmbeddingStore", "cache_root", "default_index_dir",
+    "EmbeddingStore", "default_index_dir",
     "ImageIndex", "AddReport", "SearchHit", "FAISS_MIN_ITEMS",
     # map, evaluation, figures
-    "Projection", "project_2d", "map_figure",
+    "Projection", "map_projection", "map_figure",
     "ZeroShotEval", "FewShotScore", "evaluate_zero_shot", "knn_few_shot",
-    "zero_shot_figure", "confusion_figure",
+    "zero_shot_figure",
     # verification
     "CHANGES", "CHANGE_HELP", "LEVELS", "PHOTO", "CLASS", "PairSet", "apply_change", "build_pairs",
     "Embedder", "embedder_for", "embedder_choices", "Verdict", "verify", "verdict_text", "VERIFICATION_THRESHOLDS", "default_verification_threshold", "KindScore", "VerificationEval", "evaluate_cosines", "evaluate_pairs",

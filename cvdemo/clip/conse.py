@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from cvdemo import runtime, weights
-from cvdemo.clip._common import _l2_normalize
+from cvdemo.vectors import l2_normalize
 from cvdemo.clip.embedding_engine import EmbeddingEngine
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ class ConSEEngine(EmbeddingEngine):
         top_p, top_i = probs.topk(self.top_t, dim=-1)
         top_p = (top_p / top_p.sum(dim=-1, keepdim=True)).numpy()  # the 1/Z of the paper
         mixed = np.einsum("nt,ntd->nd", top_p, self.class_embeddings[top_i.numpy()])
-        return _l2_normalize(mixed)
+        return l2_normalize(mixed)
 
     def imagenet_top(self, images: Sequence[Image.Image], k: int = 5) -> list[list[tuple[str, float]]]:
         """What ConSE sees: each image's top-k ImageNet classes with probabilities (one image: once per process)."""

@@ -16,7 +16,8 @@ from PIL import Image
 
 from cvdemo import networks, results, runtime
 from cvdemo.scheduler import compute_gate
-from cvdemo.clip._common import Progress, _l2_normalize
+from cvdemo.clip._common import Progress
+from cvdemo.vectors import l2_normalize
 from cvdemo.clip.embedding_store import EmbeddingStore, default_index_dir
 
 if TYPE_CHECKING:
@@ -215,7 +216,7 @@ class EmbeddingEngine:
                         chunks.append(self._text_vectors(missing[start : start + TEXT_CHUNK]))
                     if progress is not None:
                         progress(min(start + TEXT_CHUNK, len(missing)), len(missing))
-                vectors = _l2_normalize(np.concatenate(chunks))
+                vectors = l2_normalize(np.concatenate(chunks))
             lookup.update(zip(missing, vectors))
             if store is not None and len(missing) >= self.persist_min_texts:
                 store.put([_text_key(t) for t in missing], vectors)

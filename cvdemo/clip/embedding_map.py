@@ -11,6 +11,7 @@ from PIL import Image
 
 from cvdemo.clip._common import ClipInputError
 from cvdemo.clip.prompts import plot_literal
+from cvdemo.projection import pca_2d
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -23,19 +24,15 @@ class Projection:
     explained: tuple[float, float]  # fraction of variance along each axis
 
 
-def project_2d(image_emb: np.ndarray, text_emb: np.ndarray | None = None) -> Projection:
-    """PCA of images and texts together, so both land in the same 2-D picture."""
-    from sklearn.decomposition import PCA
-
+def map_projection(image_emb: np.ndarray, text_emb: np.ndarray | None = None) -> Projection:
+    """PCA of images and texts together (:func:`cvdemo.projection.pca_2d`), so both land in one 2-D picture."""
     image_emb = np.atleast_2d(image_emb)
     text_emb = np.zeros((0, image_emb.shape[1]), np.float32) if text_emb is None else np.atleast_2d(text_emb)
     both = np.concatenate([image_emb, text_emb])
     if len(both) < 3:
         raise ClipInputError("The map needs at least 3 points (images plus texts).")
-    pca = PCA(n_components=2, random_state=0)
-    xy = pca.fit_transform(both)
-    ratio = pca.explained_variance_ratio_
-    return Projection(xy[: len(image_emb)], xy[len(image_emb) :], (float(ratio[0]), float(ratio[1])))
+    xy, explained = pca_2d(both, seed=0)
+    return Projection(xy[: len(image_emb)], xy[len(image_emb) :], explained)
 
 
 def _jpeg_data_uri(img: Image.Image) -> str:

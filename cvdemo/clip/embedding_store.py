@@ -1,11 +1,9 @@
-"""The on-disk embedding cache: sha256 key (of a file's bytes, or of a text) -> vector, one ``.npz`` per engine."""
+"""The on-disk embedding cache: key (a file's sha256, a picture's images.fingerprint, or a text's sha256) -> vector, one ``.npz`` per engine."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import threading
 from pathlib import Path
 from typing import Sequence
@@ -13,20 +11,16 @@ from typing import Sequence
 import numpy as np
 
 from cvdemo import weights
-
-
-def cache_root() -> Path:
-    """cvdemo's cache folder: ``$CVDEMO_CACHE_DIR`` or ``~/.cache/cvdemo``."""
-    return weights.cache_root()
+from cvdemo.files import atomic_write
 
 
 def default_index_dir(engine_name: str) -> Path:
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", engine_name)
-    return cache_root() / "clip_index" / safe
+    return weights.cache_root() / "clip_index" / safe
 
 
 class EmbeddingStore:
-    """sha256 key (of a file's bytes, or of a text) -> embedding, persisted as one ``.npz`` per engine folder.
+    """Key (a file's sha256, a picture's images.fingerprint, or a text's sha256) -> embedding, persisted as one ``.npz`` per engine folder.
 
     Saving merges with what is on disk (other sessions may have added images) and replaces the
     file atomically, so a crash never leaves half a file.
@@ -83,11 +77,5 @@ class EmbeddingStore:
         digests = np.array(list(merged), dtype="<U64")
         vectors = np.stack(list(merged.values())) if merged else np.zeros((0, self.dim), np.float32)
         meta = json.dumps({"engine": self.engine_name, "dim": self.dim})
-        fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".npz.part")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, digests=digests, vectors=vectors, meta=np.array(meta))
-            os.replace(tmp, self.path)  # type: ignore[arg-type]
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_write(self.path, suffix=".npz.part") as fh:  # type: ignore[arg-type]
+            np.savez(fh, digests=digests, vectors=vectors, meta=np.array(meta))

@@ -1,12 +1,12 @@
-"""Plotly figures shared by the page and the Gradio demo: zero-shot bars, the evaluation's confusion matrix."""
+"""Plotly figures shared by the page and the Gradio demo: zero-shot bars (the confusion matrix: cvdemo.figures)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cvdemo.clip.evaluation import ZeroShotEval
 from cvdemo.clip.prompts import plot_literal
 from cvdemo.clip.zero_shot import ZeroShotResult
+from cvdemo.figures import unique_labels
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -19,7 +19,7 @@ def zero_shot_figure(result: ZeroShotResult, i: int = 0, threshold: float | None
 
     rows = result.rows(i)[::-1]  # plotly draws the first bar at the bottom
     # user text, shown as typed (plotly would render <b> or <br>) and short enough not to overlap the bars
-    labels = _unique([plot_literal(r["label"], 40) for r in rows])
+    labels = unique_labels([plot_literal(r["label"], 40) for r in rows])
     cosine_title = "raw cosine" + (f"<br>dashed: threshold {threshold:.2f}" if threshold is not None else "")
     # Titles under each axis, not above the pair: above, two long titles ran into each other.
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06)
@@ -49,26 +49,4 @@ def zero_shot_figure(result: ZeroShotResult, i: int = 0, threshold: float | None
         showlegend=False, height=max(220, (34 if len(rows) <= 30 else 22) * len(rows) + 100),
         margin={"l": 10, "r": 10, "t": 10, "b": 10}, uniformtext={"minsize": 9, "mode": "hide"},
     )
-    return fig
-
-
-def _unique(labels: list[str]) -> list[str]:
-    """Shortened labels can collide ("a very long label …" twice): plotly would merge their bars."""
-    seen: dict[str, int] = {}
-    out = []
-    for label in labels:
-        seen[label] = seen.get(label, 0) + 1
-        out.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
-    return out
-
-
-def confusion_figure(evaluation: ZeroShotEval) -> "go.Figure":
-    import plotly.express as px
-
-    classes = _unique([plot_literal(c, 30) for c in evaluation.classes])
-    fig = px.imshow(
-        evaluation.confusion, x=classes, y=classes, text_auto=True,
-        color_continuous_scale="Blues", labels={"x": "predicted", "y": "true", "color": "images"},
-    )
-    fig.update_layout(height=520, margin={"l": 10, "r": 10, "t": 30, "b": 10})
     return fig

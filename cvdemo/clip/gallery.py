@@ -21,7 +21,7 @@ THUMB_SIZE = 128
 class GalleryImage:
     id: str  # unique display name, e.g. "ship/0003.jpg"
     image: Image.Image
-    digest: str  # sha256 of the file bytes: the key of the on-disk embedding cache
+    digest: str  # sha256 of the file bytes (the key of the on-disk embedding cache); pictures without a file: images.fingerprint
     label: str | None = None
 
 
@@ -29,18 +29,6 @@ class GalleryImage:
 class Gallery:
     images: list[GalleryImage] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # one sentence per file left out
-
-
-def digest_of(data: bytes | Image.Image) -> str:
-    if isinstance(data, Image.Image):
-        image = data
-
-        def pixels_digest() -> str:
-            rgb = image.convert("RGB")
-            return hashlib.sha256(f"{rgb.size}".encode() + rgb.tobytes()).hexdigest()
-
-        return per_image(image, "clip-digest", pixels_digest)  # a shared sample: hashed once per process
-    return hashlib.sha256(data).hexdigest()
 
 
 def gallery_from_files(files: Iterable[tuple[str, Any]], labels: dict[str, str] | None = None) -> Gallery:
@@ -73,7 +61,7 @@ def gallery_from_files(files: Iterable[tuple[str, Any]], labels: dict[str, str] 
             n += 1
         seen_ids.add(unique)
         label = (labels or {}).get(name)
-        gallery.images.append(GalleryImage(unique, image, digest_of(data), label))
+        gallery.images.append(GalleryImage(unique, image, hashlib.sha256(data).hexdigest(), label))
     return gallery
 
 

@@ -11,7 +11,8 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-from cvdemo.clip._common import ClipInputError, Progress, _l2_normalize
+from cvdemo.clip._common import ClipInputError, Progress
+from cvdemo.vectors import l2_normalize
 from cvdemo.clip.embedding_engine import EmbeddingEngine
 from cvdemo.clip.embedding_store import EmbeddingStore, default_index_dir
 from cvdemo.clip.gallery import GalleryImage, display_thumbnail
@@ -132,7 +133,7 @@ class ImageIndex:
         self, ids: Sequence[str], vectors: np.ndarray, labels: Sequence[str | None] | None = None
     ) -> None:
         """Add precomputed embeddings (no images, no thumbnails, not persisted): for benchmarks and imports."""
-        vectors = _l2_normalize(np.atleast_2d(vectors))
+        vectors = l2_normalize(np.atleast_2d(vectors))
         if vectors.shape != (len(ids), self.engine.dim):
             raise ClipInputError(f"Expected {len(ids)} vectors of {self.engine.dim} numbers, got {vectors.shape}.")
         blank = Image.new("RGB", (1, 1))
@@ -168,7 +169,7 @@ class ImageIndex:
         vector = np.asarray(query, dtype=np.float32).reshape(-1)
         if vector.shape[0] != self.engine.dim:
             raise ClipInputError(f"A query vector must have {self.engine.dim} numbers, not {vector.shape[0]}.")
-        return _l2_normalize(vector)
+        return l2_normalize(vector)
 
     def search(
         self, query: str | Image.Image | np.ndarray, k: int = 10, exclude: Iterable[str] = ()

@@ -17,7 +17,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from cvdemo.clip._common import ClipInputError
 from cvdemo.clip.gallery import GalleryImage
-from cvdemo.images import per_image
+from cvdemo.images import fingerprint, per_image
 
 PHOTO, CLASS = "photo", "class"
 LEVELS = {PHOTO: "same photo (after changes)", CLASS: "same class (two different photos)"}
@@ -89,7 +89,7 @@ class PairSet:
     level: str
     images: list[Image.Image]
     ids: list[str]
-    digests: list[str]  # originals: the gallery's file digest (shares the search index's disk cache); changed: pixels
+    digests: list[str]  # originals: the gallery's file digest (shares the search index's disk cache); changed: images.fingerprint
     sources: np.ndarray  # (N,) which source photo each image came from
     labels: list[str | None]
     a: np.ndarray  # (P,) image positions
@@ -160,8 +160,6 @@ def _spread(photos: list[GalleryImage], n: int, rng: np.random.Generator) -> lis
 
 
 def _photo_pairs(chosen: list[GalleryImage], changes: list[str], seed: int) -> PairSet:
-    from cvdemo.clip.gallery import digest_of
-
     images, ids, digests, srcs, labels = [], [], [], [], []
     position: dict[tuple[int, str], int] = {}
     for s, photo in enumerate(chosen):
@@ -170,7 +168,7 @@ def _photo_pairs(chosen: list[GalleryImage], changes: list[str], seed: int) -> P
                 image, digest = photo.image.convert("RGB"), photo.digest
             else:
                 image = apply_change(photo.image, change, seed * 1_000_003 + s * 101 + c)
-                digest = digest_of(image)
+                digest = fingerprint(image)
             position[(s, change)] = len(images)
             images.append(image)
             digests.append(digest)

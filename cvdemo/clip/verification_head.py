@@ -20,7 +20,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from cvdemo.clip._common import ClipInputError, _l2_normalize
+from cvdemo.clip._common import ClipInputError
+from cvdemo.vectors import l2_normalize
 from cvdemo.clip.gallery import GalleryImage
 from cvdemo.clip.pairs import PHOTO, PairSet, build_pairs
 from cvdemo.clip.verify import Embedder, VerificationEval, evaluate_cosines, pair_cosines
@@ -61,7 +62,7 @@ class HeadTraining:
 
     def project(self, vectors: np.ndarray) -> np.ndarray:
         """Frozen features -> the trained head's unit vectors."""
-        return _l2_normalize(_l2_normalize(vectors) @ self.projection)
+        return l2_normalize(l2_normalize(vectors) @ self.projection)
 
     @property
     def improved(self) -> bool:
@@ -122,7 +123,7 @@ def train_head(
     if not len(anchors) or len(members) < 2:
         raise ClipInputError("Training needs at least two photos per group and two groups.")
     rng = np.random.default_rng(seed)
-    x = torch.from_numpy(_l2_normalize(train_vectors))
+    x = torch.from_numpy(l2_normalize(train_vectors))
     dim = x.shape[1]
     rank = max(1, min(int(rank), dim))
     with torch.random.fork_rng(devices=[]):
@@ -149,9 +150,9 @@ def train_head(
         if progress is not None:
             progress(epoch + 1, int(epochs))
     projection = (torch.eye(dim) + down.detach() @ up.detach().T).numpy()
-    before = evaluate_cosines(pair_cosines(_l2_normalize(test_vectors), test_pairs), test_pairs.same,
+    before = evaluate_cosines(pair_cosines(l2_normalize(test_vectors), test_pairs), test_pairs.same,
                               test_pairs.kind, test_pairs.level, "frozen features")
-    projected = _l2_normalize(_l2_normalize(test_vectors) @ projection)
+    projected = l2_normalize(l2_normalize(test_vectors) @ projection)
     after = evaluate_cosines(pair_cosines(projected, test_pairs), test_pairs.same, test_pairs.kind,
                              test_pairs.level, "trained head")
     return HeadTraining(loss, margin, int(epochs), history, before, after, len(anchors), len(test_pairs), projection)

@@ -15,10 +15,11 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from cvdemo.clip._common import ClipInputError, Progress, _l2_normalize
+from cvdemo.clip._common import ClipInputError, Progress
+from cvdemo.vectors import l2_normalize
 from cvdemo.clip.embedding_store import EmbeddingStore, default_index_dir
-from cvdemo.clip.gallery import digest_of
 from cvdemo.clip.pairs import PairSet
+from cvdemo.images import fingerprint
 
 FEWSHOT_PREFIX = "fewshot:"  # embedder keys: an engine's name, or "fewshot:<backbone>"
 
@@ -85,17 +86,17 @@ class Embedder:
     ) -> np.ndarray:
         """(N, dim) unit vectors; images seen before (same digest) are not run again.
 
-        ``digests``: the images' cache keys when known (a gallery file's sha256); default: of the pixels.
+        ``digests``: the images' cache keys when known (a gallery file's sha256); default: their images.fingerprint.
         """
         images = [img.convert("RGB") for img in images]
-        digests = [digest_of(img) for img in images] if digests is None else list(digests)
+        digests = [fingerprint(img) for img in images] if digests is None else list(digests)
         known = self.store.vectors if self.store is not None else {}
         if self.store is not None and any(d not in known for d in digests):
             with self._lock:  # another session (or the search tab) may have embedded them meanwhile
                 self.store.vectors.update({k: v for k, v in self.store._read().items() if k not in known})
         todo = list({d: i for i, d in reversed(list(enumerate(digests))) if d not in known}.items())
         if todo:
-            vectors = _l2_normalize(self._run([images[i] for _, i in todo], progress))
+            vectors = l2_normalize(self._run([images[i] for _, i in todo], progress))
             if self.store is None:  # dim unknown until the first vectors
                 self.dim = vectors.shape[1]
                 self.store = EmbeddingStore(None, self.name, self.dim)
@@ -155,7 +156,7 @@ def verify(embedder: Embedder, first: Image.Image, second: Image.Image, threshol
     if first is None or second is None:
         raise ClipInputError("Verification compares two images: pick a second one.")
     vectors = embedder.embed([first, second])
-    identical = digest_of(first) == digest_of(second)
+    identical = fingerprint(first) == fingerprint(second)
     return Verdict(float(np.clip(vectors[0] @ vectors[1], -1, 1)), float(threshold), identical)
 
 

@@ -11,7 +11,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from cvdemo.clip._common import ClipInputError, Progress, _l2_normalize
+from cvdemo.clip._common import ClipInputError, Progress
+from cvdemo.vectors import l2_normalize
 from cvdemo.clip.embedding_engine import EmbeddingEngine
 from cvdemo.clip.prompts import ENSEMBLE, LABEL_PRESETS, TEMPLATE_CHOICES, parse_labels, quoted, template_list
 
@@ -53,7 +54,7 @@ def _encode_class_vectors(engine: EmbeddingEngine, labels: list[str], prompts: t
                           progress: Progress | None) -> np.ndarray:
     texts = [t.replace("{}", label) for label in labels for t in prompts]
     emb = engine.encode_texts(texts, progress=progress).reshape(len(labels), len(prompts), -1)
-    return _l2_normalize(emb.mean(axis=1))
+    return l2_normalize(emb.mean(axis=1))
 
 
 def _stored_class_vectors(engine: EmbeddingEngine, labels: list[str], prompts: tuple[str, ...],
@@ -181,6 +182,6 @@ def zero_shot(
         )
     image_emb = np.atleast_2d(np.asarray(image_emb, dtype=np.float32))
     text_emb = class_text_embeddings(engine, clean, templates, progress)
-    cosine = _l2_normalize(image_emb) @ text_emb.T
+    cosine = l2_normalize(image_emb) @ text_emb.T
     temperature = engine.default_temperature if temperature is None else float(temperature)
     return ZeroShotResult(clean, cosine, softmax(cosine, temperature), temperature, notes)

@@ -17,6 +17,8 @@ Where things are:
 - ``breakdown.py`` — :func:`breakdown`: where parameters, MACs and activation memory live
 - ``design_rules.py`` — :data:`DESIGN_RULES` as typed networks (stacked 3×3, dilation 1-2-4, separable),
   :func:`design_lesson`: what their measured rows show
+- ``hooks.py`` — :func:`call_hooks`: before/after every module call (the profiler and the field trace)
+- ``page_state.py`` — :class:`ArchitecturesState`: the Architectures page's session results as typed records
 - ``receptive_field.py`` — :func:`receptive_field`: size, effective stride and start of every layer
 - ``field_types.py`` / ``field_rules.py`` / ``field_trace.py`` — the fields a tensor carries, one rule
   per aten operator, and the dispatch mode that follows the real data flow (merges, what it cannot follow)

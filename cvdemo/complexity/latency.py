@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
-import time
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -13,14 +10,7 @@ from torch import nn
 import cvdemo.complexity.memory_budget as memory_budget
 from cvdemo import zoo
 from cvdemo.complexity.profiler import _check_named, _cpu_model, _input_for, _named_input_size
-
-
-@dataclass(frozen=True)
-class Latency:
-    median_ms: float
-    best_ms: float
-    repeats: int
-    threads: int
+from cvdemo.timing import Latency, time_interleaved
 
 
 def measure_latency(model: nn.Module, input_size: Sequence[int], repeats: int = 10, warmup: int = 2) -> Latency:
@@ -28,14 +18,9 @@ def measure_latency(model: nn.Module, input_size: Sequence[int], repeats: int = 
     device, dtype = _input_for(model)
     example = torch.randn((1, *input_size), device=device, dtype=dtype)
     model.eval()
-    samples: list[float] = []
     with torch.inference_mode():
-        for i in range(warmup + repeats):
-            start = time.perf_counter()
-            model(example)
-            if i >= warmup:
-                samples.append((time.perf_counter() - start) * 1e3)
-    return Latency(statistics.median(samples), min(samples), repeats, torch.get_num_threads())
+        samples = time_interleaved({"model": lambda: model(example)}, repeats=repeats, warmup=warmup, pause=0.0)
+    return Latency.from_seconds(samples["model"], torch.get_num_threads())
 
 
 def latency_of(name: str, input_size: Sequence[int] | None = None, repeats: int = 10) -> Latency:

@@ -40,6 +40,7 @@ from torch import nn
 import cvdemo.complexity.memory_budget as memory_budget
 from cvdemo.errors import CvdemoError
 from cvdemo import zoo
+from cvdemo.complexity.hooks import call_hooks
 from cvdemo.complexity.network_language import build_spec
 from cvdemo.complexity.op_counter import _MacCounter, _tensors
 from cvdemo.complexity.results import LayerRow, Profile
@@ -176,17 +177,9 @@ def _run(model: nn.Module, example: torch.Tensor, label: str, input_size: tuple[
                 ops["quantized"] = ops.get("quantized", 0) + quantized
         s.inputs = []
 
-    handles = []
-    for module in modules.values():
-        handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
-        handles.append(module.register_forward_hook(post_hook, with_kwargs=True, always_call=True))
     counter = _MacCounter(charge)
-    try:
-        with counter:
-            model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with call_hooks(modules.values(), pre_hook, post_hook), counter:
+        model(example)
 
     seen: set[int] = set()
     rows: list[tuple[float, LayerRow]] = []

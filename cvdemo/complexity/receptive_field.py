@@ -22,6 +22,7 @@ from torch import nn
 
 from cvdemo import zoo
 from cvdemo.complexity.field_trace import FieldTracer
+from cvdemo.complexity.hooks import call_hooks
 from cvdemo.complexity.field_types import UNKNOWN, AxisField, Merge, fields_of, image_fields, set_fields
 from cvdemo.complexity.network_language import SpecNetwork, build_spec
 from cvdemo.complexity.op_counter import _tensors
@@ -260,21 +261,16 @@ def _trace(model: nn.Module, example: torch.Tensor, label: str, input_size: tupl
         if previous is None or (row.size or 0) > (previous.size or 0):  # a shared module: its widest call
             rows[name], order[name] = row, finished[0]
 
-    handles = []
-    for module in model.modules():
-        handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
-        handles.append(module.register_forward_hook(post_hook, with_kwargs=True, always_call=True))
     tracer = FieldTracer(where)
-    try:
-        if example.dim() != 4:
-            raise ProfileError("Receptive fields need an image input (channels, height, width).")
-        set_fields(example, image_fields(int(example.shape[-2]), int(example.shape[-1])))
-        with tracer:
-            model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
-        set_fields(example, None)
+    with call_hooks(model.modules(), pre_hook, post_hook):
+        try:
+            if example.dim() != 4:
+                raise ProfileError("Receptive fields need an image input (channels, height, width).")
+            set_fields(example, image_fields(int(example.shape[-2]), int(example.shape[-1])))
+            with tracer:
+                model(example)
+        finally:
+            set_fields(example, None)
     layers = tuple(sorted(rows.values(), key=lambda r: order[r.name]))
     return _result(label, input_size, layers, tracer)
 

@@ -7,12 +7,12 @@ functions. Profiles and receptive fields are shape-only (meta device), so no mod
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from cvdemo import zoo
+from cvdemo.text import md_literal_punctuation as _literal
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -23,11 +23,6 @@ if TYPE_CHECKING:
 SOURCES = ("Model zoo", "Typed network")
 TABLE_COLUMNS = ["layer", "type", "input", "output", "params", "MACs", "% MACs", "field (px)", "jump (px)",
                  "activations", "note"]  # fmt: skip
-
-
-def _literal(text: str) -> str:
-    """User text (a model name, a spec line inside an error) shown as typed, not as markdown."""
-    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", text)
 
 
 @lru_cache(maxsize=128)

@@ -11,16 +11,15 @@ is the door (``from cvdemo import fewshot as fs; fs.KNNClassifier``), one concep
   they are the explanation of each prediction; :func:`pairwise_distances`.
 * ``evaluation.py`` — :func:`leave_one_out`, :func:`accuracy_vs_shots`, :func:`confusion_matrix`,
   :func:`linear_probe`.
-* ``projection.py`` — :func:`project_2d`: the feature map (PCA or t-SNE).
+* :func:`project_2d` (from :mod:`cvdemo.projection`, the app's one 2-D projection): the feature map (PCA or t-SNE).
 * ``examples.py`` — :class:`ExampleSet`: the user's classes of decoded images, keyed by
-  :func:`image_digest`.
+  :func:`cvdemo.images.fingerprint`.
 * ``embedding_cache.py`` — :class:`EmbeddingCache`: vectors keyed by (extractor, image digest),
   so changing k never recomputes an embedding.
 * ``zipio.py`` — :func:`export_zip` / :func:`import_zip` move a set and its features between machines.
 * ``samples.py`` — the ants/bees sample set and query images to try.
 * ``figures.py`` — Plotly figure builders shared by the page and the Gradio demo.
 * ``intervals.py`` — :func:`accuracy_estimate`: every accuracy with its n and a 95% (Wilson) interval.
-* ``literal.py`` — user text (class and file names) escaped for Markdown and Plotly: shown as typed.
 
 The transfer-learning ladder (kNN → linear probe → new head → unfreeze with lower learning rates):
 
@@ -44,7 +43,6 @@ The transfer-learning ladder (kNN → linear probe → new head → unfreeze wit
 torch, timm, scikit-learn and plotly are imported inside the functions that need them.
 """
 
-from cvdemo.fewshot import literal
 from cvdemo.fewshot.augment import (
     DEFAULT_AUGMENTATION,
     NO_AUGMENTATION,
@@ -71,7 +69,6 @@ from cvdemo.fewshot.examples import (
     ExampleSet,
     ExampleSetError,
     clean_class_name,
-    image_digest,
     summarise_notes,
 )
 from cvdemo.fewshot.evaluation_plan import CrossValidatedLadder, EvaluationPlan, plan_evaluation
@@ -86,9 +83,9 @@ from cvdemo.fewshot.extractor import (
     backbone_status,
     layer_key,
 )
+from cvdemo.figures import confusion_figure  # the app's one (CLIP's evaluation draws it too)
 from cvdemo.fewshot.figures import (
     CLASS_COLOURS,
-    confusion_figure,
     embedding_figure,
     integer_shot_axis,
     layers_figure,
@@ -136,7 +133,7 @@ from cvdemo.fewshot.network import (
     head_from_linear_probe,
 )
 from cvdemo.fewshot.ood import OODRule, calibrate_ood, nearest_distance_rule, reference_bank, reference_photos
-from cvdemo.fewshot.projection import project_2d
+from cvdemo.projection import project_2d
 from cvdemo.fewshot.samples import (
     SAMPLE_SET,
     is_sample_classes,
@@ -184,7 +181,6 @@ __all__ = [
     "ExampleSet",
     "ExampleSetError",
     "clean_class_name",
-    "image_digest",
     # embedding_cache
     "EmbeddingCache",
     # zipio
@@ -215,8 +211,6 @@ __all__ = [
     "estimate_from",
     "per_class_estimates",
     "spread",
-    # literal
-    "literal",
     # augment
     "AugmentConfig",
     "DEFAULT_AUGMENTATION",

@@ -193,9 +193,9 @@ def view_grid(
     image: Image.Image, config: AugmentConfig, count: int = 8, seed: int = 0, size: int = 256, crop: int = 224
 ) -> list[Image.Image]:
     """``count`` augmented views of one photo as the network sees them: the centre ``crop`` of each view."""
-    from cvdemo.fewshot.examples import image_digest
+    from cvdemo.images import fingerprint
 
-    digest = image_digest(image)
+    digest = fingerprint(image)
     pipeline = build_augmentation(config, size)
     margin = (size - crop) // 2
     box = (margin, margin, margin + crop, margin + crop)

@@ -9,7 +9,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-from cvdemo.fewshot.examples import image_digest
+from cvdemo.images import fingerprint
 from cvdemo.fewshot.extractor import FeatureExtractor, Progress
 
 
@@ -55,7 +55,7 @@ class EmbeddingCache:
         progress: Progress | None = None,
     ) -> np.ndarray:
         """``(N, D)`` features, computing only the images this extractor has not seen."""
-        digests = list(digests) if digests is not None else [image_digest(img) for img in images]
+        digests = list(digests) if digests is not None else [fingerprint(img) for img in images]
         found = {d: v for d in digests if (v := self.get(extractor.key, d)) is not None}
         # the same picture twice in one call is embedded once
         todo = list(dict.fromkeys(d for d in digests if d not in found))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import itertools
 import re
@@ -13,7 +12,7 @@ from typing import Any, Iterable
 from PIL import Image
 
 from cvdemo.errors import CvdemoError
-from cvdemo.images import ImageInputError, load_image
+from cvdemo.images import ImageInputError, fingerprint, load_image
 
 STORE_MAX_SIDE = 1024  # larger photos are stored downscaled: every backbone resizes to <= ~300 px
 MAX_CLASS_NAME = 40
@@ -45,13 +44,6 @@ def summarise_notes(messages: list[str]) -> list[str]:
     where = ", ".join(f"{count} in '{name}'" for name, count in per_class.items())
     summary = f"{len(duplicates)} images were already in the set and were skipped ({where})."
     return [summary] + [m for m in messages if not isinstance(m, DuplicateNote)]
-
-
-def image_digest(img: Image.Image) -> str:
-    """Content hash of the decoded pixels: the same picture gets the same key however it was encoded."""
-    h = hashlib.sha256(f"{img.mode}{img.size}".encode())
-    h.update(img.tobytes())
-    return h.hexdigest()[:24]
 
 
 @dataclass
@@ -90,7 +82,7 @@ class Example:
         if raw is None:  # keep the invariant: decoding ``data`` gives exactly ``image``
             raw = _encode_png(img)
             img = load_image(raw)
-        return cls(name=name, data=raw, image=img, digest=image_digest(img))
+        return cls(name=name, data=raw, image=img, digest=fingerprint(img))
 
     @property
     def thumb(self) -> Image.Image:

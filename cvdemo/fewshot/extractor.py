@@ -15,7 +15,7 @@ from PIL import Image
 
 from cvdemo import networks, results, runtime, weights
 from cvdemo.backbones import BACKBONES, create_frozen
-from cvdemo.fewshot.knn import _l2_normalise
+from cvdemo.vectors import l2_normalize
 from cvdemo.images import fingerprint, load_image
 from cvdemo.scheduler import compute_gate
 
@@ -260,7 +260,7 @@ class FeatureExtractor:
             if list(layers) != [None]:
                 raise ValueError("An image encoder only gives its final embedding (layer None).")
             vectors = np.asarray(self._encoder.encode_images(images, batch_size=batch_size, progress=progress))
-            return {None: _l2_normalise(vectors.astype(np.float32, copy=False).reshape(len(images), -1))}
+            return {None: l2_normalize(vectors.astype(np.float32, copy=False).reshape(len(images), -1))}
         layers = list(dict.fromkeys(layers))
         store = results.process_cache()
         spaces = {layer: f"{self.key_for(layer)}|{self.runtime_info.name}" for layer in layers}

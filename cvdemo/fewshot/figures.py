@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
-from cvdemo.fewshot.literal import plotly as literal
+from cvdemo.text import plot_literal as literal
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,21 +43,6 @@ def probability_figure(classes: Sequence[str], proba: Sequence[float]) -> "go.Fi
     return fig
 
 
-def confusion_figure(matrix: np.ndarray, labels: Sequence[str]) -> "go.Figure":
-    import plotly.express as px
-
-    fig = px.imshow(
-        matrix,
-        x=[literal(label) for label in labels],
-        y=[literal(label) for label in labels],
-        text_auto=True,
-        color_continuous_scale="Blues",
-        labels=dict(x="predicted", y="true", color="images"),
-    )
-    fig.update_layout(height=max(260, 80 + 50 * len(labels)), margin=dict(l=10, r=10, t=10, b=10))
-    return fig
-
-
 def integer_shot_axis(fig: "go.Figure", shots: Sequence[int]) -> None:
     """Ticks only at the shot counts measured (never "1.5 shots"); log-spaced once they reach 10."""
     shots = sorted({int(s) for s in shots}) or [1]
@@ -64,21 +50,29 @@ def integer_shot_axis(fig: "go.Figure", shots: Sequence[int]) -> None:
                      tickmode="array", tickvals=shots, ticktext=[str(s) for s in shots])
 
 
-def shots_figure(curve: "pd.DataFrame", chance: float | None = None) -> "go.Figure":
-    """Accuracy vs training images per class: mean over the draws, error bars = spread (s.d.),
-    the number of draws and test images in the hover."""
+def shots_figure(
+    curve: "pd.DataFrame",
+    chance: float | None = None,
+    label: Callable[[str], str] = str,
+    colour: Callable[[str], str] | None = None,
+    y_title: str = "accuracy on the other images",
+    height: int = 360,
+) -> "go.Figure":
+    """Accuracy vs training images per class, one line per ``method`` (named by ``label``, coloured by
+    ``colour``, default: one class colour each): mean over the draws, error bars = spread (s.d.),
+    the number of draws and test images in the hover. The kNN lesson and the ladder both draw it."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for (method, part), colour in zip(curve.groupby("method", sort=False), CLASS_COLOURS):
+    for (method, part), default_colour in zip(curve.groupby("method", sort=False), itertools.cycle(CLASS_COLOURS)):
         fig.add_trace(
             go.Scatter(
                 x=part["shots"],
                 y=part["accuracy"],
                 error_y=dict(type="data", array=part["std"], visible=True),
                 mode="lines+markers",
-                name=str(method),
-                line_color=colour,
+                name=label(method),
+                line_color=colour(str(method)) if colour else default_colour,
                 customdata=np.stack([part["std"], part["runs"], part["n_test"]], axis=1),
                 hovertemplate="%{x} per class: %{y:.1%} ± %{customdata[0]:.1%} "
                 "(%{customdata[1]} draws, %{customdata[2]} test images each)<extra>%{fullData.name}</extra>",
@@ -89,8 +83,8 @@ def shots_figure(curve: "pd.DataFrame", chance: float | None = None) -> "go.Figu
         fig.add_hline(y=chance, line_dash="dot", annotation_text="chance", annotation_position="bottom right",
                       line_color="gray")
     fig.update_layout(
-        yaxis=dict(title="accuracy on the other images", range=[0, 1.02], tickformat=".0%"),
-        height=360,
+        yaxis=dict(title=y_title, range=[0, 1.02], tickformat=".0%"),
+        height=height,
         margin=dict(l=10, r=10, t=10, b=10),
         legend=dict(orientation="h", yanchor="top", y=-0.2, x=0),
     )

@@ -6,13 +6,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from cvdemo.vectors import l2_normalize
+
 METRICS = ("cosine", "euclidean")
 WEIGHTINGS = ("uniform", "distance")
-
-
-def _l2_normalise(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 def pairwise_distances(queries: np.ndarray, gallery: np.ndarray, metric: str = "cosine") -> np.ndarray:
@@ -20,7 +17,7 @@ def pairwise_distances(queries: np.ndarray, gallery: np.ndarray, metric: str = "
     queries = np.asarray(queries, np.float32)
     gallery = np.asarray(gallery, np.float32)
     if metric == "cosine":
-        return 1.0 - _l2_normalise(queries) @ _l2_normalise(gallery).T
+        return 1.0 - l2_normalize(queries) @ l2_normalize(gallery).T
     if metric == "euclidean":
         sq = (queries**2).sum(1)[:, None] + (gallery**2).sum(1)[None, :] - 2.0 * queries @ gallery.T
         return np.sqrt(np.maximum(sq, 0.0))
@@ -67,7 +64,7 @@ class KNNClassifier:
         if X.ndim != 2 or len(X) != len(y) or len(X) == 0:
             raise ValueError(f"Need X of shape (N, D) and N labels; got {X.shape} and {len(y)} labels.")
         self.classes_, self._codes = np.unique(y, return_inverse=True)
-        self._X = _l2_normalise(X) if self.metric == "cosine" else X
+        self._X = l2_normalize(X) if self.metric == "cosine" else X
         self._sq = (X**2).sum(1)
         return self
 
@@ -78,7 +75,7 @@ class KNNClassifier:
     def _distances(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, np.float32).reshape(-1, self._X.shape[1])
         if self.metric == "cosine":
-            return 1.0 - _l2_normalise(X) @ self._X.T
+            return 1.0 - l2_normalize(X) @ self._X.T
         sq = (X**2).sum(1)[:, None] + self._sq[None, :] - 2.0 * X @ self._X.T
         return np.sqrt(np.maximum(sq, 0.0))
 

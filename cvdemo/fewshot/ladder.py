@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 from PIL import Image
 
+from cvdemo.images import fingerprint
 from cvdemo.fewshot.augment import DEFAULT_AUGMENTATION, AugmentConfig
 from cvdemo.fewshot.embedding_cache import EmbeddingCache
 from cvdemo.fewshot.evaluation import confusion_matrix, linear_probe
-from cvdemo.fewshot.examples import image_digest
 from cvdemo.fewshot.extractor import DEFAULT_BACKBONE, FeatureExtractor
 from cvdemo.fewshot.intervals import AccuracyEstimate, estimate_from, per_class_estimates
 from cvdemo.fewshot.jobs import BackgroundJob
@@ -205,7 +205,7 @@ class LadderRun(BackgroundJob):
         self.bank = bank if bank is not None else ViewBank(extractor, cache)
         self.cache = self.bank.cache
         if digests is None:
-            digests = ([image_digest(i) for i in self.train_images], [image_digest(i) for i in self.test_images])
+            digests = ([fingerprint(i) for i in self.train_images], [fingerprint(i) for i in self.test_images])
         self.train_digests, self.test_digests = list(digests[0]), list(digests[1])
         self.y = np.searchsorted(self.classes, self.train_labels)
         self.y_test = np.searchsorted(self.classes, self.test_labels)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
-import numpy as np
-
-from cvdemo.fewshot.figures import CLASS_COLOURS, integer_shot_axis
+from cvdemo.fewshot.figures import CLASS_COLOURS, shots_figure
 from cvdemo.fewshot.ladder import METHOD_LABELS, METHODS
 
 if TYPE_CHECKING:
@@ -81,28 +79,8 @@ def ladder_figure(results: Sequence["RungResult"]) -> "go.Figure":
 
 def ladder_shots_figure(curve: "pd.DataFrame", chance: float | None = None) -> "go.Figure":
     """Accuracy vs training images per class for each rung: mean of the draws, bars = spread (s.d.)."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    for method, part in curve.groupby("method", sort=False):
-        fig.add_trace(go.Scatter(
-            x=part["shots"], y=part["accuracy"], mode="lines+markers", name=METHOD_LABELS.get(method, str(method)),
-            line_color=_colour(str(method)),
-            error_y=dict(type="data", array=part["std"], visible=True),
-            customdata=np.stack([part["std"], part["runs"], part["n_test"]], axis=1),
-            hovertemplate="%{x} per class: %{y:.1%} ± %{customdata[0]:.1%} "
-                          "(%{customdata[1]} draws, %{customdata[2]} test images each)<extra></extra>",
-        ))
-    integer_shot_axis(fig, curve["shots"] if len(curve) else [1])
-    if chance is not None:
-        fig.add_hline(y=chance, line_dash="dot", line_color="gray", annotation_text="chance",
-                      annotation_position="bottom right")
-    fig.update_layout(
-        yaxis=dict(title="held-out accuracy", range=[0, 1.02], tickformat=".0%"),
-        height=380, margin=dict(l=10, r=10, t=10, b=10),
-        legend=dict(orientation="h", yanchor="top", y=-0.2, x=0),
-    )
-    return fig
+    return shots_figure(curve, chance, label=lambda m: METHOD_LABELS.get(m, str(m)), colour=_colour,
+                        y_title="held-out accuracy", height=380)
 
 
 def effect_figure(table: "pd.DataFrame") -> "go.Figure":

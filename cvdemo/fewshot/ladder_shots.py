@@ -146,10 +146,10 @@ def ladder_vs_shots(
     extractor: "FeatureExtractor | None" = None,
 ) -> "pd.DataFrame":
     """:class:`ShotsRun` in the caller's thread; the curve table."""
-    from cvdemo.fewshot.examples import image_digest
+    from cvdemo.images import fingerprint
 
-    run = ShotsRun(pool, [image_digest(img) for img, _ in pool], test,
-                   [image_digest(img) for img, _ in test] if test is not None else None,
+    run = ShotsRun(pool, [fingerprint(img) for img, _ in pool], test,
+                   [fingerprint(img) for img, _ in test] if test is not None else None,
                    shots, repeats, config, extractor)
     run.run()
     return run.curve()

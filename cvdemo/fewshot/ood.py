@@ -123,13 +123,13 @@ def calibrate_ood(examples: np.ndarray, reference: np.ndarray, alpha: float = AL
 def reference_vectors(extractor, cache=None) -> tuple[np.ndarray, list[str]]:
     """The bank's vectors in ``extractor``'s feature space (images embedded once per cache)."""
     from cvdemo.fewshot.embedding_cache import EmbeddingCache
-    from cvdemo.fewshot.examples import image_digest
+    from cvdemo.images import fingerprint
     from cvdemo.images import load_image
 
     photos = reference_photos()
     images = [load_image(path) for _, path in photos]
     cache = cache if cache is not None else EmbeddingCache()
-    return cache.embed(extractor, images, [image_digest(i) for i in images]), [name for name, _ in photos]
+    return cache.embed(extractor, images, [fingerprint(i) for i in images]), [name for name, _ in photos]
 
 
 def reference_bank(extractor) -> np.ndarray:

@@ -52,13 +52,13 @@ def load_sample_set(per_class: int = 10, split: str = "train") -> ExampleSet:
 def validation_images() -> list[tuple[Image.Image, str, str]]:
     """Every ants/bees validation image as ``(image, label, digest)``: held-out images no sample example
     comes from. Raises :class:`cvdemo.datasets.DataUnavailable` when the data set is missing."""
-    from cvdemo.fewshot.examples import image_digest
+    from cvdemo.images import fingerprint
     from cvdemo.images import load_image
 
     out = []
     for label, path in sample_examples(10_000, "val"):
         image = load_image(path)
-        out.append((image, label, image_digest(image)))
+        out.append((image, label, fingerprint(image)))
     return out
 
 

@@ -62,7 +62,7 @@ def export_zip(examples: ExampleSet, cache: EmbeddingCache | None = None) -> byt
             for i, (key, vectors) in enumerate(sorted(cache.keys_for(all_digests).items())):
                 digests = sorted(vectors)
                 arrays[f"vectors_{i}"] = np.stack([vectors[d] for d in digests]).astype(np.float32)
-                arrays[f"digests_{i}"] = np.array(digests, dtype="U24")
+                arrays[f"digests_{i}"] = np.array(digests, dtype="U64")  # images.fingerprint: 32 hex digits
                 dim = int(arrays[f"vectors_{i}"].shape[1])
                 manifest["embeddings"][key] = {"array": i, "count": len(digests), "dim": dim}
             if arrays:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cvdemo.errors import CvdemoError
+from cvdemo.vectors import l2_normalize
 
 MAX_BITS = 56  # bits per table: a table's id (8 bits) and its code share one 64-bit bucket key
 MAX_TABLES = 255
@@ -16,7 +17,6 @@ class SearchInputError(CvdemoError, ValueError):
 
 def as_vectors(vectors: np.ndarray, dim: int | None = None, what: str = "vectors") -> np.ndarray:
     """``vectors`` as a C-contiguous float32 (N, dim) array of unit rows (cosine = inner product)."""
-    from cvdemo.clip._common import _l2_normalize  # the project's one normalisation (lazy: no import cycle)
 
     array = np.asarray(vectors, dtype=np.float32)
     if array.ndim == 1:
@@ -27,7 +27,7 @@ def as_vectors(vectors: np.ndarray, dim: int | None = None, what: str = "vectors
         raise SearchInputError(f"The {what} have {array.shape[1]} numbers each; this index holds {dim}-number vectors.")
     if not np.isfinite(array).all():
         raise SearchInputError(f"The {what} contain NaN or infinite numbers.")
-    return np.ascontiguousarray(_l2_normalize(array))
+    return np.ascontiguousarray(l2_normalize(array))
 
 
 def check_k(k: int) -> int:

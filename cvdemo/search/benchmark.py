@@ -15,6 +15,7 @@ from cvdemo.search._common import SearchInputError, as_vectors, check_k
 from cvdemo.search.ann import FaissIVFIndex, faiss_module
 from cvdemo.search.exact import BruteForceIndex
 from cvdemo.search.lsh import LSHIndex
+from cvdemo.timing import time_interleaved
 
 COLUMNS = ["method", "recall_at_k", "query_ms", "build_s", "memory_mb"]
 CLIP_DIM = 512  # ViT-B/32's embedding width
@@ -57,15 +58,13 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
 
 def _timed_queries(index: Any, queries: np.ndarray, k: int, repeats: int) -> tuple[np.ndarray, float]:
     """Ids for every query, asked one at a time; the mean milliseconds per query of the best pass."""
-    best, ids = float("inf"), None
-    for _ in range(max(1, repeats)):
-        rows = []
-        start = time.perf_counter()
-        for q in queries:
-            rows.append(index.search(q[None], k)[0][0])
-        best = min(best, (time.perf_counter() - start) / len(queries))
-        ids = np.stack(rows)
-    return ids, 1e3 * best
+    rows: list[np.ndarray] = []
+
+    def answer_all() -> None:
+        rows[:] = [index.search(q[None], k)[0][0] for q in queries]
+
+    seconds = time_interleaved({"queries": answer_all}, repeats=max(1, repeats), warmup=0, pause=0.0)["queries"]
+    return np.stack(rows), 1e3 * min(seconds) / len(queries)
 
 
 def measure(
