@@ -28,6 +28,8 @@ from concurrent.futures import Future
 from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, Generic, Iterator, Sequence, TypeVar
 
+from cvdemo import cache
+
 In = TypeVar("In")
 Out = TypeVar("Out")
 
@@ -152,18 +154,16 @@ class ComputeGate:
             give_back()
 
 
-_gate: ComputeGate | None = None
 _gate_lock = threading.Lock()
 
 
+def _new_compute_gate() -> ComputeGate:
+    return ComputeGate(default_concurrency())
+
+
 def compute_gate() -> ComputeGate:
-    """The process-wide gate every scheduler's batches pass through."""
-    global _gate
-    if _gate is None:
-        with _gate_lock:
-            if _gate is None:
-                _gate = ComputeGate(default_concurrency())
-    return _gate
+    """The process-wide gate every scheduler's batches pass through (built once, like every shared model)."""
+    return cache.shared(_new_compute_gate)
 
 
 # --- waiting notices: how a page learns why it waits, without cvdemo importing Streamlit ---------

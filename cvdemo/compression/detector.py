@@ -196,7 +196,7 @@ def compare(
     import pandas as pd
 
     from cvdemo.compression.cpu import cpu_features
-    from cvdemo.compression.measure import time_interleaved
+    from cvdemo.timing import time_interleaved
 
     if int8_model.variant != INT8 or float_model.variant != FLOAT:
         raise ComparisonUnavailable(

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import statistics
-import time
 import zlib
-from typing import Callable, Sequence
+from typing import Sequence
 
 import pandas as pd
 import torch
 import torch.nn as nn
 
 from cvdemo.stats import wilson_interval
+from cvdemo.timing import time_interleaved
 from cvdemo.compression.errors import CompressionError, Progress
 from cvdemo.compression.evalset import EvalSet
 from cvdemo.compression.variant import Variant, original_variant
@@ -22,44 +22,6 @@ def count_macs(module: nn.Module, input_size: tuple[int, int, int]) -> int:
     from cvdemo.complexity import profile
 
     return int(profile(module.eval(), input_size=input_size).total_macs)
-
-
-def time_interleaved(
-    runners: dict[str, Callable[[], object]],
-    repeats: int = 20,
-    warmup: int = 3,
-    pause: float = 0.002,
-    budget: float | None = None,
-    min_repeats: int = 5,
-) -> dict[str, list[float]]:
-    """Seconds per call for each runner, taking turns (A, B, C, A, B, C, ...) after a warm-up.
-
-    Taking turns spreads the noise of a shared machine evenly over the candidates; the short
-    ``pause`` before each timed call lets the previous runtime's worker threads go to sleep.
-
-    ``budget`` (seconds per runner): a runner whose warm-up call shows that ``repeats`` runs would
-    take longer gets fewer runs, never fewer than ``min_repeats``, and one warm-up call only (FP16
-    on a CPU without FP16 arithmetic takes a second per batch: 20 runs of it were a minute of waiting).
-    """
-    counts: dict[str, int] = {}
-    for name, run in runners.items():
-        start = time.perf_counter()
-        run()
-        first = time.perf_counter() - start
-        slow = budget is not None and first * repeats > budget
-        for _ in range(0 if slow and first > budget / min_repeats else warmup - 1):
-            run()
-        counts[name] = max(min(min_repeats, repeats), int(budget / first)) if slow else repeats
-    samples: dict[str, list[float]] = {name: [] for name in runners}
-    for turn in range(max(counts.values(), default=0)):
-        for name, run in runners.items():
-            if turn >= counts[name]:
-                continue
-            time.sleep(pause)
-            start = time.perf_counter()
-            run()
-            samples[name].append(time.perf_counter() - start)
-    return samples
 
 
 def predictions(variant: Variant, eval_set: EvalSet, batch_size: int = 16, threads: int | None = None) -> torch.Tensor:

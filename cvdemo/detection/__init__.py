@@ -26,7 +26,7 @@ auto-install, downloads and code-unpickling switched off: see :mod:`cvdemo.yolo_
 Where things are (``from cvdemo import detection as det`` reaches every name below):
 
 * ``detector.py``     — :class:`Detector` (which runtime runs, detect, NMS lesson, evaluate, serving), variants
-* ``detections.py``   — :class:`Detections` (table, counts, annotated picture, JSON/CSV) and :class:`Latency`
+* ``detections.py``   — :class:`Detections` (table, counts, annotated picture, JSON/CSV) and :class:`StageLatency`
 * ``predictor.py``    — one ultralytics predict call that keeps the network's raw output
 * ``export.py``       — ``.pt`` exports and OpenVINO folders in the cache, built in a temp folder, published by one rename
 * ``models.py``       — the page's detectors, their INT8 twins on this machine
@@ -40,7 +40,7 @@ Where things are (``from cvdemo import detection as det`` reaches every name bel
 * ``_common.py``      — image conversions the files share (any input to RGB, RGB <-> BGR arrays)
 """
 
-from cvdemo.detection.detections import Detections, Latency
+from cvdemo.detection.detections import Detections, StageLatency
 from cvdemo.detection.detector import (
     FLOAT,
     FORMAT_BACKENDS,
@@ -97,7 +97,7 @@ __all__ = [
     "IoUWorking",
     "LabeledSet",
     "LabeledSetError",
-    "Latency",
+    "StageLatency",
     "LessonMemo",
     "NmsLesson",
     "available_detectors",

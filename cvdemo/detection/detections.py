@@ -1,4 +1,4 @@
-"""What one image produced: :class:`Detections` over ultralytics' ``Results``, and its :class:`Latency` split."""
+"""What one image produced: :class:`Detections` over ultralytics' ``Results``, and its :class:`StageLatency` split."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Latency:
+class StageLatency:
     """Milliseconds per image, as ultralytics' predictor measured them."""
 
     preprocess: float
@@ -78,9 +78,9 @@ class Detections:
         return [self.result.names[int(c)] for c in self.class_ids]
 
     @property
-    def latency(self) -> Latency:
+    def latency(self) -> StageLatency:
         s = self.result.speed
-        return Latency(float(s["preprocess"] or 0), float(s["inference"] or 0), float(s["postprocess"] or 0))
+        return StageLatency(float(s["preprocess"] or 0), float(s["inference"] or 0), float(s["postprocess"] or 0))
 
     def table(self) -> "pd.DataFrame":
         """One row per box: class, score, box corners, size and area in pixels (highest score first)."""

@@ -3,7 +3,6 @@ and an ONNX file as an ultralytics-style OpenVINO folder. Each is built in a tem
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import warnings
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cvdemo import runtime, weights
+from cvdemo.files import publish
 from cvdemo.yolo_runtime import import_ultralytics
 
 
@@ -97,12 +97,7 @@ def _publish_atomically(final: Path, prefix: str, build: Callable[[Path], Path])
     """
     work = Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
     try:
-        built = build(work)
-        try:
-            os.replace(built, final)
-        except OSError:
-            if not _export_complete(final):  # not another process that finished first: a real error
-                raise
+        publish(build(work), final, _export_complete)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return final
