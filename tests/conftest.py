@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -28,6 +29,21 @@ os.environ.setdefault("YOLO_VERBOSE", "False")
 os.environ.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _scan_streamlit_components_once():
+    """Every new AppTest rescans all installed packages' metadata for Streamlit components (1-2 s on
+    2 cores, for each of the ~120 AppTests here); the installed packages do not change during a
+    session, so scan once and hand every AppTest the same answer."""
+    try:
+        from streamlit.components.v2 import manifest_scanner
+    except ImportError:  # another Streamlit: nothing to share
+        yield
+        return
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(manifest_scanner, "scan_component_manifests", functools.cache(manifest_scanner.scan_component_manifests))
+        yield
+
+
 @pytest.fixture(scope="session")
 def weights_dir() -> Path:
     return Path(os.environ["CVDEMO_WEIGHTS_DIR"])
@@ -50,7 +66,8 @@ def open_page(page: str, timeout: float = 240):
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=timeout)
-    at.run()
+    # Straight to the page: app.py still builds st.navigation and the sidebar, without a Home run first
+    # (the pages' URL paths are their file names, so AppTest finds them before a first run).
     at.switch_page(page).run()
     assert not at.exception, at.exception
     return at

@@ -17,8 +17,7 @@ PAGE = "app_pages/architectures.py"
 @pytest.fixture
 def page() -> AppTest:
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    at.run()
-    at.switch_page(PAGE).run()
+    at.switch_page(PAGE).run()  # no Home run first: see conftest.open_page
     assert not at.exception, at.exception
     return at
 

@@ -35,8 +35,7 @@ def cache_root(tmp_path_factory) -> Path:
 def page(monkeypatch, cache_root) -> AppTest:
     monkeypatch.setenv("CVDEMO_CACHE_DIR", str(cache_root))
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=240)
-    at.run()
-    at.switch_page(PAGE).run()
+    at.switch_page(PAGE).run()  # no Home run first: see conftest.open_page
     assert not at.exception, at.exception
     return at
 

@@ -184,7 +184,7 @@ def screenshot_whole_page(tab, path: Path) -> None:
             "() => { const m = document.querySelector('[data-testid=\"stMain\"]'); return m ? m.scrollHeight : 1000; }"
         )
         tab.set_viewport_size({"width": 1400, "height": max(1000, min(int(height) + 100, 8000))})
-        tab.wait_for_timeout(500)
+        tab.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")  # laid out
         tab.screenshot(path=str(path))
     except Exception:  # a screenshot is for people; never the reason a journey fails
         pass

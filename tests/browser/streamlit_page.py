@@ -47,31 +47,54 @@ _WATCH_RUNS_JS = """() => {
   window.__cvdemoWatch.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
 }"""
 
+# Settling: the page must stay idle for QUIET_MS in a row. Sampled every POLL_MS in the page, and a
+# MutationObserver stamps every start of a run, so a run shorter than a sample still restarts the wait.
+_SETTLED_JS = """([quietMs, reset]) => {
+  const busy = (%s)();
+  const now = performance.now();
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (app && window.__cvdemoBusyApp !== app) {
+    if (window.__cvdemoBusyWatch) window.__cvdemoBusyWatch.disconnect();
+    window.__cvdemoBusyApp = app;
+    window.__cvdemoBusyWatch = new MutationObserver(() => {
+      if (app.getAttribute('data-test-script-state') === 'running') window.__cvdemoLastBusy = performance.now();
+    });
+    window.__cvdemoBusyWatch.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+  }
+  if (reset || busy || window.__cvdemoLastBusy === undefined) window.__cvdemoLastBusy = now;
+  return !busy && now - window.__cvdemoLastBusy >= quietMs;
+}""" % _BUSY_JS
+
 EXCEPTION = '[data-testid="stException"]'
 RUN_TIMEOUT = 240.0  # seconds a single run may take on a loaded 2-core machine (first model loads, exports)
+QUIET_MS = 500  # idle this long in a row = settled (a widget's follow-up rerun starts well within it)
+POLL_MS = 50
 
 
-def settle(page: Page, timeout: float = RUN_TIMEOUT, quiet_checks: int = 4, interval_ms: int = 250) -> None:
-    """Wait until Streamlit is idle: not running, no spinner or skeleton, several checks in a row; no exception."""
-    deadline = time.monotonic() + timeout
-    quiet, busy = 0, ""
-    while quiet < quiet_checks:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the page was still busy ({busy}) after {timeout:.0f} s")
-        busy = page.evaluate(_BUSY_JS)
-        quiet = 0 if busy else quiet + 1
-        page.wait_for_timeout(interval_ms)
+def settle(page: Page, timeout: float = RUN_TIMEOUT, quiet_ms: int = QUIET_MS) -> None:
+    """Wait until Streamlit is idle: not running, no spinner or skeleton, for ``quiet_ms`` in a row; no exception."""
+    page.evaluate(_SETTLED_JS, [quiet_ms, True])  # the quiet time counts from now
+    try:
+        page.wait_for_function(_SETTLED_JS, arg=[quiet_ms, False], polling=POLL_MS, timeout=timeout * 1000)
+    except PlaywrightTimeout:
+        raise AssertionError(f"the page was still busy ({page.evaluate(_BUSY_JS)}) after {timeout:.0f} s") from None
     assert_no_exception(page)
 
 
-def rerun_after(page: Page, action: Callable[[], object], timeout: float = RUN_TIMEOUT) -> None:
-    """Do ``action`` (a click, a key), wait for the run it starts to begin, then for the page to settle."""
+def rerun_after(
+    page: Page, action: Callable[[], object], timeout: float = RUN_TIMEOUT, changed: Callable[[], bool] | None = None
+) -> None:
+    """Do ``action`` (a click, a key), wait for the run it starts to begin, then for the page to settle.
+
+    ``changed`` says after the action whether it changed anything; when not, no run is awaited.
+    """
     page.evaluate(_WATCH_RUNS_JS)
     action()
-    try:
-        page.wait_for_function("() => window.__cvdemoRuns > 0", timeout=10_000)
-    except PlaywrightTimeout:
-        pass  # nothing reran (e.g. opening an expander): settling still checks the page
+    if changed is None or changed():
+        try:
+            page.wait_for_function("() => window.__cvdemoRuns > 0", timeout=10_000)
+        except PlaywrightTimeout:
+            pass  # nothing reran (e.g. opening an expander): settling still checks the page
     settle(page, timeout)
 
 
@@ -114,7 +137,8 @@ def set_slider(page: Page, label: str, key: str, presses: int = 0, timeout: floa
             thumb.press("ArrowRight")
         page.keyboard.press("Tab")  # leave the slider: Streamlit sends the value on release
 
-    rerun_after(page, move, timeout)
+    before = slider_value(page, label)
+    rerun_after(page, move, timeout, changed=lambda: slider_value(page, label) != before)  # already there: no run
 
 
 def slider_value(page: Page, label: str) -> str:
