@@ -375,13 +375,13 @@ with tab_compress:
         if current_key is not None and (run is None or run.key != current_key) and not (clicked or live):
             if cx_runs.running(current_key) is not None:
                 st.info("This server is measuring exactly these settings right now (at its start or for another "
-                        "student): press **Compress and measure** to watch that run.", icon="⏳")
+                        "student): press **Compress and measure** to watch that run.", icon=":material/hourglass_top:")
             run = cx_runs.load(current_key) or run  # measured earlier on this server with exactly these settings
         if run is not None:
             st.subheader("Original vs compressed, measured here")
             if run.stored_at is not None:
                 st.info(f"Measured at {run.stored_text()} on this server with exactly these settings; latencies are "
-                        "from that run. **Measure again** to watch it live.", icon="🗄️")
+                        "from that run. **Measure again** to watch it live.", icon=":material/history:")
                 if st.button("Measure again", key="cx_remeasure", icon=":material/replay:"):
                     st.session_state.cx_measure_live = True
                     st.rerun()  # the whole page: it measures the current settings live
