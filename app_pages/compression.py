@@ -205,13 +205,15 @@ def stored_downloads(run: cx.Run) -> list[cx.Variant] | None:
     rebuilt = st.session_state.get("cx_rebuilt")
     if rebuilt is not None and rebuilt[0] == run.key:
         return rebuilt[1]
-    cols = st.columns([2, 2, 1])
+    offer = st.empty()  # replaced by the usual download panel once the models are built
+    cols = offer.container().columns([2, 2, 1])
     cols[2].download_button("Results (CSV)", cx.results_csv(run.table), "compression_results.csv", "text/csv",
-                            on_click="ignore", key="cx_csv", icon=":material/table:")
+                            on_click="ignore", key="cx_csv_stored", icon=":material/table:")
     cols[0].caption("The stored run keeps its numbers, not its networks: to download a compressed model, build "
                     "it again with exactly these settings (the table's numbers stay those of the stored run).")
     if not cols[1].button("Build the models to download", key="cx_rebuild", icon=":material/build:"):
         return None
+    offer.empty()
     with st.spinner("Building the compressed models with these settings…", show_time=True):
         variants, _ = cx.build_variants(run.model_name, run.specs, run.deploy_ort)
     st.session_state.cx_rebuilt = (run.key, variants)
