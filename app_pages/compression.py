@@ -3,6 +3,7 @@ measured on this machine."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import pandas as pd
@@ -25,13 +26,14 @@ ui.page_header(
 )
 
 from cvdemo import compression as cx  # noqa: E402  (after the header: the page shows while torch loads)
+from cvdemo.compression import runs as cx_runs  # noqa: E402
 
 
 @dataclass
 class Measured:
     """What this session measured on the page, kept in session state across reruns."""
 
-    run: cx.Run | None = None  # tab 1: the last "Compress and measure"
+    run: cx.Run | None = None  # tab 1: the last "Compress and measure" (measured live, or watched)
     distillation: cx.DistillationOutcome | None = None  # tab 2: both students ...
     distillation_table: pd.DataFrame | None = None  # ... and their comparison with the teacher
     uploaded: pd.DataFrame | None = None  # tab 3: the uploaded model against its original
@@ -198,6 +200,26 @@ def downloads(run_variants: list[cx.Variant], table: pd.DataFrame, key: str, inp
                    "ONNX carries both.")
 
 
+def stored_downloads(run: cx.Run) -> list[cx.Variant] | None:
+    """A stored run keeps numbers, not networks: the models are rebuilt with its settings when asked for."""
+    rebuilt = st.session_state.get("cx_rebuilt")
+    if rebuilt is not None and rebuilt[0] == run.key:
+        return rebuilt[1]
+    offer = st.empty()  # replaced by the usual download panel once the models are built
+    cols = offer.container().columns([2, 2, 1])
+    cols[2].download_button("Results (CSV)", cx.results_csv(run.table), "compression_results.csv", "text/csv",
+                            on_click="ignore", key="cx_csv_stored", icon=":material/table:")
+    cols[0].caption("The stored run keeps its numbers, not its networks: to download a compressed model, build "
+                    "it again with exactly these settings (the table's numbers stay those of the stored run).")
+    if not cols[1].button("Build the models to download", key="cx_rebuild", icon=":material/build:"):
+        return None
+    offer.empty()
+    with st.spinner("Building the compressed models with these settings…", show_time=True):
+        variants, _ = cx.build_variants(run.model_name, run.specs, run.deploy_ort)
+    st.session_state.cx_rebuilt = (run.key, variants)
+    return variants
+
+
 def knob_widget(knob: cx.Knob, model_name: str):
     """One registered knob as its widget (the registry says which); the value comes back in the knob's unit."""
     common = {"key": knob.widget_key, "help": knob.help}
@@ -262,28 +284,46 @@ with tab_compress:
         labels = {m["name"]: m["label"] for m in ready}
         left, right = st.columns([1, 1])
         model_name = left.selectbox("Model (ImageNet-pretrained)", list(labels), format_func=labels.get, key="cx_model")
-        eval_choice = right.radio("Evaluation images", [*cx.EVAL_SETS, "zip"], horizontal=False, key="cx_eval",
+        eval_options = [*cx.EVAL_SETS, "zip"]
+        eval_choice = right.radio("Evaluation images", eval_options, eval_options.index(cx_runs.PAGE_EVAL_SET),
+                                  horizontal=False, key="cx_eval",
                                   format_func=lambda k: cx.EVAL_SETS.get(k, "Your labeled zip (<class>/<image>)"))
         zip_file = None
         if eval_choice == "zip":
             zip_file = right.file_uploader("Labeled zip: folder names are matched to ImageNet class names", type=["zip"],
                                            key="cx_zip")
 
-        picked = st.multiselect("Techniques", cx.list_techniques(), default=["int8_static"], format_func=cx.TECHNIQUES.get,
-                                key="cx_techniques")
+        # The defaults are the warm start's run (cvdemo/compression/runs.py): shown at once when it is stored.
+        picked = st.multiselect("Techniques", cx.list_techniques(), default=list(cx_runs.PAGE_TECHNIQUES),
+                                format_func=cx.TECHNIQUES.get, key="cx_techniques")
         specs = technique_cards(picked, model_name)
 
         with st.expander("Measurement settings"):
             m1, m2, m3 = st.columns(3)
-            limit = m1.slider("Evaluation images", 8, 153, 64, key="cx_limit")
-            repeats = m2.number_input("Timed runs per batch size (median)", 3, 100, 20, key="cx_repeats",
+            limit = m1.slider("Evaluation images", 8, 153, cx_runs.PAGE_EVAL_LIMIT, key="cx_limit")
+            repeats = m2.number_input("Timed runs per batch size (median)", 3, 100, cx_runs.PAGE_REPEATS,
+                                      key="cx_repeats",
                                       help="The lecture's rule: at least 20 runs after a warm-up. A model so slow "
                                       "that they would take over 2 s (FP16 without FP16 hardware) gets fewer, "
                                       "at least 5: the table's runs columns say how many.")
-            deploy_ort = m3.toggle("Also deploy pruned / factorised models in ONNX Runtime", False, key="cx_deploy",
+            deploy_ort = m3.toggle("Also deploy pruned / factorised models in ONNX Runtime", cx_runs.PAGE_DEPLOY_ORT,
+                                   key="cx_deploy",
                                    help="Adds one row per PyTorch variant exported to ONNX Runtime (a few seconds each).")
 
-        if st.button("Compress and measure", type="primary", disabled=not specs, key="cx_run", icon=":material/speed:"):
+        # The run store key of these settings (shipped sets: a zip is only read on a click), to show a stored run.
+        current_key = None
+        if specs and eval_choice != "zip":
+            try:
+                current_key = cx_runs.run_key(model_name, specs, ui.shared(cx.standard_eval_set, model_name, eval_choice,
+                                                                            limit), deploy_ort, int(repeats))
+            except (CvdemoError, WeightsUnavailable):
+                current_key = None  # the click says why
+        st.session_state.cx_settings_key = current_key
+
+        clicked = st.button("Compress and measure", type="primary", disabled=not specs, key="cx_run",
+                            icon=":material/speed:")
+        live = st.session_state.pop("cx_measure_live", False)  # "Measure again" under a stored run
+        if clicked or live:
             eval_set = None
             try:
                 if eval_choice == "zip":
@@ -309,14 +349,20 @@ with tab_compress:
                 with st.status(f"Compressing {labels[model_name]} and measuring on {eval_set.description}…",
                                expanded=True) as status:
                     bar = st.progress(0.0)
-                    try:
-                        run = cx.run_comparison(model_name, specs, eval_set, deploy_ort, int(repeats),
-                                                progress=lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text))
-                    except CvdemoError as exc:
+                    # The same settings being measured already (another student, the warm start) are watched,
+                    # not measured twice; the run is stored for everyone when it ends.
+                    job, started_here = cx_runs.start(model_name, specs, eval_set, deploy_ort, int(repeats))
+                    if not started_here:
+                        st.caption("This server is already measuring exactly these settings (for another student or "
+                                   "at its start): you are watching that run.")
+                    while job.running:
+                        bar.progress(job.progress, job.phase or "starting")
+                        time.sleep(0.25)
+                    if job.status != "done" or job.outcome is None:
                         status.update(label="Stopped", state="error")
-                        st.error(ui.literal(exc))
+                        st.error(ui.literal(job.error or "The measurement stopped."))
                     else:
-                        measured.run = run
+                        run = measured.run = job.outcome
                         status.update(label=f"Done: {len(run.variants)} variant(s) measured", state="complete",
                                       expanded=False)
                 for label, message in ({} if measured.run is None else measured.run.errors).items():
@@ -328,8 +374,19 @@ with tab_compress:
                     st.info("No image of this set has an ImageNet label, so top-1 is blank; agreement still counts.")
 
         run = measured.run
+        if current_key is not None and (run is None or run.key != current_key) and not (clicked or live):
+            if cx_runs.running(current_key) is not None:
+                st.info("This server is measuring exactly these settings right now (at its start or for another "
+                        "student): press **Compress and measure** to watch that run.", icon=":material/hourglass_top:")
+            run = cx_runs.load(current_key) or run  # measured earlier on this server with exactly these settings
         if run is not None:
             st.subheader("Original vs compressed, measured here")
+            if run.stored_at is not None:
+                st.info(f"Measured at {run.stored_text()} on this server with exactly these settings; latencies are "
+                        "from that run. **Measure again** to watch it live.", icon=":material/history:")
+                if st.button("Measure again", key="cx_remeasure", icon=":material/replay:"):
+                    st.session_state.cx_measure_live = True
+                    st.rerun()  # the whole page: it measures the current settings live
             st.caption(f"{run.model_name} · {run.eval_description} · {cpu.summary()}")
             show_table(run.table)
 
@@ -359,7 +416,9 @@ with tab_compress:
             @st.fragment
             def download_panel() -> None:
                 st.subheader("Downloads")
-                downloads(run.variants, run.table, "cx", cx.input_size_of(cx.backbone(run.model_name)))
+                variants = run.variants if run.stored_at is None else stored_downloads(run)
+                if variants is not None:
+                    downloads(variants, run.table, "cx", cx.input_size_of(cx.backbone(run.model_name)))
 
             download_panel()
 

@@ -4,7 +4,9 @@ With ``CVDEMO_WARM_START=1`` the server (app.py's start-up hook) runs :func:`war
 background thread: the heavy imports, every model page's default model (the same process-wide
 instances the pages use, see :mod:`cvdemo.cache`), and the results a student sees first on each page
 (detections on the default sample, its CLIP embedding and the default labels' text vectors, the
-default architecture's profile) go into the result cache. The first student then pays for none of it.
+default architecture's profile) go into the result cache; the Segmentation page's default training run
+and the Compression page's default measurement go into the run store. The first student then pays
+for none of it.
 Steps that cannot run here (weights missing) are skipped and reported, never raised.
 
 The settings are the pages' own defaults, read from one place (:mod:`cvdemo.catalog`);
@@ -100,12 +102,24 @@ def _segmentation_run() -> None:
     runs.get_or_train(*runs.page_default(), polite=True)
 
 
+def _compression_run() -> None:
+    from cvdemo.compression import runs
+
+    # The Compression page's default selection (INT8 static on the first model, 64 ants & bees images),
+    # measured once into the run store: the page then shows it at once. Last, after the segmentation
+    # run, and one step at a time (a technique, a model's predictions, a batch size's timing) through the
+    # inference gate, so the pages' requests go in between. Its settings come from runs.page_default(),
+    # the same constants the page's widgets start from.
+    runs.get_or_measure(*runs.page_default(), polite=True)
+
+
 STEPS: dict[str, Callable[[], None]] = {
     "detection": _detection,
     "CLIP": _clip,
     "architectures": _architectures,
     "few-shot backbone": _fewshot,
-    "segmentation default run": _segmentation_run,  # keep last: the longest, least urgent step
+    "segmentation default run": _segmentation_run,  # the longest step
+    "compression default run": _compression_run,  # keep last: the least urgent
 }
 
 

@@ -142,3 +142,54 @@ def test_every_registered_technique_gets_its_card_with_the_registry_defaults():
             expected = (cx.default_layers(knob, cx.factorisable_layers("efficientnet_lite0")) if knob.kind == "layers"
                         else knob.display(knob.default))
             assert widget.value == expected and widget.label == knob.label
+
+
+def test_the_default_settings_are_the_warm_starts_run():
+    from cvdemo.compression import runs
+
+    at = _page()
+    assert at.session_state["cx_settings_key"] == runs.run_key(*runs.page_default())
+
+
+def _small_settings(at: AppTest) -> AppTest:
+    at.multiselect(key="cx_techniques").set_value(["prune_unstructured"]).run()
+    at.slider(key="cx_sparsity").set_value(45)  # no other test measures this: nothing stored before it runs
+    at.slider(key="cx_limit").set_value(8)
+    at.number_input(key="cx_repeats").set_value(3)
+    return at.run()
+
+
+def _notes(at: AppTest) -> list[str]:
+    return [i.value for i in at.info if "exactly these settings" in i.value]
+
+
+def test_a_stored_run_shows_at_once_with_its_note_and_measures_again_live():
+    first = _small_settings(_page())
+    assert not _notes(first)  # nothing stored for these settings yet
+    _button(first, "cx_run").click().run()
+    assert not first.exception, first.exception
+    live = first.session_state["cx_measured"].run
+    assert live.stored_at is None and live.key == first.session_state["cx_settings_key"]
+
+    other = _small_settings(_page())  # another student, the same settings: the stored run, nothing measured
+    assert not other.exception, other.exception
+    assert other.session_state["cx_measured"].run is None
+    (note,) = _notes(other)
+    assert note.startswith("Measured at ") and "latencies are from that run. **Measure again** to watch it live" in note
+    shown = other.dataframe[0].value
+    assert list(shown["model"]) == list(live.table["model"]) and list(shown["top-1"]) == list(live.table["top-1"])
+    assert len(other.get("plotly_chart")) >= 3  # trade-off, sizes, per-layer sparsity from the stored layers
+    assert "dense kernels multiply the zeros too" in _texts(other, "markdown")
+    assert not any(b.label.startswith("Download") for b in other.get("download_button"))
+    _button(other, "cx_rebuild").click().run()  # the networks are rebuilt only for a download
+    assert not other.exception, other.exception
+    assert any(b.label.startswith("Download Unstructured 45%") for b in other.get("download_button"))
+    assert _notes(other) and other.session_state["cx_measured"].run is None  # still the stored run's numbers
+
+    _button(other, "cx_remeasure").click().run()
+    assert not other.exception, other.exception
+    again = other.session_state["cx_measured"].run
+    assert again is not None and again.stored_at is None and again is not live and not _notes(other)
+
+    other.slider(key="cx_limit").set_value(9).run()  # a changed setting: no stored run's note
+    assert not _notes(other)

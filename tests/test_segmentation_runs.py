@@ -98,8 +98,8 @@ def test_two_sessions_starting_the_same_run_share_one_trainer(pets):
     assert seg.runs.load(pets, 2, TINY_MODEL, recipe) is None  # a stopped run is not stored
 
 
-def test_the_default_run_is_the_last_warm_up_step_and_matches_the_page():
-    assert list(warmup.STEPS)[-1] == "segmentation default run"
+def test_the_default_run_is_a_last_warm_up_step_and_matches_the_page():
+    assert list(warmup.STEPS)[-2:] == ["segmentation default run", "compression default run"]
     dataset, n_val, model, recipe = seg.runs.page_default()
     assert (n_val, model.img_size, model.architecture, model.pretrained_encoder) == (6, 96, "Unet", True)
     assert recipe == seg.TrainConfig() and len(dataset.samples) == 26

@@ -29,7 +29,8 @@ Where things live (``from cvdemo import compression as cx; cx.quantize_int8`` ke
 - pretrained.py — the ImageNet models offered, built and exported to ONNX once per process
 - registry.py — the technique registry (timm-style): Knob, Technique, register_technique, list_techniques, get_technique
 - techniques.py — the seven registered techniques with their knobs and defaults; TechniqueSpec, make_variant
-- runs.py — build_variants and run_comparison: one press of "Compress and measure"
+- runs.py — build_variants and run_comparison: one press of "Compress and measure"; finished runs kept in the
+  run store (run_key, start/load/get_or_measure, the page's defaults for the warm start)
 - cifar_distillation.py — the CIFAR-10 subset, its teacher, and the two-student distillation run
 - detector.py — the Detection page's YOLO as FP32-activation graph vs INT8 file (not re-exported here:
   ``from cvdemo.compression import detector``)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import statistics
 import zlib
-from typing import Sequence
+from contextlib import nullcontext
+from typing import Callable, ContextManager, Sequence
 
 import pandas as pd
 import torch
@@ -49,6 +50,7 @@ def compare(
     threads: int | None = None,
     progress: Progress | None = None,
     time_budget: float | None = 2.0,
+    gate: Callable[[], ContextManager] | None = None,
 ) -> pd.DataFrame:
     """One row per model: size, parameters, MACs, CPU latency, top-1 and agreement with ``original``.
 
@@ -59,6 +61,9 @@ def compare(
     Top-1 counts labeled images only (NaN when there are none); agreement is the share of all
     images where a model predicts the same class as the original. Both come with their n and a
     95 % Wilson interval (``top-1 low`` / ``top-1 high``, ...).
+
+    ``gate``: a context manager factory held around each model's predictions and each batch size's
+    timing (the warm start passes the compute gate's ``hold``, so the pages' requests go in between).
     """
     if not isinstance(original, Variant):
         original = original_variant(original)
@@ -72,18 +77,21 @@ def compare(
     variants = [original, *compressed]
     input_size = tuple(eval_set.images.shape[1:])
     say = progress or (lambda fraction, text: None)
+    gate = gate or nullcontext
     try:
         preds = {}
         for i, v in enumerate(variants):
             say(0.5 * i / len(variants), f"evaluating {v.name} on {len(eval_set)} images")
-            preds[v.name] = predictions(v, eval_set, threads=threads)
+            with gate():
+                preds[v.name] = predictions(v, eval_set, threads=threads)
         latency: dict[int, dict[str, float]] = {}
         runs: dict[int, dict[str, int]] = {}
         for j, batch in enumerate(batch_sizes):
             say(0.5 + 0.4 * j / len(batch_sizes), f"timing batch {batch}: up to {repeats} interleaved runs per model")
             x = torch.randn(batch, *input_size)
-            samples = time_interleaved({v.name: v.runner(x, threads) for v in variants}, repeats, warmup,
-                                       budget=time_budget)
+            with gate():
+                samples = time_interleaved({v.name: v.runner(x, threads) for v in variants}, repeats, warmup,
+                                           budget=time_budget)
             latency[batch] = {name: statistics.median(s) * 1e3 for name, s in samples.items()}
             runs[batch] = {name: len(s) for name, s in samples.items()}
         say(0.9, "counting parameters and MACs, sizing files")
