@@ -13,6 +13,8 @@ from PIL import Image, ImageOps
 from cvdemo import backbones, datasets, ui, weights
 from cvdemo import segmentation as seg
 from cvdemo.images import fingerprint, to_png_bytes
+from cvdemo.segmentation.page_state import PredictionMemo, RunRecord, stored_when
+from cvdemo.segmentation.page_state import record_run as record_run_once
 
 ui.page_header(
     "Semantic segmentation",
@@ -81,15 +83,16 @@ def show_dataset(data: seg.SegDataset) -> None:
 # --- training ---------------------------------------------------------------------------------------
 
 
-def _curves(trainer: seg.Trainer, runs: list[dict]):
+def _curves(trainer: seg.Trainer, runs: list[RunRecord]):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Training loss (CE + Dice)", "Held-out IoU"))
     for run in runs[-4:]:  # earlier runs, faint, for comparison
         fig.add_trace(
-            go.Scatter(x=run["_epochs"], y=run["_fg"], mode="lines", line=dict(color="#bbbbbb", dash="dot"),
-                       name=f"run {run['run']}: {run['encoder weights']}", legendgroup="old"),
+            go.Scatter(x=run.curve_epochs, y=run.curve_foreground_iou, mode="lines",
+                       line=dict(color="#bbbbbb", dash="dot"), name=f"run {run.number}: {run.encoder_weights}",
+                       legendgroup="old"),
             row=1, col=2,
         )
     epochs = [r.epoch for r in trainer.history]
@@ -141,34 +144,7 @@ def show_stored_run(data: seg.SegDataset, n_val: int, model_config: seg.ModelCon
 
 def record_run(trainer: seg.Trainer) -> None:
     """Remember a finished run once, for the comparison table."""
-    runs = st.session_state.setdefault("seg_runs", [])
-    if not trainer.history or any(r["_trainer"] == id(trainer) for r in runs):
-        return
-    if trainer.stored_at is not None and any(r["_key"] == trainer.run_key and r["_stored"] for r in runs):
-        return  # the same stored run shown again (settings changed and changed back)
-    last = trainer.history[-1]
-    cfg = trainer.model.config
-    frozen = sum(r.stage == "frozen encoder" for r in trainer.history)
-    runs.append(
-        {
-            "run": len(runs) + 1,
-            "architecture": cfg.architecture,
-            "encoder": cfg.encoder,
-            "encoder weights": "ImageNet" if cfg.pretrained_encoder else "random",
-            "epochs (frozen + fine-tune)": f"{frozen} + {len(trainer.history) - frozen}",
-            "size px": cfg.img_size,
-            "held-out images": len(trainer.val_samples),
-            "held-out foreground IoU": round(last.val_foreground_iou, 3),
-            "held-out mIoU": round(last.val_miou, 3),
-            "train seconds": round(trainer.seconds, 1),
-            "trained": "live" if trainer.stored_at is None else f"stored, {_when(trainer)}",
-            "_trainer": id(trainer),
-            "_key": trainer.run_key,
-            "_stored": trainer.stored_at is not None,
-            "_epochs": [r.epoch for r in trainer.history],
-            "_fg": [r.val_foreground_iou for r in trainer.history],
-        }
-    )
+    record_run_once(st.session_state.setdefault("seg_runs", []), trainer)
 
 
 def training_panel() -> None:
@@ -176,7 +152,7 @@ def training_panel() -> None:
     if trainer is None:
         st.info("Pick the settings and press **Train**: the curves appear here, epoch by epoch.", icon="📈")
         return
-    runs = [r for r in st.session_state.get("seg_runs", []) if r["_trainer"] != id(trainer)]
+    runs = [r for r in st.session_state.get("seg_runs", []) if r.trainer_id != id(trainer)]
     done_epochs = len(trainer.history)
     if trainer.status == "running":
         st.progress(trainer.progress, text=f"Training… epoch {min(done_epochs + 1, trainer.total_epochs)} of "
@@ -213,10 +189,7 @@ def training_panel() -> None:
 
 
 def _when(trainer: seg.Trainer) -> str:
-    import time
-
-    local = time.localtime(trainer.stored_at)
-    return f"{time.strftime('%H:%M', local)} on {local.tm_mday} {time.strftime('%b %Y', local)}"
+    return stored_when(trainer.stored_at)
 
 
 def tile(img: Image.Image) -> Image.Image:
@@ -230,12 +203,10 @@ def show_results(trainer: seg.Trainer) -> None:
     n_images = len(trainer.val_samples)
     st.markdown(f"#### Held-out images (n = {n_images}, never trained on)")
     n = len(model.class_names)
-    cache = st.session_state.setdefault("seg_val_views", {})
-    key = id(trainer)
-    if key not in cache:  # every held-out image once (at training size: cheap), for the spread and the views
-        cache.clear()
-        cache[key] = [(s, model.predict(s.image)) for s in trainer.val_samples]
-    per_image = [seg.SegMetrics(model.class_names, seg.confusion(pred, s.mask, n)).foreground_iou for s, pred in cache[key]]
+    memo: PredictionMemo = st.session_state.setdefault("seg_val_views", PredictionMemo(capacity=1))
+    # every held-out image once (at training size: cheap), for the spread and the views
+    views = memo.get(id(trainer), lambda: [(s, model.predict(s.image)) for s in trainer.val_samples])
+    per_image = [seg.SegMetrics(model.class_names, seg.confusion(pred, s.mask, n)).foreground_iou for s, pred in views]
     a, b, c = st.columns(3)
     a.metric(f"Foreground IoU (n = {n_images})", f"{metrics.foreground_iou:.3f}",
              help="pet vs background, all object classes merged, over every pixel of the held-out images")
@@ -248,7 +219,7 @@ def show_results(trainer: seg.Trainer) -> None:
             "than a few hundredths (or hold out more images)."
         )
     st.dataframe(pd.DataFrame(metrics.table()), hide_index=True, width="stretch")
-    for (sample, pred), iou in list(zip(cache[key], per_image))[:3]:
+    for (sample, pred), iou in list(zip(views, per_image))[:3]:
         left, mid, right = st.columns(3)
         left.image(tile(sample.image), caption=ui.literal(sample.name))
         mid.image(tile(seg.overlay(sample.image, sample.mask, n, 0.6)), caption="truth")
@@ -257,7 +228,7 @@ def show_results(trainer: seg.Trainer) -> None:
     if runs:
         st.markdown("#### Your runs")
         st.caption("Train again with **Start from ImageNet weights** off: same network, same data, random encoder.")
-        table = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in runs])
+        table = pd.DataFrame([r.row() for r in runs])
         st.dataframe(table, hide_index=True, width="stretch")
     st.download_button(
         "Download the trained model (.safetensors)",
@@ -434,14 +405,14 @@ def get_segmenter(kind: str) -> seg.Segmenter | None:
 
 def predicted_mask(model: seg.Segmenter, name: str, image: Image.Image) -> np.ndarray:
     """Predictions cached per (model, image) in the session: sliders do not recompute them."""
-    cache = st.session_state.setdefault("seg_predictions", {})
+    memo: PredictionMemo = st.session_state.setdefault("seg_predictions", PredictionMemo(capacity=8))
     key = (id(model), name, fingerprint(image))  # the whole picture: two photos with the same corner differ
-    if key not in cache:
-        if len(cache) > 8:
-            cache.clear()
+
+    def predict() -> np.ndarray:
         with st.spinner(f"Segmenting with {ui.literal(model.title)}…"):
-            cache[key] = model.predict(image)
-    return cache[key]
+            return model.predict(image)
+
+    return memo.get(key, predict)
 
 
 @st.fragment

@@ -78,7 +78,7 @@ def test_tiny_training_run_reports_held_out_iou_and_offers_the_model(trained):
     assert list(per_class["class"]) == ["background", "cat", "dog"]
     assert per_class["pixels (truth)"].sum() > 0
     runs = at.session_state["seg_runs"]
-    assert len(runs) == 1 and runs[0]["encoder weights"] == "ImageNet" and runs[0]["held-out images"] == 6
+    assert len(runs) == 1 and runs[0].encoder_weights == "ImageNet" and runs[0].held_out_images == 6
     labels = [b.label for b in at.download_button]
     assert "Download the trained model (.safetensors)" in labels
 
@@ -224,7 +224,7 @@ def test_a_stored_run_shows_at_once_with_its_note_and_trains_again_live():
     metrics = {m.label: m.value for m in other.metric}
     assert float(metrics["Foreground IoU (n = 6)"]) == pytest.approx(live.metrics.foreground_iou, abs=1e-3)
     assert any("Per image, the foreground IoU runs from" in c.value for c in other.caption)
-    assert other.session_state["seg_runs"][0]["trained"].startswith("stored")
+    assert other.session_state["seg_runs"][0].trained.startswith("stored")
     assert "Download the trained model (.safetensors)" in [b.label for b in other.download_button]
 
     other.button(key="seg_retrain").click().run()  # Train again: live, with progress

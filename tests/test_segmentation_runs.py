@@ -103,3 +103,13 @@ def test_the_default_run_is_a_last_warm_up_step_and_matches_the_page():
     dataset, n_val, model, recipe = seg.runs.page_default()
     assert (n_val, model.img_size, model.architecture, model.pretrained_encoder) == (6, 96, "Unet", True)
     assert recipe == seg.TrainConfig() and len(dataset.samples) == 26
+
+
+def test_page_state_memo_is_bounded_and_computes_once():
+    from cvdemo.segmentation.page_state import PredictionMemo
+
+    memo, calls = PredictionMemo(capacity=2), []
+    for key in ["a", "a", "b", "c", "a"]:
+        assert memo.get(key, lambda k=key: calls.append(k) or k.upper()) == key.upper()
+    assert calls == ["a", "b", "c", "a"]  # "a" once until it was the oldest of three; then computed again
+    assert len(memo.values) == 2

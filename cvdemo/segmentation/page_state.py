@@ -1,0 +1,107 @@
+"""What the Segmentation page keeps in a browser session between reruns, as typed records (not string-keyed dicts).
+
+:class:`RunRecord` is one finished training run in the page's "Your runs" table (and a faint curve
+beside the next run); :class:`PredictionMemo` keeps a few predictions so sliders do not recompute them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Hashable
+
+if TYPE_CHECKING:
+    from cvdemo.segmentation.training import Trainer
+
+
+def stored_when(stored_at: float) -> str:
+    """``14:05 on 3 Dec 2026``: when a stored run was trained, in the server's time."""
+    local = time.localtime(stored_at)
+    return f"{time.strftime('%H:%M', local)} on {local.tm_mday} {time.strftime('%b %Y', local)}"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One finished run of this session, as the comparison table shows it."""
+
+    number: int
+    architecture: str
+    encoder: str
+    encoder_weights: str  # "ImageNet" or "random"
+    epochs: str  # "frozen + fine-tune"
+    size_px: int
+    held_out_images: int
+    foreground_iou: float
+    miou: float
+    train_seconds: float
+    trained: str  # "live" or "stored, <when>"
+    trainer_id: int
+    run_key: str | None
+    stored: bool
+    curve_epochs: list[int] = field(default_factory=list)
+    curve_foreground_iou: list[float] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, trainer: "Trainer", number: int) -> "RunRecord":
+        last = trainer.history[-1]
+        cfg = trainer.model.config
+        frozen = sum(r.stage == "frozen encoder" for r in trainer.history)
+        return cls(
+            number=number,
+            architecture=cfg.architecture,
+            encoder=cfg.encoder,
+            encoder_weights="ImageNet" if cfg.pretrained_encoder else "random",
+            epochs=f"{frozen} + {len(trainer.history) - frozen}",
+            size_px=cfg.img_size,
+            held_out_images=len(trainer.val_samples),
+            foreground_iou=round(last.val_foreground_iou, 3),
+            miou=round(last.val_miou, 3),
+            train_seconds=round(trainer.seconds, 1),
+            trained="live" if trainer.stored_at is None else f"stored, {stored_when(trainer.stored_at)}",
+            trainer_id=id(trainer),
+            run_key=trainer.run_key,
+            stored=trainer.stored_at is not None,
+            curve_epochs=[r.epoch for r in trainer.history],
+            curve_foreground_iou=[r.val_foreground_iou for r in trainer.history],
+        )
+
+    def row(self) -> dict[str, Any]:
+        """The table row, with the column names the page shows."""
+        return {
+            "run": self.number,
+            "architecture": self.architecture,
+            "encoder": self.encoder,
+            "encoder weights": self.encoder_weights,
+            "epochs (frozen + fine-tune)": self.epochs,
+            "size px": self.size_px,
+            "held-out images": self.held_out_images,
+            "held-out foreground IoU": self.foreground_iou,
+            "held-out mIoU": self.miou,
+            "train seconds": self.train_seconds,
+            "trained": self.trained,
+        }
+
+
+def record_run(runs: list[RunRecord], trainer: "Trainer") -> bool:
+    """Append ``trainer``'s finished run once; False when there is nothing new to record."""
+    if not trainer.history or any(r.trainer_id == id(trainer) for r in runs):
+        return False
+    if trainer.stored_at is not None and any(r.run_key == trainer.run_key and r.stored for r in runs):
+        return False  # the same stored run shown again (settings changed and changed back)
+    runs.append(RunRecord.of(trainer, len(runs) + 1))
+    return True
+
+
+@dataclass
+class PredictionMemo:
+    """The last few results per key, computed once; a bounded memo (a session holds a handful of pictures)."""
+
+    capacity: int = 8
+    values: dict[Hashable, Any] = field(default_factory=dict)
+
+    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        if key not in self.values:
+            if len(self.values) >= self.capacity:
+                self.values.pop(next(iter(self.values)))  # the oldest goes first
+            self.values[key] = compute()
+        return self.values[key]
