@@ -4,11 +4,13 @@ design rules as typed networks, and a classroom quiz."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import streamlit as st
 
 from cvdemo.errors import CvdemoError
-from cvdemo import ui, weights
+from cvdemo import cache, results, ui, weights
 from cvdemo.catalog import ARCHITECTURE_MODEL, PAGES
 from cvdemo.text import md_literal_punctuation as literal
 
@@ -31,6 +33,7 @@ RESOLUTIONS = [96, 128, 160, 192, 224, 256, 288, 320, 384, 448, 512]
 DEFAULT_COMPARE = ["alexnet", "vgg16", "googlenet", "resnet18", "resnet50", "mobilenetv1_100", "mobilenetv2_100",
                    "shufflenet_v2_x1_0", "efficientnet_b0", "convnext_tiny", "vit_base_patch16_224"]  # fmt: skip
 DEFAULT_LATENCY = ["resnet18", "mobilenetv1_100", "mobilenetv2_100", "shufflenet_v2_x1_0", "efficientnet_b0"]
+T = TypeVar("T")
 COLORS = {"params": "#4C78A8", "compute": "#F58518", "memory": "#54A24B"}
 
 
@@ -47,42 +50,53 @@ def zoo_input(name: str, resolution: int) -> tuple[int, int, int]:
 
 
 # Each takes (zoo or timm name, resolution, typed network): the typed network, when given, is what counts.
-@st.cache_data(show_spinner=False, max_entries=256)
+# Results are kept once per server in cvdemo's result cache (byte-bounded LRU, single-flight) and shared
+# read-only between sessions: plain functions here, so a page run neither re-creates st.cache_data
+# wrappers (each hashes its own source) nor unpickles a copy of every profile.
+def shared_result(what: str, compute: Callable[[], T], *parts: object) -> T:
+    return results.cached(results.key("architectures page", what, *parts), compute)
+
+
 def profile_of(name: str, resolution: int, spec: str | None = None) -> cx.Profile:
-    return cx.profile_spec(spec) if spec is not None else cx.profile(name, zoo_input(name, resolution))
+    return shared_result(
+        "profile", lambda: cx.profile_spec(spec) if spec is not None else cx.profile(name, zoo_input(name, resolution)),
+        name, resolution, spec,
+    )  # fmt: skip
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
 def receptive_fields(name: str, resolution: int, spec: str | None = None) -> cx.ReceptiveField:
-    return cx.receptive_field(spec) if spec is not None else cx.receptive_field(name, zoo_input(name, resolution))
+    return shared_result(
+        "receptive field",
+        lambda: cx.receptive_field(spec) if spec is not None else cx.receptive_field(name, zoo_input(name, resolution)),
+        name, resolution, spec,
+    )  # fmt: skip
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
 def counters(name: str, resolution: int, spec: str | None) -> cx.CounterComparison:
     # Real CPU runs; both refuse (cx.OverBudget) before allocating when over the memory budget.
-    return cx.compare_spec_counters(spec) if spec is not None else cx.compare_counters(name, zoo_input(name, resolution))
+    return shared_result(
+        "counters",
+        lambda: cx.compare_spec_counters(spec) if spec is not None else cx.compare_counters(name, zoo_input(name, resolution)),
+        name, resolution, spec,
+    )  # fmt: skip
 
 
-@st.cache_data(show_spinner=False, max_entries=128)
 def latency(name: str, resolution: int) -> cx.Latency:
     # Built, timed and released: keeping every zoo model in RAM for a timing would cost gigabytes.
-    return cx.latency_of(name, zoo_input(name, resolution))
+    return shared_result("latency", lambda: cx.latency_of(name, zoo_input(name, resolution)), name, resolution)
 
 
-@st.cache_data(show_spinner=False)
 def separable(kernel: int, c_in: int, c_out: int, size: int) -> cx.SeparableSaving:
-    return cx.separable_saving(kernel, c_in, c_out, size)
+    return shared_result("separable", lambda: cx.separable_saving(kernel, c_in, c_out, size), kernel, c_in, c_out, size)
 
 
-@st.cache_data(show_spinner=False)
 def design_rows(key: str) -> list[cx.DesignRow]:
-    return cx.compare_design(next(r for r in cx.DESIGN_RULES if r.key == key))
+    return shared_result("design", lambda: cx.compare_design(next(r for r in cx.DESIGN_RULES if r.key == key)), key)
 
 
-@st.cache_resource(show_spinner=False)
 def quiz_pool() -> int:
     # Profiles and traces of every question source, once per server (the first quiz waits for it).
-    return len(cx.quiz.question_pool())
+    return len(cache.shared(cx.quiz.question_pool))
 
 
 def log_axes(fig: go.Figure, xs: list[float], ys: list[float]) -> None:
@@ -284,21 +298,45 @@ tab_layers, tab_field, tab_where, tab_counters, tab_compare, tab_speed, tab_quiz
 # --- layer table + formula view -------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class LayerTable:
+    frame: "pd.DataFrame"  # every column, for the row lookups below
+    shown: "pa.Table"  # the visible columns, already in Arrow form (st.dataframe's own format)
+    csv: bytes
+
+
+def layer_table_of(prof: cx.Profile, fields: cx.ReceptiveField | None, unit: str, factor: int,
+                   request: tuple[str, int, str | None]) -> LayerTable:  # fmt: skip
+    """The table once per server per (model, resolution, typed network, unit): the same for every student."""
+
+    def build() -> LayerTable:
+        import pyarrow as pa
+
+        frame = prof.to_frame()
+        frame[unit] = frame["MACs"] * factor
+        by_name = fields.by_name() if fields else {}
+        frame["field (px)"] = [by_name[n].size if n in by_name else None for n in frame["layer"]]
+        frame["jump (px)"] = [by_name[n].stride if n in by_name else None for n in frame["layer"]]
+        columns = ["layer", "type", "input", "output", "params", unit, "% MACs", "field (px)", "jump (px)",
+                   "activations", "calls", "note"]  # fmt: skip
+        if not frame["note"].astype(bool).any():
+            columns.remove("note")
+        shown = pa.Table.from_pandas(frame[columns], preserve_index=False)
+        return LayerTable(frame, shown, frame.to_csv(index=False).encode())
+
+    return shared_result("layer table", build, *request, unit, fields is not None)
+
+
 @st.fragment
-def layer_table(prof: cx.Profile, fields: cx.ReceptiveField | None, unit: str, factor: int) -> None:
-    frame = prof.to_frame()
-    frame[unit] = frame["MACs"] * factor
+def layer_table(prof: cx.Profile, fields: cx.ReceptiveField | None, unit: str, factor: int,
+                request: tuple[str, int, str | None]) -> None:  # fmt: skip
+    table = layer_table_of(prof, fields, unit, factor, request)
+    frame = table.frame
     by_name = fields.by_name() if fields else {}
-    frame["field (px)"] = [by_name[n].size if n in by_name else None for n in frame["layer"]]
-    frame["jump (px)"] = [by_name[n].stride if n in by_name else None for n in frame["layer"]]
-    columns = ["layer", "type", "input", "output", "params", unit, "% MACs", "field (px)", "jump (px)", "activations",
-               "calls", "note"]  # fmt: skip
-    if not frame["note"].astype(bool).any():
-        columns.remove("note")
     st.caption("Click a conv, pooling or dense row to see its numbers worked out by formula. Field: how many input "
                "pixels one unit sees; jump: input pixels between neighbouring units (effective stride). Headers sort.")
     event = st.dataframe(
-        frame[columns],
+        table.shown,
         hide_index=True,
         on_select="rerun",
         selection_mode="single-row",
@@ -316,7 +354,7 @@ def layer_table(prof: cx.Profile, fields: cx.ReceptiveField | None, unit: str, f
         },
     )
     st.download_button(
-        "Download CSV", frame.to_csv(index=False).encode(), file_name=f"{prof.name.replace(' ', '_')}_layers.csv",
+        "Download CSV", table.csv, file_name=f"{prof.name.replace(' ', '_')}_layers.csv",
         mime="text/csv", icon=":material/download:",
     )  # fmt: skip
     chosen = event.selection.rows if event is not None else []
@@ -358,7 +396,7 @@ def layer_table(prof: cx.Profile, fields: cx.ReceptiveField | None, unit: str, f
 
 if tab_layers.open:
     with tab_layers:
-        layer_table(prof, fields, unit, factor)
+        layer_table(prof, fields, unit, factor, (model_key, resolution, spec_text))
 
 
 # --- receptive field: per layer, on a picture, design rules ------------------------------------------
@@ -401,15 +439,17 @@ def picture_network(choice: str, model_key: str, resolution: int, spec: str | No
     return cx.random_network(model_key, resolution)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
 def measured(choice: str, model_key: str, resolution: int, spec: str | None, layer: str, unit: tuple[int, int],
              crop: "np.ndarray") -> cx.EffectiveField:  # fmt: skip
     from PIL import Image
 
-    net = picture_network(choice, model_key, resolution, spec)
-    row = net.fields().layer(layer)
-    with memory_budget.run_slot():
-        return cx.effective_field(net, cx.to_tensor(Image.fromarray(crop), net), row, unit)
+    def compute() -> cx.EffectiveField:
+        net = picture_network(choice, model_key, resolution, spec)
+        row = net.fields().layer(layer)
+        with memory_budget.run_slot():
+            return cx.effective_field(net, cx.to_tensor(Image.fromarray(crop), net), row, unit)
+
+    return shared_result("effective field", compute, choice, model_key, resolution, spec, layer, unit, crop)
 
 
 def picture_panel(fields: cx.ReceptiveField | None, model_key: str, resolution: int, spec: str | None) -> None:

@@ -15,7 +15,7 @@ import streamlit as st
 
 from cvdemo.errors import CvdemoError
 from cvdemo.images import fingerprint
-from cvdemo import clip, figures, search, ui, weights
+from cvdemo import catalog, clip, figures, search, ui, weights
 
 ui.page_header(
     "CLIP search",
@@ -228,8 +228,7 @@ with zero_tab:
         )
         template = st.radio(
             "Prompt template", list(clip.TEMPLATE_CHOICES), format_func=clip.TEMPLATE_CHOICES.get,
-            # CLIP's text tower needs about a minute on a CPU for 80 prompts x 7 labels; MiniLM a few seconds.
-            index=list(clip.TEMPLATE_CHOICES).index("a photo of a {}." if engine.is_clip else clip.ENSEMBLE),
+            index=list(clip.TEMPLATE_CHOICES).index(catalog.zero_shot_template(engine.is_clip)),
             horizontal=True, key="clip_template",
             help="CLIP was trained on captions, not single words: wrapping a label in a sentence (or averaging "
             "80 sentences) usually helps. Compare them in the Evaluate tab.",

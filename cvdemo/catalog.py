@@ -59,3 +59,12 @@ DETECTION_CONF = 0.25  # confidence threshold
 DETECTION_IOU = 0.45  # NMS IoU threshold
 DETECTION_IMGSZ = 640  # network input size, unless the model file fixes one
 ARCHITECTURE_MODEL = "alexnet"  # the lecture zoo's first pick, at its native resolution
+# CLIP's text tower needs about a minute on a CPU for 80 prompts x 7 labels, so CLIP starts on one
+# sentence; ConSE's small text encoder starts on the 80-prompt ensemble (cvdemo.clip.ENSEMBLE).
+CLIP_TEMPLATE = "a photo of a {}."
+CONSE_TEMPLATE = "ensemble"
+
+
+def zero_shot_template(is_clip: bool) -> str:
+    """The CLIP page's first prompt template for an engine (CLIP or ConSE)."""
+    return CLIP_TEMPLATE if is_clip else CONSE_TEMPLATE

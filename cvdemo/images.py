@@ -241,6 +241,14 @@ def fingerprint(img: Image.Image) -> str:
     return per_image(img, "fingerprint", digest)
 
 
+def rgb(img: Image.Image) -> Image.Image:
+    """``img`` in RGB: the image itself when it already is (Pillow's ``convert("RGB")`` copies it, and a copy
+    has to be hashed again for every cache key), else its conversion, remembered per image object."""
+    if img.mode == "RGB":
+        return img
+    return per_image(img, "rgb", lambda: img.convert("RGB"))
+
+
 def shared_image(path: str | os.PathLike) -> Image.Image:
     """A photo file decoded once per process (sample pictures): every caller gets the same read-only
     image object, so its fingerprint and the results computed from it are shared too."""

@@ -59,7 +59,7 @@ def _detection() -> None:
 
 
 def _clip() -> None:
-    from cvdemo import cache, clip
+    from cvdemo import cache, catalog, clip
 
     available = clip.available_engines()
     if not available:
@@ -68,8 +68,7 @@ def _clip() -> None:
     _, path = next(iter(clip.zero_shot_samples().items()))
     engine.encode_images([shared_image(path)])
     labels = next(iter(clip.LABEL_PRESETS.values()))
-    template = "a photo of a {}." if engine.is_clip else clip.ENSEMBLE
-    clip.class_text_embeddings(engine, labels, template)
+    clip.class_text_embeddings(engine, labels, catalog.zero_shot_template(engine.is_clip))
 
 
 def _architectures() -> None:

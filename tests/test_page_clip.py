@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO, set_runtime as _set_runtime
-from cvdemo import cache, clip
+from cvdemo import cache, catalog, clip
 
 CIFAR = "CIFAR-10 subset (500 tiny photos, 10 classes)"
 PAGE = "app_pages/clip_search.py"
@@ -136,11 +136,17 @@ def test_engine_toggle_and_comparison_when_clip_is_present(monkeypatch, cache_ro
     at.switch_page(PAGE).run()
     assert not at.exception, at.exception
     assert "contrastive loss" in _texts(at.success)  # the CLIP banner
-    assert at.radio(key="clip_template").value == "a photo of a {}."  # CLIP's text tower is slow on a CPU
+    assert at.radio(key="clip_template").value == catalog.CLIP_TEMPLATE == "a photo of a {}."  # CLIP's text tower is slow on a CPU
     at.toggle(key="clip_compare").set_value(True).run()
     assert not at.exception, at.exception
     assert "random init" in _texts(at.markdown) and "ConSE" in _texts(at.markdown)
     assert len(at.get("plotly_chart")) >= 2  # one bar chart per engine
+
+
+def test_first_templates_are_template_choices():
+    # The page and the warm start read the first template from cvdemo.catalog: it must be a choice the page offers.
+    assert catalog.zero_shot_template(True) == catalog.CLIP_TEMPLATE in clip.TEMPLATE_CHOICES
+    assert catalog.zero_shot_template(False) == catalog.CONSE_TEMPLATE == clip.ENSEMBLE
 
 
 # --- issue 19: honest defaults, literal user text, unusable queries ---------------------------------------

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from cvdemo import runtime, weights
+from cvdemo.images import rgb
 from cvdemo.vectors import l2_normalize
 from cvdemo.clip.embedding_engine import EmbeddingEngine
 
@@ -105,7 +106,7 @@ class ConSEEngine(EmbeddingEngine):
             from cvdemo import results
 
             return results.cached(
-                results.key("conse-top", self.identity, images[0].convert("RGB"), k), lambda: self._imagenet_top(images, k)
+                results.key("conse-top", self.identity, rgb(images[0]), k), lambda: self._imagenet_top(images, k)
             )
         return self._imagenet_top(images, k)
 

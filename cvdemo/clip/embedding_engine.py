@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from cvdemo import networks, results, runtime
+from cvdemo.images import rgb as rgb_image
 from cvdemo.scheduler import compute_gate
 from cvdemo.clip._common import Progress
 from cvdemo.vectors import l2_normalize
@@ -183,7 +184,7 @@ class EmbeddingEngine:
     def encode_image(self, image: Image.Image) -> np.ndarray:
         """(dim,) float32 L2-normalised: once per process per image content, through the image tower's
         scheduler (photos of several sessions that arrive together run as one batch)."""
-        rgb = image.convert("RGB") if image.mode != "RGB" else image
+        rgb = rgb_image(image)
         return results.cached(
             results.key("clip-image", self.identity, rgb),
             lambda: networks.scheduler("clip-image", self, self.identity).run(rgb),

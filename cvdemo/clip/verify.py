@@ -19,7 +19,7 @@ from cvdemo.clip._common import ClipInputError, Progress
 from cvdemo.vectors import l2_normalize
 from cvdemo.clip.embedding_store import EmbeddingStore, default_index_dir
 from cvdemo.clip.pairs import PairSet
-from cvdemo.images import fingerprint
+from cvdemo.images import fingerprint, rgb
 
 FEWSHOT_PREFIX = "fewshot:"  # embedder keys: an engine's name, or "fewshot:<backbone>"
 
@@ -88,7 +88,7 @@ class Embedder:
 
         ``digests``: the images' cache keys when known (a gallery file's sha256); default: their images.fingerprint.
         """
-        images = [img.convert("RGB") for img in images]
+        images = [rgb(img) for img in images]  # the same objects: their fingerprints are remembered
         digests = [fingerprint(img) for img in images] if digests is None else list(digests)
         known = self.store.vectors if self.store is not None else {}
         if self.store is not None and any(d not in known for d in digests):
