@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 import streamlit as st
 
@@ -13,6 +13,9 @@ from cvdemo.errors import CvdemoError
 from cvdemo import cache, results, ui, weights
 from cvdemo.catalog import ARCHITECTURE_MODEL, PAGES
 from cvdemo.text import md_literal_punctuation as literal
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 info = next(p for p in PAGES if p.path.endswith("architectures.py"))
 ui.page_header(info.title, info.lesson)
