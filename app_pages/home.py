@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from cvdemo import ui
 from cvdemo.catalog import PAGES
 
 st.title("cvdemo: see what the lectures teach")
@@ -14,7 +15,7 @@ for i, page in enumerate(PAGES):
     with columns[i % 3].container(border=True):
         st.markdown(f"#### {page.icon} {page.title}")
         st.write(page.lesson)
-        st.page_link(page.path, label=f"Open {page.title}", icon=":material/arrow_forward:")
+        ui.page_link(page.path, label=f"Open {page.title}", icon=":material/arrow_forward:")
 st.caption(
     "Teaching tip: every page works offline with the models listed in the sidebar; "
     "pages say exactly which file is missing when a model is not on this machine. "

@@ -30,6 +30,16 @@ def _shared(_factory: Callable[..., T], key: str, args: tuple, kwargs: tuple) ->
     return cache.shared(_factory, *args, **dict(kwargs))
 
 
+def page_link(path: str, label: str, icon: str) -> None:
+    """``st.page_link`` to a page script of the app (``"app_pages/detection.py"``).
+
+    Given a path, Streamlit resolves it on the file system on every run; given an ``st.Page`` it does
+    not. The link's ``st.Page`` is built once per process and only read here (the navigation keeps its
+    own pages: a page it runs carries per-run state).
+    """
+    st.page_link(cache.shared(st.Page, path), label=label, icon=icon)
+
+
 def shared(factory: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``factory(*args, **kwargs)`` built once per process and shared by every session.
 
