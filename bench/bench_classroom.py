@@ -15,6 +15,14 @@ and the server's peak RSS. Example (before/after a change: run once per checkout
     python -m bench.bench_classroom --n 30 --pages home,detection,clip_search,architectures
     python -m bench.bench_classroom --app-dir /tmp/main-checkout --n 30
 
+Then the same number of *different* photos (coco128, see ../shared/data/MANIFEST.md) at the same moment
+on the Detection page's model, by three paths (``--photo-paths``): in this process (the page's own
+``Detector.detect``, its scheduler and micro-batches), through the page's Gradio twin (started here as
+``python -m cvdemo.share detection`` from ``--app-dir``, called with gradio_client) and through Ray
+Serve (a local Ray instance on loopback, ``CVDEMO_INFERENCE_URL`` set; needs requirements-serve.txt, skipped
+with a note when Ray is not installed). Prints p50 / p95 / first / last per path beside the goal (p95 <=
+9.9 s, the Gradio twin's p95 in issue 14). ``--photos 0`` skips them; ``--pages none`` runs only them.
+
 Environment (weights, data, CVDEMO_* settings) is passed to both servers as it is.
 """
 
@@ -239,11 +247,133 @@ def table_rows(results: list[tuple[str, Burst, Burst]]) -> list[str]:
     return rows
 
 
+# --- different photos on the Detection page's model: in process, Gradio twin, Ray Serve ----------------
+
+PHOTO_PATHS = ("in-process", "gradio", "ray")
+PHOTO_GOAL_P95 = 9.9  # seconds: the Gradio twin's p95 for 30 different photos in issue 14
+
+
+def detection_page_model():
+    """The model the Detection page (and its Gradio twin) shows first: the first detector with weights."""
+    from cvdemo import cache, weights
+    from cvdemo.detection import DETECTION_MODELS, FLOAT, Detector
+
+    ready = [n for n in DETECTION_MODELS if weights.available(n)]
+    if not ready:
+        raise SystemExit("No detector weights here: set CVDEMO_WEIGHTS_DIR.")
+    return cache.shared(Detector, ready[0], accelerated=True, variant=FLOAT)
+
+
+def page_detect(detector, path: Path):
+    """One student's photo with the Detection page's first settings (decoding included, as on the page)."""
+    from cvdemo import catalog
+
+    return detector.detect(path, conf=catalog.DETECTION_CONF, iou=catalog.DETECTION_IOU,
+                           imgsz=detector.fixed_imgsz or catalog.DETECTION_IMGSZ, name=path.name)  # fmt: skip
+
+
+def in_process_burst(paths: list[Path], warm: Path) -> list[float]:
+    from bench.bench_serve import burst as thread_burst
+
+    detector = detection_page_model()
+    page_detect(detector, warm)  # first-call kernel builds; the timed photos are all new to the result cache
+    return thread_burst(lambda path: page_detect(detector, path), paths)
+
+
+def gradio_burst(app_dir: Path, paths: list[Path], warm: Path, log: Path) -> list[float]:
+    """The photos through the Detection page's Gradio twin in its own process (its queue, its model)."""
+    from gradio_client import Client, handle_file
+
+    from bench.bench_serve import burst as thread_burst
+
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(app_dir))
+    env.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="bench-yolo-"))
+    twin = subprocess.Popen([sys.executable, "-m", "cvdemo.share", "detection", "--port", str(port)], cwd=app_dir,
+                            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        end = time.monotonic() + 180
+        while True:
+            if twin.poll() is not None:
+                raise RuntimeError(f"the Gradio twin exited with {twin.returncode} (log {log})")
+            try:
+                with urllib.request.urlopen(f"{url}config", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > end:
+                    raise RuntimeError(f"the Gradio twin did not answer within 180 s (log {log})") from None
+                time.sleep(0.5)
+        client = Client(url, verbose=False)
+
+        def detect(path: Path):
+            return client.predict(handle_file(str(path)), 0.25, 0.45, api_name="/detect_image")
+
+        detect(warm)  # loads the model in the twin's process
+        return thread_burst(detect, paths)
+    finally:
+        twin.terminate()
+        try:
+            twin.wait(20)
+        except subprocess.TimeoutExpired:
+            twin.kill()
+
+
+def ray_burst(paths: list[Path], warm: Path) -> list[float]:
+    """The photos through Ray Serve: a local Ray instance, one replica with every core, ``@serve.batch``."""
+    from bench.bench_serve import burst as thread_burst
+    from cvdemo.serve.client import INFERENCE_URL_ENV
+    from cvdemo.serve.deployment import local_server
+
+    detector = detection_page_model()
+    cores = os.cpu_count() or 1
+    with local_server([detector.name], ray_cpus=cores, num_replicas=1, num_cpus=cores, max_batch_size=16,
+                      batch_wait_timeout_s=0.01) as url:  # fmt: skip
+        os.environ[INFERENCE_URL_ENV] = url
+        try:
+            page_detect(detector, warm)
+            return thread_burst(lambda path: page_detect(detector, path), paths)
+        finally:
+            os.environ.pop(INFERENCE_URL_ENV, None)
+
+
+def photo_bursts(n: int, which: list[str], app_dir: Path, logs: Path) -> None:
+    from bench.bench_serve import photo_paths, summary
+
+    *paths, warm = photo_paths(n + 1)  # the last one only warms each path up
+    detector = detection_page_model()
+    print(f"\n{n} different photos at the same moment on the Detection page's model ({detector.description}); "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+    rows = ["| path | p50 s | p95 s | first s | last s | p95 <= 9.9 s |", "|---|---|---|---|---|---|"]
+    for path in which:
+        try:
+            if path == "in-process":
+                label, seconds = "in process (the page's code)", in_process_burst(paths, warm)
+            elif path == "gradio":
+                label, seconds = "Gradio twin (gradio_client)", gradio_burst(app_dir, paths, warm, logs / "gradio.log")
+            else:
+                try:
+                    import ray  # noqa: F401
+                except ImportError:
+                    print("Ray Serve: skipped (pip install -r requirements-serve.txt)", flush=True)
+                    continue
+                label, seconds = "Ray Serve (1 replica, all cores)", ray_burst(paths, warm)
+        except Exception as exc:  # noqa: BLE001 - one path failing does not hide the others
+            rows.append(f"| {path} | failed: {type(exc).__name__}: {str(exc)[:80]} | | | | |")
+            print(rows[-1], flush=True)
+            continue
+        r = summary(seconds)
+        rows.append(f"| {label} | {r['p50']:.1f} | {r['p95']:.1f} | {r['first']:.1f} | {r['last']:.1f} | "
+                    f"{'yes' if r['p95'] <= PHOTO_GOAL_P95 else 'no'} |")  # fmt: skip
+        print(rows[-1], flush=True)
+    print("\n".join(rows) + f"\nload average now {os.getloadavg()[0]:.1f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=30, help="students per burst")
     ap.add_argument("--pages", default="home,detection,clip_search,architectures",
-                    help="comma-separated URL paths ('home' for the start page)")
+                    help="comma-separated URL paths ('home' for the start page; 'none': only the photo bursts)")
     ap.add_argument("--app-dir", type=Path, default=REPO, help="checkout whose app.py is measured")
     ap.add_argument("--stagger", type=float, default=0.0, help="seconds over which the N students arrive")
     ap.add_argument("--cold", action="store_true", help="no warm-up visit before the bursts")
@@ -255,11 +385,26 @@ def main() -> None:
     ap.add_argument("--bare-env", action="append", default=[], metavar="NAME=VALUE",
                     help="extra env for the bare app, e.g. STREAMLIT_RUNNER_POST_SCRIPT_GC=false to give it the "
                     "app's .streamlit/config.toml settings (a like-for-like floor)")
+    ap.add_argument("--photos", type=int, default=30,
+                    help="different coco128 photos at once on the Detection page's model (0: none)")
+    ap.add_argument("--photo-paths", default=",".join(PHOTO_PATHS),
+                    help=f"which of {','.join(PHOTO_PATHS)} get the photo burst (Ray: requirements-serve.txt)")
     a = ap.parse_args()
-    pages = ["" if p in ("home", "") else p for p in a.pages.split(",")]
+    pages = [] if a.pages == "none" else ["" if p in ("home", "") else p for p in a.pages.split(",")]
     extra = dict(kv.split("=", 1) for kv in a.env)
+    photo_which = [p for p in a.photo_paths.split(",") if p]
+    unknown = set(photo_which) - set(PHOTO_PATHS)
+    if unknown:
+        ap.error(f"--photo-paths: unknown {', '.join(sorted(unknown))} (choose from {', '.join(PHOTO_PATHS)})")
 
     logs = Path(tempfile.mkdtemp(prefix="bench-classroom-"))
+    if pages:
+        page_bursts(a, pages, extra, logs)
+    if a.photos > 0 and photo_which:
+        photo_bursts(a.photos, photo_which, a.app_dir.resolve(), logs)
+
+
+def page_bursts(a: argparse.Namespace, pages: list[str], extra: dict[str, str], logs: Path) -> None:
     bare_port, app_port = free_port(), free_port()
     bare = start_server(BARE_APP, bare_port, logs / "bare.log", dict(kv.split("=", 1) for kv in a.bare_env))
     app = start_server(a.app_dir.resolve() / "app.py", app_port, logs / "app.log", extra)

@@ -65,12 +65,17 @@ def batch_sizes(url: str, model: str) -> list[int]:
         return list(json.loads(response.read())["batch_sizes"])
 
 
-def photos(n: int) -> list[Image.Image]:
+def photo_paths(n: int) -> list[Path]:
+    """The first ``n`` coco128 photos (sorted by name): the same different photos in every bench."""
     folder = datasets.dataset_path("coco128") / "images"
     paths = sorted(p for p in folder.rglob("*.jpg"))[:n]
     if len(paths) < n:
         raise SystemExit(f"Only {len(paths)} coco128 photos here; ask for --images {len(paths)} or fewer.")
-    return [Image.open(p).convert("RGB") for p in paths]
+    return paths
+
+
+def photos(n: int) -> list[Image.Image]:
+    return [Image.open(p).convert("RGB") for p in photo_paths(n)]
 
 
 def run(url: str, images: list[Image.Image], repeats: int) -> None:
