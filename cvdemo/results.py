@@ -217,13 +217,21 @@ def _wait(pending: Future, on_wait: Callable[[], None] | None) -> Any:
             on_wait()
 
 
-def _budget_bytes() -> int:
-    raw = os.environ.get(BUDGET_ENV, "").strip()
+def budget_from_env(env: str, default_mb: float) -> int:
+    """Bytes from a megabytes setting ``$env`` (unset or unreadable: ``default_mb``; below 0: 0).
+
+    Shared by the budgets of this cache and of :mod:`cvdemo.run_store`.
+    """
+    raw = os.environ.get(env, "").strip()
     try:
-        mb = float(raw) if raw else DEFAULT_BUDGET_MB
+        mb = float(raw) if raw else default_mb
     except ValueError:
-        mb = DEFAULT_BUDGET_MB
+        mb = default_mb
     return int(max(mb, 0) * 2**20)
+
+
+def _budget_bytes() -> int:
+    return budget_from_env(BUDGET_ENV, DEFAULT_BUDGET_MB)
 
 
 def _new_process_cache() -> ResultCache:

@@ -326,24 +326,15 @@ def _remove(path: Path) -> None:
         log.warning("run store: could not remove %s (%s)", path.name, exc)
 
 
-def _budget_bytes() -> int:
-    raw = os.environ.get(BUDGET_ENV, "").strip()
-    try:
-        mb = float(raw) if raw else DEFAULT_BUDGET_MB
-    except ValueError:
-        mb = DEFAULT_BUDGET_MB
-    return int(max(mb, 0) * 2**20)
-
-
 _stores: dict[tuple[str, int], RunStore] = {}
 _stores_lock = threading.Lock()
 
 
 def store() -> RunStore:
     """The process's run store, under ``weights.cache_root()/runs`` (one object per folder and budget)."""
-    from cvdemo import weights
+    from cvdemo import results, weights
 
-    spec = (str(weights.cache_root() / "runs"), _budget_bytes())
+    spec = (str(weights.cache_root() / "runs"), results.budget_from_env(BUDGET_ENV, DEFAULT_BUDGET_MB))
     with _stores_lock:
         if spec not in _stores:
             _stores[spec] = RunStore(*spec)
