@@ -2,9 +2,9 @@
 
 Every model call that 30 students can make at once goes through ``networks.scheduler(kind, model,
 identity)``: one FIFO scheduler per (kind, model identity) and process (see :mod:`cvdemo.scheduler`).
-The batch function of each kind is made from the model object by a factory registered here; a
-remote implementation (e.g. Ray Serve deployments) replaces it per kind with :func:`substitute`,
-keeping the inputs and outputs below.
+The batch function of each kind is made from the model object by a factory registered here. Those
+batch functions send the forward pass to the inference server themselves when ``CVDEMO_INFERENCE_URL``
+is set (:mod:`cvdemo.serve.client`), so the queue and the batching stay here.
 
 =============  ==================================  ============================================  =====
 kind           one input                           one output                                    batch
@@ -20,7 +20,6 @@ backbone       RGB PIL image                       (D,) float32 feature vector  
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -76,34 +75,6 @@ NETWORKS: dict[str, Network] = {
     "backbone": Network("backbone", 32, _backbone_batch, holds_gate=False),
 }
 
-_substitutes: dict[str, BatchFactory] = {}
-_lock = threading.Lock()
-
-
-def substitute(kind: str, factory: BatchFactory | None) -> None:
-    """Run ``kind``'s batches with ``factory(model)`` (e.g. a remote call) instead; None restores local.
-
-    Applies to schedulers created afterwards (call it before the first request, e.g. at start-up).
-    """
-    if kind not in NETWORKS:
-        raise KeyError(f"unknown network kind {kind!r}; known: {', '.join(NETWORKS)}")
-    with _lock:
-        if factory is None:
-            _substitutes.pop(kind, None)
-        else:
-            _substitutes[kind] = factory
-
-
-def batch_function(kind: str, model: Any) -> BatchFn:
-    """The batch function that serves ``kind`` for ``model``: the substitute if one is set, else the model's own.
-
-    The model's own batch functions already send the forward pass to the inference server when
-    ``CVDEMO_INFERENCE_URL`` is set (:mod:`cvdemo.serve.client`), so the queue and the batching stay here."""
-    with _lock:
-        factory = _substitutes.get(kind, NETWORKS[kind].local)
-    return factory(model)
-
-
 def scheduler(kind: str, model: Any, identity: str) -> scheduling.Scheduler:
     """The process's scheduler for this network (one per kind and model identity)."""
     name = f"{kind}:{identity}"
@@ -111,4 +82,4 @@ def scheduler(kind: str, model: Any, identity: str) -> scheduling.Scheduler:
     if found is not None:
         return found
     network = NETWORKS[kind]
-    return scheduling.for_network(name, batch_function(kind, model), network.max_batch, network.holds_gate)
+    return scheduling.for_network(name, network.local(model), network.max_batch, network.holds_gate)
