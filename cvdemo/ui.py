@@ -182,6 +182,8 @@ def _collect_garbage_now_and_then(gate: "scheduler.ComputeGate | None" = None) -
     if not _gc_lock.acquire(blocking=False):
         return
     try:
+        if time.monotonic() - _last_gc[0] < GC_INTERVAL_SECONDS:  # another run collected since our check
+            return
         _last_gc[0] = now
         gc.collect()
     finally:
