@@ -52,6 +52,13 @@ def _scores(model: Detector, image: Image.Image) -> str:
     return ", ".join(f"{n} {s:.2f}" for n, s in zip(det.class_names, det.scores))
 
 
+def _compare_detectors(by_label: dict[str, Detector], image: Image.Image, repeats: int, reference: str) -> None:
+    """Time ``detect(image)`` of each detector, interleaved, and print the ratios to ``reference``."""
+    timings = compare({label: (lambda m=model: m.detect(image)) for label, model in by_label.items()},
+                      repeats=repeats, warmup=3)
+    report(timings, reference=reference)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="yolov8n")
@@ -93,12 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             by_label[f"FP32 activations, {detector.runtime_info.name.partition(' · ')[0]} (the page's)"] = detector
         for label, model in by_label.items():
             print(f"  {label}: {model.backend_label}\n    bus.jpg: {_scores(model, image)}")
-        timings = compare(
-            {label: (lambda m=model: m.detect(image)) for label, model in by_label.items()},
-            repeats=args.repeats,
-            warmup=3,
-        )
-        report(timings, reference="FP32 activations, ONNX Runtime")
+        _compare_detectors(by_label, image, args.repeats, reference="FP32 activations, ONNX Runtime")
     else:
         print(f"  skipped: no INT8 file of {args.model} on this machine")
 
@@ -111,12 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             by_label[".onnx detect"] = Detector(str(files[".onnx"]))
         for label, model in by_label.items():
             print(f"  {label}: {model.backend_label}: {model.detect(image).counts()}")
-        timings = compare(
-            {label: (lambda m=model: m.detect(image)) for label, model in by_label.items()},
-            repeats=args.repeats,
-            warmup=3,
-        )
-        report(timings, reference=".pt detect")
+        _compare_detectors(by_label, image, args.repeats, reference=".pt detect")
     else:
         have = ", ".join(str(p) for p in files.values()) or "none"
         print(f"  skipped: needs {args.model}.pt locally; found: {have}")
