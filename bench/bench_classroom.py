@@ -206,10 +206,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(script: Path, port: int, log: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+def server_env(app_dir: Path, extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment for a server started from ``app_dir`` (its own Ultralytics settings folder)."""
     env = dict(os.environ, **(extra_env or {}))
     env.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="bench-yolo-"))
-    env["PYTHONPATH"] = str(script.parent)
+    env["PYTHONPATH"] = str(app_dir)
+    return env
+
+
+def start_server(script: Path, port: int, log: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = server_env(script.parent, extra_env)
     cmd = [
         sys.executable, "-m", "streamlit", "run", str(script.name), "--server.port", str(port),
         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
@@ -217,18 +223,22 @@ def start_server(script: Path, port: int, log: Path, extra_env: dict[str, str] |
     return subprocess.Popen(cmd, cwd=script.parent, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
-def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+def wait_answering(url: str, proc: subprocess.Popen, what: str, timeout: float = 120) -> None:
+    """Return once ``url`` answers; raise if ``proc`` exits first or ``timeout`` seconds pass."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if proc.poll() is not None:
-            raise RuntimeError(f"server on port {port} exited with {proc.returncode}")
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
+            with urllib.request.urlopen(url, timeout=2):  # an error status raises (HTTPError is an OSError)
+                return
         except OSError:
             time.sleep(0.3)
-    raise RuntimeError(f"server on port {port} did not answer within {timeout:.0f} s")
+    raise RuntimeError(f"{what} did not answer within {timeout:.0f} s")
+
+
+def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    wait_answering(f"http://127.0.0.1:{port}/_stcore/health", proc, f"server on port {port}", timeout)
 
 
 def table_rows(results: list[tuple[str, Burst, Burst]]) -> list[str]:
@@ -287,23 +297,11 @@ def gradio_burst(app_dir: Path, paths: list[Path], warm: Path, log: Path) -> lis
     from bench.bench_serve import burst as thread_burst
 
     port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(app_dir))
-    env.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="bench-yolo-"))
     twin = subprocess.Popen([sys.executable, "-m", "cvdemo.share", "detection", "--port", str(port)], cwd=app_dir,
-                            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)  # fmt: skip
+                            env=server_env(app_dir), stdout=log.open("w"), stderr=subprocess.STDOUT)  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}/"
-        end = time.monotonic() + 180
-        while True:
-            if twin.poll() is not None:
-                raise RuntimeError(f"the Gradio twin exited with {twin.returncode} (log {log})")
-            try:
-                with urllib.request.urlopen(f"{url}config", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > end:
-                    raise RuntimeError(f"the Gradio twin did not answer within 180 s (log {log})") from None
-                time.sleep(0.5)
+        wait_answering(f"{url}config", twin, f"the Gradio twin (log {log})", timeout=180)
         client = Client(url, verbose=False)
 
         def detect(path: Path):
