@@ -295,6 +295,7 @@ def gradio_burst(app_dir: Path, paths: list[Path], warm: Path, log: Path) -> lis
     from gradio_client import Client, handle_file
 
     from bench.bench_serve import burst as thread_burst
+    from cvdemo import catalog
 
     port = free_port()
     twin = subprocess.Popen([sys.executable, "-m", "cvdemo.share", "detection", "--port", str(port)], cwd=app_dir,
@@ -305,7 +306,8 @@ def gradio_burst(app_dir: Path, paths: list[Path], warm: Path, log: Path) -> lis
         client = Client(url, verbose=False)
 
         def detect(path: Path):
-            return client.predict(handle_file(str(path)), 0.25, 0.45, api_name="/detect_image")
+            return client.predict(handle_file(str(path)), catalog.DETECTION_CONF, catalog.DETECTION_IOU,
+                                  api_name="/detect_image")
 
         detect(warm)  # loads the model in the twin's process
         return thread_burst(detect, paths)
