@@ -29,7 +29,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from typing import Any, Callable, Mapping, TypeVar
 
 import numpy as np
 
+from cvdemo.files import atomic_write
 from cvdemo.model_files import looks_like_pickle, looks_like_safetensors
 
 log = logging.getLogger("cvdemo.run_store")
@@ -194,17 +194,10 @@ class RunStore:
                 log.warning("run store: %s run of %.1f MB is larger than the store (%.1f MB); not stored",
                             what, len(blob) / 2**20, self.max_bytes / 2**20)
                 return run
-            self.root.mkdir(parents=True, exist_ok=True)
-            handle, tmp = tempfile.mkstemp(prefix=f".{key[:12]}.", suffix=".tmp", dir=self.root)
-            try:
-                with os.fdopen(handle, "wb") as fh:
-                    fh.write(blob)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)  # readers see the old file or the new one, never half of one
-            except BaseException:
-                _remove(Path(tmp))
-                raise
+            with atomic_write(path) as fh:  # readers see the old file or the new one, never half of one
+                fh.write(blob)
+                fh.flush()
+                os.fsync(fh.fileno())
         except (OSError, TypeError, ValueError) as exc:
             log.warning("run store: could not store the %s run (%s)", what, exc)
             return run
