@@ -271,11 +271,11 @@ def jpeg_bytes(img: Image.Image, quality: int = 90) -> bytes:
     """
     from cvdemo import results
 
-    rgb = img if img.mode == "RGB" else img.convert("RGB")
+    picture = rgb(img)  # a non-RGB image is converted (and its copy hashed) once, not on every run
 
     def encode() -> bytes:
         buf = io.BytesIO()
-        rgb.save(buf, format="JPEG", quality=quality)
+        picture.save(buf, format="JPEG", quality=quality)
         return buf.getvalue()
 
-    return results.cached(("jpeg", fingerprint(rgb), quality), encode)
+    return results.cached(("jpeg", fingerprint(picture), quality), encode)
