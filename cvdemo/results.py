@@ -25,6 +25,7 @@ from typing import Any, Callable, Hashable, TypeVar
 import numpy as np
 
 from cvdemo import cache
+from cvdemo.serve.client import inference_url
 
 T = TypeVar("T")
 
@@ -94,7 +95,7 @@ def key(*parts: Any) -> tuple:
     Where the networks run is part of every key: with ``CVDEMO_INFERENCE_URL`` set, a result carries
     the inference server's name in its runtime badge (and fails with its message when it does not answer).
     """
-    return (*(_part(p) for p in parts), ("inference", os.environ.get("CVDEMO_INFERENCE_URL") or "here"))
+    return (*(_part(p) for p in parts), ("inference", inference_url() or "here"))
 
 
 def _part(part: Any) -> Hashable:
