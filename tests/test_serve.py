@@ -68,6 +68,14 @@ def remote(server_url, monkeypatch):
     return server_url
 
 
+def _here_then_served(remote: str, compute):
+    """``compute()`` in this process, then with the inference server set (as the ``remote`` fixture left it)."""
+    os.environ.pop(INFERENCE_URL_ENV)
+    local = compute()
+    os.environ[INFERENCE_URL_ENV] = remote
+    return local, compute()
+
+
 def _stats(url: str, model: str) -> dict:
     import json
     import urllib.request
@@ -136,10 +144,7 @@ def test_detection_page_shows_the_message_not_a_traceback(monkeypatch):
 
 def test_remote_detector_finds_the_same_boxes(local_models, remote, bus_jpg):
     detector = local_models["detector"]
-    os.environ.pop(INFERENCE_URL_ENV)
-    local = detector.detect(bus_jpg)
-    os.environ[INFERENCE_URL_ENV] = remote
-    served = detector.detect(bus_jpg)
+    local, served = _here_then_served(remote, lambda: detector.detect(bus_jpg))
     counts = served.counts()
     assert counts.get("bus", 0) >= 1 and counts.get("person", 0) >= 1
     # Same CPU, same model file, same kernels: the same boxes (tolerance for float summation order).
@@ -155,10 +160,7 @@ def test_remote_detector_finds_the_same_boxes(local_models, remote, bus_jpg):
 
 def test_remote_nms_lesson_matches_local(local_models, remote, bus_jpg):
     detector = local_models["detector"]
-    os.environ.pop(INFERENCE_URL_ENV)
-    local = detector.nms_lesson(bus_jpg)
-    os.environ[INFERENCE_URL_ENV] = remote
-    served = detector.nms_lesson(bus_jpg)
+    local, served = _here_then_served(remote, lambda: detector.nms_lesson(bus_jpg))
     assert served.n_proposals == local.n_proposals and len(served) == len(local)
     assert np.allclose(served.candidates, local.candidates, atol=0.5)
     assert np.array_equal(served.survivors(0.45), local.survivors(0.45))
@@ -169,10 +171,7 @@ def test_remote_backbone_embedding_equals_local(local_models, remote, bus_jpg):
 
     extractor = local_models["extractor"]
     images = [Image.open(bus_jpg).convert("RGB"), Image.open(bus_jpg).convert("RGB").rotate(90, expand=True)]
-    os.environ.pop(INFERENCE_URL_ENV)
-    local = extractor.embed_layers(images, [1, None])
-    os.environ[INFERENCE_URL_ENV] = remote
-    served = extractor.embed_layers(images, [1, None])
+    local, served = _here_then_served(remote, lambda: extractor.embed_layers(images, [1, None]))
     for layer in (1, None):
         assert served[layer].shape == local[layer].shape
         assert np.allclose(served[layer], local[layer], atol=1e-5)
