@@ -35,7 +35,6 @@ def enabled() -> bool:
 class WarmUpReport:
     done: list[tuple[str, float]] = field(default_factory=list)  # (step, seconds)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (step, why)
-    finished: bool = False
 
     def summary(self) -> str:
         took = sum(s for _, s in self.done)
@@ -133,31 +132,20 @@ def warm_up(steps: dict[str, Callable[[], None]] | None = None) -> WarmUpReport:
             report.skipped.append((name, f"{type(exc).__name__}: {exc}"[:200]))
         else:
             report.done.append((name, time.perf_counter() - started))
-    report.finished = True
     return report
 
 
 _started: threading.Thread | None = None
-_report = WarmUpReport()
 _lock = threading.Lock()
 
 
 def start_in_background() -> threading.Thread:
-    """Start :func:`warm_up` in a daemon thread, once per process; later calls return the same thread."""
+    """Start :func:`warm_up` in a daemon thread, once per process (its summary goes to the server's log);
+    later calls return the same thread."""
     global _started
     with _lock:
         if _started is None:
-
-            def run() -> None:
-                global _report
-                _report = warm_up()
-                print(_report.summary(), flush=True)
-
-            _started = threading.Thread(target=run, name="cvdemo-warm-start", daemon=True)
+            _started = threading.Thread(target=lambda: print(warm_up().summary(), flush=True),
+                                        name="cvdemo-warm-start", daemon=True)
             _started.start()
         return _started
-
-
-def report() -> WarmUpReport:
-    """What the background warm-up did so far (``finished`` once it is over)."""
-    return _report
