@@ -17,7 +17,7 @@ from PIL import Image
 
 from cvdemo.fewshot.evaluation import confusion_matrix
 from cvdemo.fewshot.intervals import estimate_from, per_class_estimates
-from cvdemo.fewshot.jobs import BackgroundJob
+from cvdemo.jobs import BackgroundJob
 from cvdemo.fewshot.ladder import TABLE_COLUMNS, LadderConfig, LadderRun, RungResult
 from cvdemo.fewshot.network import LadderError
 

@@ -31,7 +31,7 @@ from cvdemo.fewshot.embedding_cache import EmbeddingCache
 from cvdemo.fewshot.evaluation import confusion_matrix, linear_probe
 from cvdemo.fewshot.extractor import DEFAULT_BACKBONE, FeatureExtractor
 from cvdemo.fewshot.intervals import AccuracyEstimate, estimate_from, per_class_estimates
-from cvdemo.fewshot.jobs import BackgroundJob
+from cvdemo.jobs import BackgroundJob
 from cvdemo.fewshot.knn import KNNClassifier
 from cvdemo.fewshot.network import LadderError, count_parameters
 from cvdemo.fewshot.training import EpochRecord, FitSettings, fit, make_optimizer, predict
