@@ -344,6 +344,17 @@ def test_accuracy_estimates_carry_n_and_an_interval():
         fs.accuracy_estimate(5, 3)
 
 
+def test_the_summary_says_when_the_two_best_rungs_cannot_be_told_apart():
+    def rung(method: str, correct: int, n: int = 20) -> fs.RungResult:
+        return fs.RungResult(method, fs.accuracy_estimate(correct, n), {}, np.zeros((2, 2)), ["a", "b"],
+                             np.zeros(n), 0.01, 0)
+
+    close = fs.describe_results([rung("knn", 17), rung("linear_probe", 16)])
+    assert any("95% intervals overlap" in line for line in close)
+    apart = fs.describe_results([rung("knn", 20), rung("linear_probe", 2)])
+    assert not any("intervals overlap" in line for line in apart)
+
+
 def test_user_text_is_shown_literally():
     md = text.md_literal_light
     assert md("**bold** <b>x</b> :material/home: # title") == (
