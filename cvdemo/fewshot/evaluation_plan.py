@@ -167,8 +167,8 @@ class CrossValidatedLadder(BackgroundJob):
         done = [r for r in self.runs if r.results]
         if not done:
             return
-        y_true = np.concatenate([np.asarray(r.test_labels) for r in done if len(r.results) == len(done[0].results)])
         complete = [r for r in done if len(r.results) == len(done[0].results)]
+        y_true = np.concatenate([np.asarray(r.test_labels) for r in complete])
         self.results = [_pool([r.results[m] for r in complete], y_true, self.classes) for m in range(len(done[0].results))]
 
     def table(self) -> "pd.DataFrame":
