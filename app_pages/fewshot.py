@@ -306,8 +306,6 @@ def feature_map(X: np.ndarray, method: str) -> np.ndarray:
 
 def reference_bank(extractor: fs.FeatureExtractor) -> np.ndarray | None:
     """The unrelated photos' vectors (once per server and feature space), None when too few are here."""
-    if len(fs.reference_photos()) < 20:
-        return None
     with st.spinner("Embedding the unrelated reference photos for the \"unlike every example\" check "
                     "(once per server)…", show_time=True):
         return fs.reference_bank(extractor)

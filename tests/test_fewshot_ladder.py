@@ -327,6 +327,16 @@ def test_out_of_distribution_check_is_calibrated_on_held_out_data(extractor, tra
         fs.calibrate_ood(X, X[:3])
 
 
+def test_the_reference_bank_is_looked_for_once_built_never_again(extractor, monkeypatch):
+    from cvdemo.fewshot import ood
+
+    built = fs.reference_bank(extractor)
+    monkeypatch.setattr(ood, "reference_photos", lambda: pytest.fail("listed the data sets again"))
+    assert fs.reference_bank(extractor) is built  # the page asks on every rerun with a query
+    monkeypatch.setattr(ood, "reference_photos", lambda: [])
+    assert fs.reference_bank(object()) is None  # too few unrelated photos (another feature space): no bank
+
+
 # --- intervals, literal text, one summary for duplicates ---------------------------------------------
 
 
