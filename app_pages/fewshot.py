@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from cvdemo import cache as shared_objects
 from cvdemo import fewshot as fs
 from cvdemo import ui
 from cvdemo.archives import ArchiveError
@@ -505,9 +506,10 @@ if X is not None and extractor is not None:
 # --- 4 · beyond kNN: the transfer-learning ladder -------------------------------------------------------
 
 
-@st.cache_resource(show_spinner="Loading the ants/bees validation images (once per server)…")
 def validation_images() -> list:
-    return fs.validation_images()
+    # in cvdemo.cache, not st.cache_resource: the Gradio twin (same process) holds the same 153 decoded images
+    with st.spinner("Loading the ants/bees validation images (once per server)…"):
+        return shared_objects.shared(fs.validation_images)
 
 
 def held_out_data(items: list, y: list[str]) -> dict[str, Any] | None:
