@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from cvdemo import cache as shared_objects
 from cvdemo import fewshot as fs
 from cvdemo import ui
 from cvdemo.archives import ArchiveError
@@ -306,8 +307,6 @@ def feature_map(X: np.ndarray, method: str) -> np.ndarray:
 
 def reference_bank(extractor: fs.FeatureExtractor) -> np.ndarray | None:
     """The unrelated photos' vectors (once per server and feature space), None when too few are here."""
-    if len(fs.reference_photos()) < 20:
-        return None
     with st.spinner("Embedding the unrelated reference photos for the \"unlike every example\" check "
                     "(once per server)…", show_time=True):
         return fs.reference_bank(extractor)
@@ -507,9 +506,10 @@ if X is not None and extractor is not None:
 # --- 4 · beyond kNN: the transfer-learning ladder -------------------------------------------------------
 
 
-@st.cache_resource(show_spinner="Loading the ants/bees validation images (once per server)…")
 def validation_images() -> list:
-    return fs.validation_images()
+    # in cvdemo.cache, not st.cache_resource: the Gradio twin (same process) holds the same 153 decoded images
+    with st.spinner("Loading the ants/bees validation images (once per server)…"):
+        return shared_objects.shared(fs.validation_images)
 
 
 def held_out_data(items: list, y: list[str]) -> dict[str, Any] | None:
@@ -580,9 +580,11 @@ def augmentation_viewer(config: fs.AugmentConfig, items: list, y: list[str]) -> 
     seed = col_seed.number_input("View seed", 0, 10_000, 0, key="fewshot_aug_seed")
     if picked is None:
         return
-    started = time.perf_counter()
-    views = fs.view_grid(names[picked].image, config, count=8, seed=int(seed))
-    elapsed = (time.perf_counter() - started) * 1000 / 8
+    image = names[picked].image
+    # once per photo, settings and seed: every rerun of the page draws this tab (elastic: ~1.5 s for 8 views)
+    views, elapsed = ui.remembered(("fewshot_aug_views", fingerprint(image), config, int(seed)),
+                                   lambda: fs.view_grid(image, config, count=8, seed=int(seed)))
+    elapsed /= 8
     for column, (i, view) in zip(st.columns(len(views)), enumerate(views)):
         column.image(view, caption=f"view {i + 1}", width="stretch")
     st.caption(f"What the network sees (the 224 px centre of each view): {config.describe()}. "

@@ -327,6 +327,16 @@ def test_out_of_distribution_check_is_calibrated_on_held_out_data(extractor, tra
         fs.calibrate_ood(X, X[:3])
 
 
+def test_the_reference_bank_is_looked_for_once_built_never_again(extractor, monkeypatch):
+    from cvdemo.fewshot import ood
+
+    built = fs.reference_bank(extractor)
+    monkeypatch.setattr(ood, "reference_photos", lambda: pytest.fail("listed the data sets again"))
+    assert fs.reference_bank(extractor) is built  # the page asks on every rerun with a query
+    monkeypatch.setattr(ood, "reference_photos", lambda: [])
+    assert fs.reference_bank(object()) is None  # too few unrelated photos (another feature space): no bank
+
+
 # --- intervals, literal text, one summary for duplicates ---------------------------------------------
 
 
@@ -342,6 +352,17 @@ def test_accuracy_estimates_carry_n_and_an_interval():
     assert fs.accuracy_estimate(0, 0).describe() == "no test images"
     with pytest.raises(ValueError):
         fs.accuracy_estimate(5, 3)
+
+
+def test_the_summary_says_when_the_two_best_rungs_cannot_be_told_apart():
+    def rung(method: str, correct: int, n: int = 20) -> fs.RungResult:
+        return fs.RungResult(method, fs.accuracy_estimate(correct, n), {}, np.zeros((2, 2)), ["a", "b"],
+                             np.zeros(n), 0.01, 0)
+
+    close = fs.describe_results([rung("knn", 17), rung("linear_probe", 16)])
+    assert any("95% intervals overlap" in line for line in close)
+    apart = fs.describe_results([rung("knn", 20), rung("linear_probe", 2)])
+    assert not any("intervals overlap" in line for line in apart)
 
 
 def test_user_text_is_shown_literally():

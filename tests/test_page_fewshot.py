@@ -98,6 +98,18 @@ def test_changing_k_metric_or_query_does_not_recompute_examples(loaded):
     assert "looks unlike every example" in _texts(at, "warning")
 
 
+def test_augmented_views_are_drawn_once_per_photo_settings_and_seed(loaded, monkeypatch):
+    at = loaded
+    real, calls = fs.view_grid, []
+    monkeypatch.setattr(fs, "view_grid", lambda *a, **k: calls.append(1) or real(*a, **k))
+    at.number_input(key="fewshot_aug_seed").set_value(7).run()
+    at.run()  # a rerun (any widget elsewhere) shows the same views without drawing them again
+    assert not at.exception, at.exception
+    assert len(calls) == 1
+    assert "ms per view on this CPU" in _texts(at, "caption")
+    at.number_input(key="fewshot_aug_seed").set_value(0).run()
+
+
 def test_runtime_switch_is_named_on_the_latency_badge(loaded):
     at = loaded
     accelerated = _texts(at, "markdown")

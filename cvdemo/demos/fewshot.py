@@ -79,24 +79,19 @@ def training_examples() -> list[tuple[Any, str]]:
 
 def start_ladder(head_epochs: int, unfreeze_epochs: int, lr_factor: float, start: str) -> fs.LadderRun:
     """The ladder on the sample (10 ants + 10 bees to learn from, the 153 validation images held out),
-    started once per process and settings."""
+    started once per process and settings (:func:`fs.shared_ladder`, as on the page: a failed run is
+    started afresh, not shown again)."""
     config = fs.LadderConfig(head_epochs=int(head_epochs), unfreeze_epochs=int(unfreeze_epochs),
                              lr_factor=float(lr_factor), start=str(start))
-    return cache.shared(_started_ladder, config)
-
-
-def _started_ladder(config: fs.LadderConfig) -> fs.LadderRun:
     gallery = cache.shared(build_gallery, PER_CLASS)
     held_out = cache.shared(fs.validation_images)
-    run = fs.LadderRun(
+    return fs.shared_ladder(
         [(e.image, label) for e, label in zip(gallery.items, gallery.labels)],
         [(img, label) for img, label, _ in held_out],
         config,
-        extractor=gallery.extractor,
-        digests=([e.digest for e in gallery.items], [d for *_, d in held_out]),
+        gallery.extractor,
+        ([e.digest for e in gallery.items], [d for *_, d in held_out]),
     )
-    run.start()
-    return run
 
 
 def ladder_outputs(run: fs.LadderRun) -> tuple[Any, Any, str]:

@@ -28,7 +28,7 @@ The transfer-learning ladder (kNN → linear probe → new head → unfreeze wit
   with per-stage parameter groups (base LR = head LR / factor); :class:`LadderError`.
 * ``training.py`` — :func:`fit`: the shared AdamW loop with per-epoch held-out accuracy.
 * ``view_bank.py`` — :class:`ViewBank`: frozen outputs of augmented views, computed once for every rung.
-* ``jobs.py`` — :class:`BackgroundJob`: long work in a thread, observable and stoppable.
+* :class:`BackgroundJob` (from :mod:`cvdemo.jobs`, the app's one job type): long work in a thread, observable and stoppable.
 * ``ladder.py`` — :class:`LadderConfig`, :class:`LadderRun`, :func:`transfer_ladder` (the table).
 * ``evaluation_plan.py`` — :func:`plan_evaluation` (held-out split or cross-validation),
   :class:`CrossValidatedLadder`.
@@ -100,7 +100,7 @@ from cvdemo.fewshot.intervals import (
     per_class_estimates,
     spread,
 )
-from cvdemo.fewshot.jobs import BackgroundJob
+from cvdemo.jobs import BackgroundJob
 from cvdemo.fewshot.knn import METRICS, WEIGHTINGS, KNNClassifier, pairwise_distances
 from cvdemo.fewshot.ladder import (
     METHOD_LABELS,
@@ -232,7 +232,7 @@ __all__ = [
     "fit",
     # view_bank
     "ViewBank",
-    # jobs
+    # jobs (cvdemo.jobs)
     "BackgroundJob",
     # ladder
     "METHODS",

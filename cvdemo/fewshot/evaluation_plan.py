@@ -17,7 +17,7 @@ from PIL import Image
 
 from cvdemo.fewshot.evaluation import confusion_matrix
 from cvdemo.fewshot.intervals import estimate_from, per_class_estimates
-from cvdemo.fewshot.jobs import BackgroundJob
+from cvdemo.jobs import BackgroundJob
 from cvdemo.fewshot.ladder import TABLE_COLUMNS, LadderConfig, LadderRun, RungResult
 from cvdemo.fewshot.network import LadderError
 
@@ -167,8 +167,8 @@ class CrossValidatedLadder(BackgroundJob):
         done = [r for r in self.runs if r.results]
         if not done:
             return
-        y_true = np.concatenate([np.asarray(r.test_labels) for r in done if len(r.results) == len(done[0].results)])
         complete = [r for r in done if len(r.results) == len(done[0].results)]
+        y_true = np.concatenate([np.asarray(r.test_labels) for r in complete])
         self.results = [_pool([r.results[m] for r in complete], y_true, self.classes) for m in range(len(done[0].results))]
 
     def table(self) -> "pd.DataFrame":

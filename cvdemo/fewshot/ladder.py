@@ -31,7 +31,8 @@ from cvdemo.fewshot.embedding_cache import EmbeddingCache
 from cvdemo.fewshot.evaluation import confusion_matrix, linear_probe
 from cvdemo.fewshot.extractor import DEFAULT_BACKBONE, FeatureExtractor
 from cvdemo.fewshot.intervals import AccuracyEstimate, estimate_from, per_class_estimates
-from cvdemo.fewshot.jobs import BackgroundJob
+from cvdemo.jobs import BackgroundJob
+from cvdemo.stats import intervals_overlap
 from cvdemo.fewshot.knn import KNNClassifier
 from cvdemo.fewshot.network import LadderError, count_parameters
 from cvdemo.fewshot.training import EpochRecord, FitSettings, fit, make_optimizer, predict
@@ -514,7 +515,7 @@ def describe_results(results: Sequence[RungResult]) -> list[str]:
         lines.append(f"The linear probe {verb} partial fine-tuning here ({lp.value:.1%} vs {ft.value:.1%}).")
     if len(ranked) > 1:
         a, b = ranked[0].accuracy, ranked[1].accuracy
-        if a.low <= b.high:
+        if intervals_overlap((a.low, a.high), (b.low, b.high)):
             lines.append(
                 f"The two best rungs' 95% intervals overlap ({a.interval} and {b.interval}): {a.n} held-out images "
                 "cannot tell them apart. Accuracy vs shots repeats the draw to show the spread."

@@ -17,7 +17,7 @@ from PIL import Image
 
 from cvdemo.fewshot.augment import NO_AUGMENTATION
 from cvdemo.fewshot.intervals import estimate_from
-from cvdemo.fewshot.jobs import BackgroundJob
+from cvdemo.jobs import BackgroundJob
 from cvdemo.fewshot.knn import KNNClassifier
 from cvdemo.fewshot.ladder import METHOD_LABELS, LadderConfig, LadderRun
 from cvdemo.fewshot.network import LadderError

@@ -132,10 +132,16 @@ def reference_vectors(extractor, cache=None) -> tuple[np.ndarray, list[str]]:
     return cache.embed(extractor, images, [fingerprint(i) for i in images]), [name for name, _ in photos]
 
 
-def reference_bank(extractor) -> np.ndarray:
-    """:func:`reference_vectors`, once per process and extractor (extractors are shared objects)."""
+def reference_bank(extractor) -> np.ndarray | None:
+    """:func:`reference_vectors`, once per process and extractor (extractors are shared objects);
+    None while fewer than :data:`MIN_REFERENCE` unrelated photos are here (looked for again next call).
+
+    Once the bank is built, a call neither lists the data sets' folders nor embeds anything: the page
+    asks on every rerun with a query."""
     from cvdemo import cache
 
+    if not cache.has(_bank_of, extractor) and len(reference_photos()) < MIN_REFERENCE:
+        return None
     return cache.shared(_bank_of, extractor)
 
 

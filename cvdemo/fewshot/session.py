@@ -15,7 +15,7 @@ from cvdemo.fewshot.examples import ExampleSet
 if TYPE_CHECKING:
     import pandas as pd
 
-    from cvdemo.fewshot.evaluation_plan import CrossValidatedLadder, EvaluationPlan
+    from cvdemo.fewshot.evaluation_plan import CrossValidatedLadder
     from cvdemo.fewshot.extractor import FeatureExtractor
     from cvdemo.fewshot.ladder import LadderRun
     from cvdemo.fewshot.ladder_shots import ShotsRun
