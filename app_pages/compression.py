@@ -116,7 +116,7 @@ def show_table(table: pd.DataFrame) -> None:
         )
 
 
-def trade_off_chart(table: pd.DataFrame, reference: str = "original") -> None:
+def trade_off_chart(table: pd.DataFrame) -> None:
     accuracy = "top-1" if table["top-1"].notna().any() else "agreement"
     points = table.assign(model=table["model"].map(plot_literal))  # names may hold user text (file names)
     n = sample_size(table, accuracy)

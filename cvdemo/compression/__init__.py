@@ -18,6 +18,7 @@ Where things live (``from cvdemo import compression as cx; cx.quantize_int8`` ke
 - variant.py — Variant (a network in a runtime + what was done), original_variant, safetensors_bytes
 - onnx_export.py — to_onnx_runtime (same FP32 network in ONNX Runtime), shape_computation_nodes
 - quantize.py — static INT8 (Int8Recipe per CPU kind, quantize_int8), dynamic INT8, FP16/BF16 weights
+- layers.py — weighted_layers: a model's Conv2d and Linear layers, the ones the techniques change
 - prune.py — unstructured magnitude pruning and structured channel pruning
 - lowrank.py — SVD factorisation (low_rank) and the layers it can factorise
 - distill.py — distill(), augmented views, the recovery fine-tune towards the original

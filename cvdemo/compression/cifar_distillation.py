@@ -68,7 +68,9 @@ def labeled_mask(labels: torch.Tensor, per_class: int) -> torch.Tensor:
 def cifar_teacher(labeled_per_class: int = 10, size: int = 160) -> FeatureTeacher:
     """EfficientNet-Lite0 features (frozen, images upsampled to ``size``) + a linear head fitted on
     the labeled training images only."""
-    split = cifar_split()
+    from cvdemo import cache
+
+    split = cache.shared(cifar_split)  # the page's split too: the 500 images are read once per process
     mask = labeled_mask(split.train_labels, labeled_per_class)
     features = copy.deepcopy(backbone("efficientnet_lite0"))
     features.reset_classifier(0)

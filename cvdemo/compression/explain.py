@@ -33,13 +33,11 @@ LECTURE_POINTS: dict[str, str] = {
 }
 
 
-def _row(table: pd.DataFrame, technique: str) -> pd.Series | None:
+def _row(table: pd.DataFrame, technique: str, runtime: str | None = None) -> pd.Series | None:
+    """The first row of ``technique`` (in ``runtime``, when given), or None."""
     hits = table[table["technique"] == technique]
-    return hits.iloc[0] if len(hits) else None
-
-
-def _row_in(table: pd.DataFrame, technique: str, runtime: str) -> pd.Series | None:
-    hits = table[(table["technique"] == technique) & (table["runtime"] == runtime)]
+    if runtime is not None:
+        hits = hits[hits["runtime"] == runtime]
     return hits.iloc[0] if len(hits) else None
 
 
@@ -190,7 +188,7 @@ def explain(technique: str, table: pd.DataFrame, cpu: CpuFeatures) -> str:
             + ("latency followed the MACs less than proportionally (overheads, memory-bound depthwise layers)."
                if speed < 0.8 * mac_ratio else "latency followed the MACs.")
         )
-        ort_base, ort_row = _row_in(table, "onnx_fp32", RUNTIME_ORT), _row_in(table, technique, RUNTIME_ORT)
+        ort_base, ort_row = _row(table, "onnx_fp32", RUNTIME_ORT), _row(table, technique, RUNTIME_ORT)
         if ort_base is not None and ort_row is not None:
             verdict += (f" In ONNX Runtime the pruned model is {_times(ort_base[b1] / ort_row[b1], 'faster', 'slower')} "
                         "than the unpruned one: structured pruning speeds up every runtime.")

@@ -9,8 +9,13 @@ import torch
 import torch.nn as nn
 
 from cvdemo.compression.errors import CompressionError
-from cvdemo.compression.prune import _weighted_layers
+from cvdemo.compression.layers import weighted_layers
 from cvdemo.compression.variant import RUNTIME_TORCH, Variant
+
+
+def _factorisable(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The layers an SVD can split: Linear and non-grouped Conv2d."""
+    return [(name, m) for name, m in weighted_layers(model) if isinstance(m, nn.Linear) or m.groups == 1]
 
 
 def _rank_for_energy(singular: torch.Tensor, energy: float) -> int:
@@ -61,9 +66,7 @@ def low_rank(
     elif not 0 < energy <= 1:
         raise CompressionError(f"Energy must be a fraction in (0, 1], not {energy}.")
     factored = copy.deepcopy(model).eval()
-    candidates = {
-        name: m for name, m in _weighted_layers(factored) if isinstance(m, nn.Linear) or m.groups == 1
-    }
+    candidates = dict(_factorisable(factored))
     if layers:
         unknown = [name for name in layers if name not in candidates]
         if unknown:
@@ -136,5 +139,4 @@ def _set_submodule(root: nn.Module, dotted: str, new: nn.Module) -> None:
 
 def factorisable_layers_of(model: nn.Module) -> list[str]:
     """Layers :func:`low_rank` can factorise (Linear and non-grouped Conv), last (classifier) first."""
-    names = [n for n, m in _weighted_layers(model) if isinstance(m, nn.Linear) or m.groups == 1]
-    return names[::-1]
+    return [name for name, _ in _factorisable(model)][::-1]

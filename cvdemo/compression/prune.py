@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from cvdemo.compression.errors import CompressionError
+from cvdemo.compression.layers import weighted_layers
 from cvdemo.compression.variant import RUNTIME_TORCH, Variant
 
 
@@ -25,10 +26,6 @@ def _check_fraction(amount: float, what: str) -> float:
     return amount
 
 
-def _weighted_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-
-
 def prune_unstructured(model: nn.Module, amount: float, scope: str = "global") -> Variant:
     """Magnitude pruning with ``torch.nn.utils.prune``: the smallest weights become exactly 0.
 
@@ -42,7 +39,7 @@ def prune_unstructured(model: nn.Module, amount: float, scope: str = "global") -
     if scope not in ("layer", "global"):
         raise CompressionError(f"Pruning scope must be 'layer' or 'global', not {scope!r}.")
     pruned = copy.deepcopy(model).eval()
-    targets = _weighted_layers(pruned)
+    targets = weighted_layers(pruned)
     if not targets:
         raise CompressionError("The model has no Conv2d or Linear layer to prune.")
     if scope == "global":
@@ -69,14 +66,18 @@ def prune_unstructured(model: nn.Module, amount: float, scope: str = "global") -
     )
 
 
+def _outputs(layer: nn.Module) -> int:
+    return layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
+
+
 def _classifier_layers(model: nn.Module) -> list[nn.Module]:
     """The output layer(s): pruning them would change the number of classes."""
     get = getattr(model, "get_classifier", None)
     if callable(get):
         head = get()
-        if isinstance(head, nn.Module) and any(isinstance(m, (nn.Linear, nn.Conv2d)) for m in head.modules()):
+        if isinstance(head, nn.Module) and weighted_layers(head):
             return [head]
-    weighted = _weighted_layers(model)
+    weighted = weighted_layers(model)
     return [weighted[-1][1]] if weighted else []
 
 
@@ -97,7 +98,7 @@ def prune_structured(
 
     amount = _check_fraction(amount, "Channel sparsity")
     pruned = copy.deepcopy(model).eval()
-    before = {name: (m.out_channels if isinstance(m, nn.Conv2d) else m.out_features) for name, m in _weighted_layers(pruned)}
+    before = {name: _outputs(m) for name, m in weighted_layers(pruned)}
     importance = tp.importance.MagnitudeImportance(p=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -111,8 +112,8 @@ def prune_structured(
         )
         pruner.step()
     layers = []
-    for name, m in _weighted_layers(pruned):
-        after = m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
+    for name, m in weighted_layers(pruned):
+        after = _outputs(m)
         layers.append(
             {
                 "layer": name,

@@ -18,6 +18,7 @@ import torch.nn as nn
 from cvdemo.runtime import export_onnx
 from cvdemo.compression.errors import CompressionError
 from cvdemo.compression.cpu import CpuFeatures, cpu_features
+from cvdemo.compression.layers import weighted_layers
 from cvdemo.compression.onnx_export import shape_computation_nodes
 from cvdemo.compression.variant import RUNTIME_ORT, RUNTIME_TORCH, Variant
 
@@ -251,8 +252,7 @@ def quantize_dynamic_int8(model: nn.Module) -> Variant:
         quantized = quantize_dynamic(copy.deepcopy(model).eval(), {nn.Linear}, dtype=torch.qint8)
     layers = [
         {"layer": name, "op": type(m).__name__, "quantized": isinstance(m, nn.Linear)}
-        for name, m in model.named_modules()
-        if isinstance(m, (nn.Conv2d, nn.Linear))
+        for name, m in weighted_layers(model)
     ]
     linear = sum(r["quantized"] for r in layers)
     return Variant(

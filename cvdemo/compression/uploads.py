@@ -88,9 +88,10 @@ def _onnx_variant(filename: str, data: bytes, reference: nn.Module, input_size: 
         classes = reference(torch.zeros(1, *input_size)).shape[-1]
     if out.ndim != 2 or out.shape[-1] != classes:
         raise ModelFileError(f"{filename} outputs shape {tuple(out.shape)}; the chosen model has {classes} classes.")
+    layers = quantized_layers(data)
     variant = Variant(name=f"Uploaded: {filename}", technique="uploaded", runtime=RUNTIME_ORT,
-                      precision="INT8" if any(r["quantized"] for r in quantized_layers(data)) else "FP32",
-                      module=reference, onnx_model=data, layers=quantized_layers(data),
+                      precision="INT8" if any(r["quantized"] for r in layers) else "FP32",
+                      module=reference, onnx_model=data, layers=layers,
                       notes=["Parameters and MACs are those of the chosen architecture, not read from the file."])
     try:  # a batch-1-only graph cannot be timed at batch 8
         session.run(None, {name: np.zeros((2, *input_size), np.float32)})

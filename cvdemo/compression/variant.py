@@ -40,6 +40,10 @@ class Variant:
     _file: bytes | None = field(default=None, repr=False)
 
     # running ---------------------------------------------------------------------------------
+    def _torch_module(self) -> nn.Module:
+        """The network PyTorch runs and stores: ``run_module`` when set, else ``module``."""
+        return self.run_module if self.run_module is not None else self.module
+
     def session(self, threads: int | None = None):
         """An ONNX Runtime session with ``threads`` intra-op threads (cached per thread count)."""
         threads = threads or torch.get_num_threads()
@@ -54,7 +58,7 @@ class Variant:
             name = session.get_inputs()[0].name
             out = session.run(None, {name: images.numpy().astype(np.float32, copy=False)})[0]
             return torch.from_numpy(out).float()
-        net = self.run_module if self.run_module is not None else self.module
+        net = self._torch_module()
         with torch.inference_mode():
             return net(images.to(self.input_dtype)).float()
 
@@ -64,7 +68,7 @@ class Variant:
             session = self.session(threads)
             feed = {session.get_inputs()[0].name: images.numpy().astype(np.float32)}
             return lambda: session.run(None, feed)
-        net = self.run_module if self.run_module is not None else self.module
+        net = self._torch_module()
         batch = images.to(self.input_dtype)
 
         def run() -> object:
@@ -78,10 +82,7 @@ class Variant:
     def file_format(self) -> str:
         if self.onnx_model is not None:
             return "onnx"
-        return "safetensors" if _plain_tensors(self._stored_module().state_dict()) else "torch.save"
-
-    def _stored_module(self) -> nn.Module:
-        return self.run_module if self.run_module is not None else self.module
+        return "safetensors" if _plain_tensors(self._torch_module().state_dict()) else "torch.save"
 
     def file_bytes(self) -> bytes:
         """The serialized model as it would be stored: ONNX, else safetensors of the weights.
@@ -93,7 +94,7 @@ class Variant:
             if self.onnx_model is not None:
                 self._file = self.onnx_model
             else:
-                state = self._stored_module().state_dict()
+                state = self._torch_module().state_dict()
                 if _plain_tensors(state):
                     self._file = safetensors_bytes(state)
                 else:
