@@ -28,7 +28,6 @@ from cvdemo.detection import (
     sample_set,
     yolo_zip_set,
 )
-from cvdemo.clip.prompts import md_literal
 from cvdemo.images import fingerprint, is_image_name, jpeg_bytes
 
 ui.page_header(
@@ -132,7 +131,7 @@ with input_col:
     )
     images, repeats = drop_duplicate_images(images) if len(images) > 1 else (images, [])  # one photo: no hashing
     if repeats:  # one message for all of them, names shown exactly as the files are called
-        st.warning(md_literal(duplicates_note(repeats)), icon=":material/content_copy:")
+        st.warning(ui.literal(duplicates_note(repeats)), icon=":material/content_copy:")
 
 
 # --- detections ----------------------------------------------------------------------------------
