@@ -203,10 +203,8 @@ def show_results(trainer: seg.Trainer) -> None:
     n_images = len(trainer.val_samples)
     st.markdown(f"#### Held-out images (n = {n_images}, never trained on)")
     n = len(model.class_names)
-    memo: PredictionMemo = st.session_state.setdefault("seg_val_views", PredictionMemo(capacity=1))
-    # every held-out image once (at training size: cheap), for the spread and the views
-    views = memo.get(id(trainer), lambda: [(s, model.predict(s.image)) for s in trainer.val_samples])
-    per_image = [seg.SegMetrics(model.class_names, seg.confusion(pred, s.mask, n)).foreground_iou for s, pred in views]
+    views = trainer.held_out_views  # every held-out image once per run, for the spread and the views
+    per_image = [iou for _, _, iou in views]
     a, b, c = st.columns(3)
     a.metric(f"Foreground IoU (n = {n_images})", f"{metrics.foreground_iou:.3f}",
              help="pet vs background, all object classes merged, over every pixel of the held-out images")
@@ -219,7 +217,7 @@ def show_results(trainer: seg.Trainer) -> None:
             "than a few hundredths (or hold out more images)."
         )
     st.dataframe(pd.DataFrame(metrics.table()), hide_index=True, width="stretch")
-    for (sample, pred), iou in list(zip(views, per_image))[:3]:
+    for sample, pred, iou in views[:3]:
         left, mid, right = st.columns(3)
         left.image(tile(sample.image), caption=ui.literal(sample.name))
         mid.image(tile(seg.overlay(sample.image, sample.mask, n, 0.6)), caption="truth")

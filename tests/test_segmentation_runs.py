@@ -113,3 +113,13 @@ def test_page_state_memo_is_bounded_and_computes_once():
         assert memo.get(key, lambda k=key: calls.append(k) or k.upper()) == key.upper()
     assert calls == ["a", "b", "c", "a"]  # "a" once until it was the oldest of three; then computed again
     assert len(memo.values) == 2
+
+
+def test_held_out_views_are_computed_once_per_run(trained):
+    views = trained.held_out_views
+    assert views is trained.held_out_views  # kept on the trainer: a page rerun does not predict again
+    assert [s.name for s, _, _ in views] == [s.name for s in trained.val_samples]
+    n = len(trained.model.class_names)
+    for sample, pred, iou in views:
+        assert pred.shape == sample.mask.shape
+        assert iou == seg.SegMetrics(trained.model.class_names, seg.confusion(pred, sample.mask, n)).foreground_iou
