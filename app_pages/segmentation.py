@@ -152,7 +152,7 @@ def training_panel() -> None:
     if trainer is None:
         st.info("Pick the settings and press **Train**: the curves appear here, epoch by epoch.", icon="📈")
         return
-    runs = [r for r in st.session_state.get("seg_runs", []) if r.trainer_id != id(trainer)]
+    runs = [r for r in st.session_state.get("seg_runs", []) if not r.is_of(trainer)]
     done_epochs = len(trainer.history)
     if trainer.status == "running":
         st.progress(trainer.progress, text=f"Training… epoch {min(done_epochs + 1, trainer.total_epochs)} of "
