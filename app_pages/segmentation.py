@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import weakref
 from pathlib import PurePosixPath
 
 import numpy as np
@@ -404,7 +405,9 @@ def get_segmenter(kind: str) -> seg.Segmenter | None:
 def predicted_mask(model: seg.Segmenter, name: str, image: Image.Image) -> np.ndarray:
     """Predictions cached per (model, image) in the session: sliders do not recompute them."""
     memo: PredictionMemo = st.session_state.setdefault("seg_predictions", PredictionMemo(capacity=8))
-    key = (id(model), name, fingerprint(image))  # the whole picture: two photos with the same corner differ
+    # A weak reference, not id(model): a model trained later can get a freed one's address. The whole
+    # picture's fingerprint: two photos with the same corner differ.
+    key = (weakref.ref(model), name, fingerprint(image))
 
     def predict() -> np.ndarray:
         with st.spinner(f"Segmenting with {ui.literal(model.title)}…"):
