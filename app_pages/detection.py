@@ -18,8 +18,6 @@ from cvdemo.detection import (
     Detections,
     Detector,
     EvaluationState,
-    LessonMemo,
-    NmsLesson,
     draw_iou_pair,
     drop_duplicate_images,
     duplicates_note,
@@ -28,7 +26,6 @@ from cvdemo.detection import (
     sample_set,
     yolo_zip_set,
 )
-from cvdemo.clip.prompts import md_literal
 from cvdemo.images import fingerprint, is_image_name, jpeg_bytes
 
 ui.page_header(
@@ -132,7 +129,7 @@ with input_col:
     )
     images, repeats = drop_duplicate_images(images) if len(images) > 1 else (images, [])  # one photo: no hashing
     if repeats:  # one message for all of them, names shown exactly as the files are called
-        st.warning(md_literal(duplicates_note(repeats)), icon=":material/content_copy:")
+        st.warning(ui.literal(duplicates_note(repeats)), icon=":material/content_copy:")
 
 
 # --- detections ----------------------------------------------------------------------------------
@@ -210,18 +207,6 @@ else:
 # --- NMS lesson -----------------------------------------------------------------------------------
 
 
-def cached_lesson(
-    detector: Detector, image: Image.Image, conf: float, classes: tuple[int, ...] | None, imgsz: int
-) -> NmsLesson:
-    """One forward pass per (image, settings); IoU changes reuse it."""
-    key = (detector.description, fingerprint(image), conf, classes, imgsz)
-    stored: LessonMemo | None = st.session_state.get("det_nms_lesson")
-    if stored is None or stored.key != key:
-        stored = LessonMemo(key, detector.nms_lesson(image, conf=conf, classes=classes, imgsz=imgsz))
-        st.session_state["det_nms_lesson"] = stored
-    return stored.lesson
-
-
 @st.fragment
 def nms_lesson_section(
     detector: Detector,
@@ -234,7 +219,8 @@ def nms_lesson_section(
     names = [n for n, _ in images]
     picked = st.selectbox("Image", names, key="nms_image") if len(names) > 1 else names[0]
     image = dict(images)[picked]
-    lesson = cached_lesson(detector, image, conf, classes, imgsz)
+    # One forward pass per (image, settings) in the server (cvdemo.results): IoU changes reuse it.
+    lesson = detector.nms_lesson(image, conf=conf, classes=classes, imgsz=imgsz)
     nms_iou = st.slider(
         "IoU threshold for this lesson",
         0.05,

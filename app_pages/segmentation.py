@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import weakref
 from pathlib import PurePosixPath
 
 import numpy as np
@@ -152,7 +153,7 @@ def training_panel() -> None:
     if trainer is None:
         st.info("Pick the settings and press **Train**: the curves appear here, epoch by epoch.", icon="📈")
         return
-    runs = [r for r in st.session_state.get("seg_runs", []) if r.trainer_id != id(trainer)]
+    runs = [r for r in st.session_state.get("seg_runs", []) if not r.is_of(trainer)]
     done_epochs = len(trainer.history)
     if trainer.status == "running":
         st.progress(trainer.progress, text=f"Training… epoch {min(done_epochs + 1, trainer.total_epochs)} of "
@@ -203,10 +204,8 @@ def show_results(trainer: seg.Trainer) -> None:
     n_images = len(trainer.val_samples)
     st.markdown(f"#### Held-out images (n = {n_images}, never trained on)")
     n = len(model.class_names)
-    memo: PredictionMemo = st.session_state.setdefault("seg_val_views", PredictionMemo(capacity=1))
-    # every held-out image once (at training size: cheap), for the spread and the views
-    views = memo.get(id(trainer), lambda: [(s, model.predict(s.image)) for s in trainer.val_samples])
-    per_image = [seg.SegMetrics(model.class_names, seg.confusion(pred, s.mask, n)).foreground_iou for s, pred in views]
+    views = trainer.held_out_views  # every held-out image once per run, for the spread and the views
+    per_image = [iou for _, _, iou in views]
     a, b, c = st.columns(3)
     a.metric(f"Foreground IoU (n = {n_images})", f"{metrics.foreground_iou:.3f}",
              help="pet vs background, all object classes merged, over every pixel of the held-out images")
@@ -219,7 +218,7 @@ def show_results(trainer: seg.Trainer) -> None:
             "than a few hundredths (or hold out more images)."
         )
     st.dataframe(pd.DataFrame(metrics.table()), hide_index=True, width="stretch")
-    for (sample, pred), iou in list(zip(views, per_image))[:3]:
+    for sample, pred, iou in views[:3]:
         left, mid, right = st.columns(3)
         left.image(tile(sample.image), caption=ui.literal(sample.name))
         mid.image(tile(seg.overlay(sample.image, sample.mask, n, 0.6)), caption="truth")
@@ -406,7 +405,9 @@ def get_segmenter(kind: str) -> seg.Segmenter | None:
 def predicted_mask(model: seg.Segmenter, name: str, image: Image.Image) -> np.ndarray:
     """Predictions cached per (model, image) in the session: sliders do not recompute them."""
     memo: PredictionMemo = st.session_state.setdefault("seg_predictions", PredictionMemo(capacity=8))
-    key = (id(model), name, fingerprint(image))  # the whole picture: two photos with the same corner differ
+    # A weak reference, not id(model): a model trained later can get a freed one's address. The whole
+    # picture's fingerprint: two photos with the same corner differ.
+    key = (weakref.ref(model), name, fingerprint(image))
 
     def predict() -> np.ndarray:
         with st.spinner(f"Segmenting with {ui.literal(model.title)}…"):

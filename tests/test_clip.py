@@ -175,6 +175,18 @@ def test_index_persists_embeddings_by_file_hash(tiny, tmp_path):
     assert len(clip.ImageIndex(tiny, tmp_path).store) == 7
 
 
+def test_indexes_of_one_engine_share_its_store_and_see_what_another_process_saved(tiny, tmp_path):
+    files = [(f"c{i}.png", _png(c)) for i, c in enumerate(COLORS)]
+    first, again = clip.ImageIndex(tiny, tmp_path), clip.ImageIndex(tiny, tmp_path)
+    assert first.store is again.store  # one copy in memory: a page rerun does not read the file again
+    elsewhere = clip.EmbeddingStore(tmp_path, tiny.name, tiny.dim)  # another server process on the same cache
+    vectors = clip.ImageIndex(tiny, folder=False)
+    vectors.add(clip.gallery_from_files(files[:2]).images)
+    elsewhere.put(vectors.digests, vectors.embeddings)
+    report = again.add(clip.gallery_from_files(files).images)
+    assert (report.embedded, report.from_cache) == (4, 2)
+
+
 def test_cache_of_another_model_is_not_used(tiny, tmp_path):
     clip.ImageIndex(tiny, tmp_path).add(clip.gallery_from_files([("a.png", _png((1, 2, 3)))]).images)
     other = types.SimpleNamespace(name="someone-else", dim=64)

@@ -113,3 +113,26 @@ def test_page_state_memo_is_bounded_and_computes_once():
         assert memo.get(key, lambda k=key: calls.append(k) or k.upper()) == key.upper()
     assert calls == ["a", "b", "c", "a"]  # "a" once until it was the oldest of three; then computed again
     assert len(memo.values) == 2
+
+
+def test_held_out_views_are_computed_once_per_run(trained):
+    views = trained.held_out_views
+    assert views is trained.held_out_views  # kept on the trainer: a page rerun does not predict again
+    assert [s.name for s, _, _ in views] == [s.name for s in trained.val_samples]
+    n = len(trained.model.class_names)
+    for sample, pred, iou in views:
+        assert pred.shape == sample.mask.shape
+        assert iou == seg.SegMetrics(trained.model.class_names, seg.confusion(pred, sample.mask, n)).foreground_iou
+
+
+def test_a_run_is_recorded_once_and_a_new_trainer_is_never_taken_for_an_old_one(trained):
+    from dataclasses import replace
+
+    from cvdemo.segmentation.page_state import record_run
+
+    runs: list = []
+    assert record_run(runs, trained) and not record_run(runs, trained)  # once
+    assert runs[0].is_of(trained) and runs[0].number == 1
+    runs[0] = replace(runs[0], trainer=lambda: None)  # as if its trainer was freed and this one took its address
+    assert not runs[0].is_of(trained)
+    assert record_run(runs, trained) and runs[1].number == 2

@@ -58,17 +58,23 @@ class EmbeddingEngine:
         self._text_cache: dict[str, np.ndarray] = {}
         self._text_lock = threading.Lock()
         self._cache_dir = cache_dir  # None: cvdemo's cache (read when used); False: memory only
-        self._text_stores: dict[Path, EmbeddingStore] = {}
+        self._stores: dict[tuple[Path, str], EmbeddingStore] = {}
+
+    def stored_vectors(self, folder: Path | str, filename: str = "embeddings.npz") -> EmbeddingStore:
+        """This engine's on-disk embedding cache ``folder/filename``, read once per engine object: every
+        gallery index and session of the process shares one copy in memory."""
+        key = (Path(folder), filename)
+        with self._text_lock:
+            if key not in self._stores:
+                self._stores[key] = EmbeddingStore(key[0], self.name, self.dim, filename=filename)
+            return self._stores[key]
 
     def text_store(self) -> "EmbeddingStore | None":
         """The on-disk text-embedding cache (``texts.npz`` beside the image index), or None."""
         if self._cache_dir is False:
             return None
         folder = default_index_dir(self.name) if self._cache_dir in (None, True) else Path(self._cache_dir)
-        with self._text_lock:
-            if folder not in self._text_stores:
-                self._text_stores[folder] = EmbeddingStore(folder, self.name, self.dim, filename="texts.npz")
-            return self._text_stores[folder]
+        return self.stored_vectors(folder, "texts.npz")
 
     @property
     def backend_label(self) -> str:

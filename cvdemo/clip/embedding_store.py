@@ -63,6 +63,14 @@ class EmbeddingStore:
     def __len__(self) -> int:
         return len(self.vectors)
 
+    def refresh(self) -> None:
+        """Take in what other sessions or processes saved since this store read the file."""
+        if self.folder is None:
+            return
+        with self._lock:
+            known = self.vectors
+            self.vectors = {**self._read(), **known}
+
     def put(self, digests: Sequence[str], vectors: np.ndarray) -> None:
         with self._lock:
             self.vectors.update(zip(digests, np.asarray(vectors, dtype=np.float32)))

@@ -55,7 +55,8 @@ class ImageIndex:
             store_dir = default_index_dir(engine.name)
         else:
             store_dir = Path(folder)
-        self.store = EmbeddingStore(store_dir, engine.name, engine.dim)
+        # The engine's store: the file is read once per process, not once per index (a page rerun, a session).
+        self.store = EmbeddingStore(None, engine.name, engine.dim) if store_dir is None else engine.stored_vectors(store_dir)
         self.ids: list[str] = []
         self.labels: list[str | None] = []
         self.digests: list[str] = []
@@ -106,6 +107,8 @@ class ImageIndex:
                 continue
             present.add(img.digest)
             fresh.append(img)
+        if any(img.digest not in self.store for img in fresh):
+            self.store.refresh()  # another session or server may have embedded them since the file was read
         todo = [img for img in fresh if img.digest not in self.store]
         if todo:
             vectors = self.engine.encode_images([img.image for img in todo], batch_size=batch_size, progress=progress)

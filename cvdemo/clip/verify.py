@@ -92,8 +92,8 @@ class Embedder:
         digests = [fingerprint(img) for img in images] if digests is None else list(digests)
         known = self.store.vectors if self.store is not None else {}
         if self.store is not None and any(d not in known for d in digests):
-            with self._lock:  # another session (or the search tab) may have embedded them meanwhile
-                self.store.vectors.update({k: v for k, v in self.store._read().items() if k not in known})
+            self.store.refresh()  # another session (or the search tab) may have embedded them meanwhile
+            known = self.store.vectors
         todo = list({d: i for i, d in reversed(list(enumerate(digests))) if d not in known}.items())
         if todo:
             vectors = l2_normalize(self._run([images[i] for _, i in todo], progress))

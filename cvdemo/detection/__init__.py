@@ -64,7 +64,7 @@ from cvdemo.detection.labeled_sets import (
 )
 from cvdemo.detection.models import DETECTION_MODELS, available_detectors, has_int8_twin, int8_file
 from cvdemo.detection.nms_lesson import NmsLesson, distinct_scores
-from cvdemo.detection.page_state import EvaluationState, LessonMemo
+from cvdemo.detection.page_state import EvaluationState
 from cvdemo.detection.parity import (
     PARITY_IOU,
     PARITY_SCORE,
@@ -98,7 +98,6 @@ __all__ = [
     "LabeledSet",
     "LabeledSetError",
     "StageLatency",
-    "LessonMemo",
     "NmsLesson",
     "available_detectors",
     "check_label_text",

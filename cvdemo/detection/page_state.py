@@ -5,15 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cvdemo.detection.evaluation import Evaluation
-from cvdemo.detection.nms_lesson import NmsLesson
-
-
-@dataclass
-class LessonMemo:
-    """The NMS lesson of this session and the (model, image, settings) it was computed for: IoU changes reuse it."""
-
-    key: tuple
-    lesson: NmsLesson
 
 
 @dataclass

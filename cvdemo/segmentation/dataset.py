@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import random
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
 
@@ -56,6 +57,14 @@ class SegDataset:
     class_names: list[str]
     problems: list[str] = field(default_factory=list)  # skipped files, one sentence each
     source: str = ""
+
+    @cached_property
+    def content_digest(self) -> str:
+        """A hash of the class names, every image's pixels and every mask: once per dataset object
+        (the key of a stored training run on it; the object is only read once loaded)."""
+        from cvdemo import run_store
+
+        return run_store.digest(list(self.class_names), [[s.name, s.image, s.mask] for s in self.samples])
 
     def pixel_shares(self) -> dict[str, float]:
         """Fraction of labelled pixels per class over the whole set."""

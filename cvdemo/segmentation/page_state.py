@@ -7,6 +7,7 @@ beside the next run); :class:`PredictionMemo` keeps a few predictions so sliders
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Hashable
 
@@ -34,10 +35,11 @@ class RunRecord:
     foreground_iou: float
     miou: float
     train_seconds: float
-    trained: str  # "live" or "stored, <when>"
-    trainer_id: int
+    stored_at: float | None  # when a stored run was trained; None: trained live in this session
+    # Not id(trainer): a later trainer can get the address of a freed one, and the page would take
+    # it for this run (not recorded, its curve hidden). A weak reference does not keep the model alive.
+    trainer: "weakref.ReferenceType[Trainer]"
     run_key: str | None
-    stored: bool
     curve_epochs: list[int] = field(default_factory=list)
     curve_foreground_iou: list[float] = field(default_factory=list)
 
@@ -57,13 +59,25 @@ class RunRecord:
             foreground_iou=round(last.val_foreground_iou, 3),
             miou=round(last.val_miou, 3),
             train_seconds=round(trainer.seconds, 1),
-            trained="live" if trainer.stored_at is None else f"stored, {stored_when(trainer.stored_at)}",
-            trainer_id=id(trainer),
+            stored_at=trainer.stored_at,
+            trainer=weakref.ref(trainer),
             run_key=trainer.run_key,
-            stored=trainer.stored_at is not None,
             curve_epochs=[r.epoch for r in trainer.history],
             curve_foreground_iou=[r.val_foreground_iou for r in trainer.history],
         )
+
+    @property
+    def stored(self) -> bool:
+        return self.stored_at is not None
+
+    @property
+    def trained(self) -> str:
+        """The table's "trained" column: "live" or "stored, <when>"."""
+        return "live" if self.stored_at is None else f"stored, {stored_when(self.stored_at)}"
+
+    def is_of(self, trainer: "Trainer") -> bool:
+        """Whether this is ``trainer``'s run."""
+        return self.trainer() is trainer
 
     def row(self) -> dict[str, Any]:
         """The table row, with the column names the page shows."""
@@ -84,7 +98,7 @@ class RunRecord:
 
 def record_run(runs: list[RunRecord], trainer: "Trainer") -> bool:
     """Append ``trainer``'s finished run once; False when there is nothing new to record."""
-    if not trainer.history or any(r.trainer_id == id(trainer) for r in runs):
+    if not trainer.history or any(r.is_of(trainer) for r in runs):
         return False
     if trainer.stored_at is not None and any(r.run_key == trainer.run_key and r.stored for r in runs):
         return False  # the same stored run shown again (settings changed and changed back)

@@ -38,14 +38,6 @@ def effective(model_config: ModelConfig, train_config: TrainConfig) -> TrainConf
     return train_config.effective(model_config.pretrained_encoder)
 
 
-def _data_fingerprint(dataset: SegDataset) -> str:
-    found = dataset.__dict__.get("_run_fingerprint")
-    if found is None:  # every image's pixels and every mask, once per dataset object
-        found = run_store.digest(list(dataset.class_names), [[s.name, s.image, s.mask] for s in dataset.samples])
-        dataset.__dict__["_run_fingerprint"] = found
-    return found
-
-
 @lru_cache(maxsize=1)
 def _library_versions() -> str:
     # From the installed packages' metadata: a page asking for a key does not import torch.
@@ -69,7 +61,7 @@ def run_key(dataset: SegDataset, n_val: int, model_config: ModelConfig, train_co
         "n_val": int(n_val),
     }
     settings["model"]["class_names"] = list(dataset.class_names)
-    return run_store.run_key(WHAT, settings, _data_fingerprint(dataset), _model_identity(model_config), RECIPE_VERSION)
+    return run_store.run_key(WHAT, settings, dataset.content_digest, _model_identity(model_config), RECIPE_VERSION)
 
 
 def _save(trainer: Trainer, n_val: int) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from functools import cached_property
 from dataclasses import dataclass, replace
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Callable, ContextManager, Sequence
@@ -25,7 +26,7 @@ from cvdemo.segmentation.dataset import (
     load_sample,
     split,
 )
-from cvdemo.segmentation.metrics import SegMetrics, evaluate
+from cvdemo.segmentation.metrics import SegMetrics, confusion, evaluate
 from cvdemo.segmentation.model import ModelConfig, SegModel
 
 if TYPE_CHECKING:  # heavy imports stay lazy: importing this module must not load torch
@@ -140,6 +141,17 @@ class Trainer(BackgroundJob):
     @property
     def total_epochs(self) -> int:
         return self.config.epochs
+
+    @cached_property
+    def held_out_views(self) -> list[tuple[SegSample, np.ndarray, float]]:
+        """``(sample, predicted mask, foreground IoU)`` per held-out image, computed once per finished run
+        (at training size: cheap); kept on the trainer, so a new run never sees an older run's views."""
+        n = len(self.model.class_names)
+        views = []
+        for sample in self.val_samples:
+            pred = self.model.predict(sample.image)
+            views.append((sample, pred, SegMetrics(self.model.class_names, confusion(pred, sample.mask, n)).foreground_iou))
+        return views
 
     # -- training -----------------------------------------------------------------------------
 
