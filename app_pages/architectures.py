@@ -303,29 +303,24 @@ tab_layers, tab_field, tab_where, tab_counters, tab_compare, tab_speed, tab_quiz
 
 @dataclass(frozen=True)
 class LayerTable:
-    frame: "pd.DataFrame"  # every column, for the row lookups below
     shown: "pa.Table"  # the visible columns, already in Arrow form (st.dataframe's own format)
-    csv: bytes
+    csv: bytes  # every column
 
 
-def layer_table_of(prof: cx.Profile, fields: cx.ReceptiveField | None, unit: str, factor: int,
+def layer_table_of(prof: cx.Profile, fields: cx.ReceptiveField | None, unit: str,
                    request: tuple[str, int, str | None]) -> LayerTable:  # fmt: skip
     """The table once per server per (model, resolution, typed network, unit): the same for every student."""
 
     def build() -> LayerTable:
         import pyarrow as pa
 
-        frame = prof.to_frame()
-        frame[unit] = frame["MACs"] * factor
-        by_name = fields.by_name() if fields else {}
-        frame["field (px)"] = [by_name[n].size if n in by_name else None for n in frame["layer"]]
-        frame["jump (px)"] = [by_name[n].stride if n in by_name else None for n in frame["layer"]]
+        frame = cx.layer_frame(prof, fields)  # has both MACs and FLOPs columns: ``unit`` picks one
         columns = ["layer", "type", "input", "output", "params", unit, "% MACs", "field (px)", "jump (px)",
                    "activations", "calls", "note"]  # fmt: skip
         if not frame["note"].astype(bool).any():
             columns.remove("note")
         shown = pa.Table.from_pandas(frame[columns], preserve_index=False)
-        return LayerTable(frame, shown, frame.to_csv(index=False).encode())
+        return LayerTable(shown, frame.to_csv(index=False).encode())
 
     return shared_result("layer table", build, *request, unit, fields is not None)
 
@@ -333,9 +328,7 @@ def layer_table_of(prof: cx.Profile, fields: cx.ReceptiveField | None, unit: str
 @st.fragment
 def layer_table(prof: cx.Profile, fields: cx.ReceptiveField | None, unit: str, factor: int,
                 request: tuple[str, int, str | None]) -> None:  # fmt: skip
-    table = layer_table_of(prof, fields, unit, factor, request)
-    frame = table.frame
-    by_name = fields.by_name() if fields else {}
+    table = layer_table_of(prof, fields, unit, request)
     st.caption("Click a conv, pooling or dense row to see its numbers worked out by formula. Field: how many input "
                "pixels one unit sees; jump: input pixels between neighbouring units (effective stride). Headers sort.")
     event = st.dataframe(
@@ -344,7 +337,7 @@ def layer_table(prof: cx.Profile, fields: cx.ReceptiveField | None, unit: str, f
         on_select="rerun",
         selection_mode="single-row",
         key="arch_table",
-        height=420 if len(frame) > 12 else "auto",
+        height=420 if table.shown.num_rows > 12 else "auto",
         column_config={
             # Pinned and wide enough for "stages.0.blocks.0.conv_dw": the other columns scroll beside it.
             "layer": st.column_config.TextColumn(width="medium", pinned=True),
@@ -366,7 +359,7 @@ def layer_table(prof: cx.Profile, fields: cx.ReceptiveField | None, unit: str, f
     f = cx.formula(row) if row else None
     if row is None:
         return
-    field_row = by_name.get(row.name)
+    field_row = fields.by_name().get(row.name) if fields else None
     field_work = cx.field_formula(field_row) if field_row else None
     if f is None:
         st.info(f"`{row.name}` ({row.type}) has no weights to multiply: {fmt(row.params)} parameters, "

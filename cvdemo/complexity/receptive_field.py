@@ -26,6 +26,7 @@ from cvdemo.complexity.hooks import call_hooks
 from cvdemo.complexity.field_types import UNKNOWN, AxisField, Merge, fields_of, image_fields, set_fields
 from cvdemo.complexity.network_language import SpecNetwork, build_spec
 from cvdemo.complexity.op_counter import _tensors
+from cvdemo.complexity.results import Profile
 from cvdemo.complexity.profiler import (
     ProfileError,
     _check_input_size,
@@ -191,6 +192,15 @@ class ReceptiveField:
         if len(self.merges) > limit:
             out.append(f"… and {len(self.merges) - limit} more merges.")
         return out
+
+
+def layer_frame(prof: Profile, fields: ReceptiveField | None):
+    """``prof``'s per-layer table with each layer's field and jump in px (None where unknown or untraced)."""
+    frame = prof.to_frame()
+    by_name = fields.by_name() if fields else {}
+    frame["field (px)"] = [by_name[n].size if n in by_name else None for n in frame["layer"]]
+    frame["jump (px)"] = [by_name[n].stride if n in by_name else None for n in frame["layer"]]
+    return frame
 
 
 def field_formula(row: FieldRow) -> tuple[str, str] | None:

@@ -112,11 +112,7 @@ def count(source: str, model: str, resolution: float, spec: str) -> tuple[str, "
     except (cx.SpecError, cx.ProfileError, zoo.UnknownModel) as exc:
         return f"**Cannot count this network.** {_literal(str(exc))}", empty
     fields = _fields(source, key or "", prof.input_size[-1], spec or "")
-    frame = prof.to_frame()
-    by_name = fields.by_name() if fields else {}
-    frame["field (px)"] = [by_name[n].size if n in by_name else None for n in frame["layer"]]
-    frame["jump (px)"] = [by_name[n].stride if n in by_name else None for n in frame["layer"]]
-    return _totals(prof, key, fields), frame[TABLE_COLUMNS]
+    return _totals(prof, key, fields), cx.layer_frame(prof, fields)[TABLE_COLUMNS]
 
 
 # --- the quiz -----------------------------------------------------------------------------------------
