@@ -61,18 +61,12 @@ def shared_result(what: str, compute: Callable[[], T], *parts: object) -> T:
 
 
 def profile_of(name: str, resolution: int, spec: str | None = None) -> cx.Profile:
-    return shared_result(
-        "profile", lambda: cx.profile_spec(spec) if spec is not None else cx.profile(name, zoo_input(name, resolution)),
-        name, resolution, spec,
-    )  # fmt: skip
+    # cvdemo.complexity keeps profiles and fields once per process itself: no second cache entry here.
+    return cx.profile_spec(spec) if spec is not None else cx.profile(name, zoo_input(name, resolution))
 
 
 def receptive_fields(name: str, resolution: int, spec: str | None = None) -> cx.ReceptiveField:
-    return shared_result(
-        "receptive field",
-        lambda: cx.receptive_field(spec) if spec is not None else cx.receptive_field(name, zoo_input(name, resolution)),
-        name, resolution, spec,
-    )  # fmt: skip
+    return cx.receptive_field(spec) if spec is not None else cx.receptive_field(name, zoo_input(name, resolution))
 
 
 def counters(name: str, resolution: int, spec: str | None) -> cx.CounterComparison:

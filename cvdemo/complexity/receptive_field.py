@@ -329,6 +329,15 @@ def receptive_field(model: "nn.Module | str | SpecNetwork", input_size: Sequence
     Bad names raise :class:`ProfileError`, bad typed lines :class:`SpecError`; an operator the
     tracer cannot follow does not raise: :attr:`ReceptiveField.cannot_follow` names it.
     """
+    if isinstance(model, str):  # once per process: every session, and a picture network's fields(), ask again
+        from cvdemo import results
+
+        text, size = model, None if input_size is None else tuple(input_size)
+        return results.cached(results.key("receptive field", text, size), lambda: _receptive_field(text, size))
+    return _receptive_field(model, input_size)
+
+
+def _receptive_field(model: "nn.Module | str | SpecNetwork", input_size: Sequence[int] | None) -> ReceptiveField:
     if isinstance(model, str) and _is_spec(model):
         with torch.device("meta"):
             model = build_spec(model, input_size)
