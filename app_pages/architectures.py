@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Callable, TypeVar
 import streamlit as st
 
 from cvdemo.errors import CvdemoError
-from cvdemo import cache, results, ui, weights
+from cvdemo import results, ui, weights
 from cvdemo.catalog import ARCHITECTURE_MODEL, PAGES
 from cvdemo.text import md_literal_punctuation as literal
 
@@ -89,11 +89,6 @@ def separable(kernel: int, c_in: int, c_out: int, size: int) -> cx.SeparableSavi
 
 def design_rows(key: str) -> list[cx.DesignRow]:
     return shared_result("design", lambda: cx.compare_design(next(r for r in cx.DESIGN_RULES if r.key == key)), key)
-
-
-def quiz_pool() -> int:
-    # Profiles and traces of every question source, once per server (the first quiz waits for it).
-    return len(cache.shared(cx.quiz.question_pool))
 
 
 def log_axes(fig: go.Figure, xs: list[float], ys: list[float]) -> None:
@@ -793,8 +788,7 @@ def quiz_panel() -> None:
     state: cx.QuizState | None = st.session_state.get(QUIZ_KEY)
     if state is None or (state.seed, state.kinds, len(state.questions)) != (seed, tuple(k for k in cx.KINDS if k in kinds), count):
         with st.spinner("Preparing questions from the lecture's networks and the zoo (once per server)…"):
-            quiz_pool()
-            state = cx.make_quiz(seed, count, kinds)
+            state = cx.make_quiz(seed, count, kinds)  # its question pool is built once per server
         st.session_state[QUIZ_KEY] = state
     score = st.empty()  # filled after the answers below are checked
     st.caption(literal(cx.TOLERANCE))
