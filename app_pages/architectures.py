@@ -110,10 +110,6 @@ def ratio(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"  # a source that gives no number shows a dash, not "None"
 
 
-def px(value: float | None) -> str:
-    return "—" if value is None else f"{field_number(value)} px"
-
-
 def field_lines(work: tuple[str, str]) -> str:
     """("r = r_in + (k − 1)·j_in     j = j_in·s", "r = 3 + ... = 5     j = 1·1 = 1") as four lines."""
     (r_sym, j_sym), (r_num, j_num) = (part.split("     ") for part in work)
