@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import torch
-
 from cvdemo.complexity.field_types import CANNOT_FOLLOW, POSITIONS, AxisField, CannotFollow, Fields
 
 
