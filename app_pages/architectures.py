@@ -719,23 +719,23 @@ def speed_panel(unit: str, factor: int, current: str) -> None:
     picked = st.multiselect("Models to time", list(zoo.ZOO), default=default, format_func=zoo.label, key="arch_speed")
     if st.button("Measure latency on this CPU", icon=":material/timer:", key="arch_speed_run") and picked:
         bar = st.progress(0.0, text="Timing…")
-        results, refused = {}, []
+        timings, refused = {}, []
         for i, key in enumerate(picked):
             bar.progress(i / len(picked), text=f"Building and timing {zoo.label(key)} ({i + 1}/{len(picked)})…")
             try:
-                results[key] = latency(key, zoo.ZOO[key].resolution)
+                timings[key] = latency(key, zoo.ZOO[key].resolution)
             except cx.OverBudget as exc:  # refused before building: nothing allocated
                 refused.append(str(exc))
         bar.empty()
-        page_state().latencies = results
+        page_state().latencies = timings
         for message in refused:
             st.warning(literal(message), icon=":material/memory:")
-    results = page_state().latencies
-    if not results:
+    timings = page_state().latencies
+    if not timings:
         st.caption("Nothing timed yet: pick models and press the button.")
         return
     rows = []
-    for key, lat in results.items():
+    for key, lat in timings.items():
         macs = profile_of(key, zoo.ZOO[key].resolution).total_macs
         rows.append({"model": zoo.label(key), unit: macs * factor, "median ms": round(lat.median_ms, 2),
                      "best ms": round(lat.best_ms, 2), f"G{unit} per second": round(macs * factor / lat.median_ms / 1e6, 1)})  # fmt: skip
@@ -751,7 +751,7 @@ def speed_panel(unit: str, factor: int, current: str) -> None:
     fig.update_layout(height=420, margin=dict(t=20))
     st.plotly_chart(fig)
     st.dataframe(frame, hide_index=True, column_config={unit: st.column_config.NumberColumn(format="localized")})
-    lat_values = list(results.values())
+    lat_values = list(timings.values())
     st.caption(f"{lat_values[0].threads} torch threads on this machine. If MACs were speed, every model would "
                f"reach the same G{unit}/s; the last column shows how far from that they are.")  # fmt: skip
 
