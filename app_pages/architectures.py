@@ -426,7 +426,9 @@ def measured(choice: str, model_key: str, resolution: int, spec: str | None, lay
         with memory_budget.run_slot():
             return cx.effective_field(net, cx.to_tensor(Image.fromarray(crop), net), row, unit)
 
-    return shared_result("effective field", compute, choice, model_key, resolution, spec, layer, unit, crop)
+    # The pretrained network is the same whatever the page counts: switching models keeps its measurements.
+    network = () if choice == cx.PRETRAINED_LABEL else (model_key, resolution, spec)
+    return shared_result("effective field", compute, choice, *network, layer, unit, crop)
 
 
 def picture_panel(fields: cx.ReceptiveField | None, model_key: str, resolution: int, spec: str | None) -> None:
