@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Callable, TypeVar
 import streamlit as st
 
 from cvdemo.errors import CvdemoError
-from cvdemo import cache, results, ui, weights
+from cvdemo import results, ui, weights
 from cvdemo.catalog import ARCHITECTURE_MODEL, PAGES
 from cvdemo.text import md_literal_punctuation as literal
 
@@ -61,18 +61,12 @@ def shared_result(what: str, compute: Callable[[], T], *parts: object) -> T:
 
 
 def profile_of(name: str, resolution: int, spec: str | None = None) -> cx.Profile:
-    return shared_result(
-        "profile", lambda: cx.profile_spec(spec) if spec is not None else cx.profile(name, zoo_input(name, resolution)),
-        name, resolution, spec,
-    )  # fmt: skip
+    # cvdemo.complexity keeps profiles and fields once per process itself: no second cache entry here.
+    return cx.profile_spec(spec) if spec is not None else cx.profile(name, zoo_input(name, resolution))
 
 
 def receptive_fields(name: str, resolution: int, spec: str | None = None) -> cx.ReceptiveField:
-    return shared_result(
-        "receptive field",
-        lambda: cx.receptive_field(spec) if spec is not None else cx.receptive_field(name, zoo_input(name, resolution)),
-        name, resolution, spec,
-    )  # fmt: skip
+    return cx.receptive_field(spec) if spec is not None else cx.receptive_field(name, zoo_input(name, resolution))
 
 
 def counters(name: str, resolution: int, spec: str | None) -> cx.CounterComparison:
@@ -89,17 +83,8 @@ def latency(name: str, resolution: int) -> cx.Latency:
     return shared_result("latency", lambda: cx.latency_of(name, zoo_input(name, resolution)), name, resolution)
 
 
-def separable(kernel: int, c_in: int, c_out: int, size: int) -> cx.SeparableSaving:
-    return shared_result("separable", lambda: cx.separable_saving(kernel, c_in, c_out, size), kernel, c_in, c_out, size)
-
-
 def design_rows(key: str) -> list[cx.DesignRow]:
     return shared_result("design", lambda: cx.compare_design(next(r for r in cx.DESIGN_RULES if r.key == key)), key)
-
-
-def quiz_pool() -> int:
-    # Profiles and traces of every question source, once per server (the first quiz waits for it).
-    return len(cache.shared(cx.quiz.question_pool))
 
 
 def log_axes(fig: go.Figure, xs: list[float], ys: list[float]) -> None:
@@ -119,10 +104,6 @@ def fmt(n: float | None) -> str:
 
 def ratio(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"  # a source that gives no number shows a dash, not "None"
-
-
-def px(value: float | None) -> str:
-    return "—" if value is None else f"{field_number(value)} px"
 
 
 def field_lines(work: tuple[str, str]) -> str:
@@ -303,29 +284,24 @@ tab_layers, tab_field, tab_where, tab_counters, tab_compare, tab_speed, tab_quiz
 
 @dataclass(frozen=True)
 class LayerTable:
-    frame: "pd.DataFrame"  # every column, for the row lookups below
     shown: "pa.Table"  # the visible columns, already in Arrow form (st.dataframe's own format)
-    csv: bytes
+    csv: bytes  # every column
 
 
-def layer_table_of(prof: cx.Profile, fields: cx.ReceptiveField | None, unit: str, factor: int,
+def layer_table_of(prof: cx.Profile, fields: cx.ReceptiveField | None, unit: str,
                    request: tuple[str, int, str | None]) -> LayerTable:  # fmt: skip
     """The table once per server per (model, resolution, typed network, unit): the same for every student."""
 
     def build() -> LayerTable:
         import pyarrow as pa
 
-        frame = prof.to_frame()
-        frame[unit] = frame["MACs"] * factor
-        by_name = fields.by_name() if fields else {}
-        frame["field (px)"] = [by_name[n].size if n in by_name else None for n in frame["layer"]]
-        frame["jump (px)"] = [by_name[n].stride if n in by_name else None for n in frame["layer"]]
+        frame = cx.layer_frame(prof, fields)  # has both MACs and FLOPs columns: ``unit`` picks one
         columns = ["layer", "type", "input", "output", "params", unit, "% MACs", "field (px)", "jump (px)",
                    "activations", "calls", "note"]  # fmt: skip
         if not frame["note"].astype(bool).any():
             columns.remove("note")
         shown = pa.Table.from_pandas(frame[columns], preserve_index=False)
-        return LayerTable(frame, shown, frame.to_csv(index=False).encode())
+        return LayerTable(shown, frame.to_csv(index=False).encode())
 
     return shared_result("layer table", build, *request, unit, fields is not None)
 
@@ -333,9 +309,7 @@ def layer_table_of(prof: cx.Profile, fields: cx.ReceptiveField | None, unit: str
 @st.fragment
 def layer_table(prof: cx.Profile, fields: cx.ReceptiveField | None, unit: str, factor: int,
                 request: tuple[str, int, str | None]) -> None:  # fmt: skip
-    table = layer_table_of(prof, fields, unit, factor, request)
-    frame = table.frame
-    by_name = fields.by_name() if fields else {}
+    table = layer_table_of(prof, fields, unit, request)
     st.caption("Click a conv, pooling or dense row to see its numbers worked out by formula. Field: how many input "
                "pixels one unit sees; jump: input pixels between neighbouring units (effective stride). Headers sort.")
     event = st.dataframe(
@@ -344,7 +318,7 @@ def layer_table(prof: cx.Profile, fields: cx.ReceptiveField | None, unit: str, f
         on_select="rerun",
         selection_mode="single-row",
         key="arch_table",
-        height=420 if len(frame) > 12 else "auto",
+        height=420 if table.shown.num_rows > 12 else "auto",
         column_config={
             # Pinned and wide enough for "stages.0.blocks.0.conv_dw": the other columns scroll beside it.
             "layer": st.column_config.TextColumn(width="medium", pinned=True),
@@ -366,7 +340,7 @@ def layer_table(prof: cx.Profile, fields: cx.ReceptiveField | None, unit: str, f
     f = cx.formula(row) if row else None
     if row is None:
         return
-    field_row = by_name.get(row.name)
+    field_row = fields.by_name().get(row.name) if fields else None
     field_work = cx.field_formula(field_row) if field_row else None
     if f is None:
         st.info(f"`{row.name}` ({row.type}) has no weights to multiply: {fmt(row.params)} parameters, "
@@ -452,7 +426,9 @@ def measured(choice: str, model_key: str, resolution: int, spec: str | None, lay
         with memory_budget.run_slot():
             return cx.effective_field(net, cx.to_tensor(Image.fromarray(crop), net), row, unit)
 
-    return shared_result("effective field", compute, choice, model_key, resolution, spec, layer, unit, crop)
+    # The pretrained network is the same whatever the page counts: switching models keeps its measurements.
+    network = () if choice == cx.PRETRAINED_LABEL else (model_key, resolution, spec)
+    return shared_result("effective field", compute, choice, *network, layer, unit, crop)
 
 
 def picture_panel(fields: cx.ReceptiveField | None, model_key: str, resolution: int, spec: str | None) -> None:
@@ -685,7 +661,7 @@ def separable_view() -> None:
     c_in = b.select_slider("C_in", [8, 16, 32, 64, 128, 256, 512], value=128, key="sep_cin")
     c_out = c.select_slider("C_out", [8, 16, 32, 64, 128, 256, 512, 1024], value=256, key="sep_cout")
     size = d.select_slider("Feature map H = W", [7, 14, 28, 56, 112], value=56, key="sep_size")
-    s = separable(kernel, c_in, c_out, size)
+    s = cx.separable_saving(kernel, c_in, c_out, size)  # its two profiles are kept by cvdemo.complexity
     st.dataframe(
         pd.DataFrame(
             [
@@ -745,23 +721,23 @@ def speed_panel(unit: str, factor: int, current: str) -> None:
     picked = st.multiselect("Models to time", list(zoo.ZOO), default=default, format_func=zoo.label, key="arch_speed")
     if st.button("Measure latency on this CPU", icon=":material/timer:", key="arch_speed_run") and picked:
         bar = st.progress(0.0, text="Timing…")
-        results, refused = {}, []
+        timings, refused = {}, []
         for i, key in enumerate(picked):
             bar.progress(i / len(picked), text=f"Building and timing {zoo.label(key)} ({i + 1}/{len(picked)})…")
             try:
-                results[key] = latency(key, zoo.ZOO[key].resolution)
+                timings[key] = latency(key, zoo.ZOO[key].resolution)
             except cx.OverBudget as exc:  # refused before building: nothing allocated
                 refused.append(str(exc))
         bar.empty()
-        page_state().latencies = results
+        page_state().latencies = timings
         for message in refused:
             st.warning(literal(message), icon=":material/memory:")
-    results = page_state().latencies
-    if not results:
+    timings = page_state().latencies
+    if not timings:
         st.caption("Nothing timed yet: pick models and press the button.")
         return
     rows = []
-    for key, lat in results.items():
+    for key, lat in timings.items():
         macs = profile_of(key, zoo.ZOO[key].resolution).total_macs
         rows.append({"model": zoo.label(key), unit: macs * factor, "median ms": round(lat.median_ms, 2),
                      "best ms": round(lat.best_ms, 2), f"G{unit} per second": round(macs * factor / lat.median_ms / 1e6, 1)})  # fmt: skip
@@ -777,7 +753,7 @@ def speed_panel(unit: str, factor: int, current: str) -> None:
     fig.update_layout(height=420, margin=dict(t=20))
     st.plotly_chart(fig)
     st.dataframe(frame, hide_index=True, column_config={unit: st.column_config.NumberColumn(format="localized")})
-    lat_values = list(results.values())
+    lat_values = list(timings.values())
     st.caption(f"{lat_values[0].threads} torch threads on this machine. If MACs were speed, every model would "
                f"reach the same G{unit}/s; the last column shows how far from that they are.")  # fmt: skip
 
@@ -806,8 +782,7 @@ def quiz_panel() -> None:
     state: cx.QuizState | None = st.session_state.get(QUIZ_KEY)
     if state is None or (state.seed, state.kinds, len(state.questions)) != (seed, tuple(k for k in cx.KINDS if k in kinds), count):
         with st.spinner("Preparing questions from the lecture's networks and the zoo (once per server)…"):
-            quiz_pool()
-            state = cx.make_quiz(seed, count, kinds)
+            state = cx.make_quiz(seed, count, kinds)  # its question pool is built once per server
         st.session_state[QUIZ_KEY] = state
     score = st.empty()  # filled after the answers below are checked
     st.caption(literal(cx.TOLERANCE))

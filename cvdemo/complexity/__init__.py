@@ -19,7 +19,8 @@ Where things are:
   :func:`design_lesson`: what their measured rows show
 - ``hooks.py`` — :func:`call_hooks`: before/after every module call (the profiler and the field trace)
 - ``page_state.py`` — :class:`ArchitecturesState`: the Architectures page's session results as typed records
-- ``receptive_field.py`` — :func:`receptive_field`: size, effective stride and start of every layer
+- ``receptive_field.py`` — :func:`receptive_field`: size, effective stride and start of every layer;
+  :func:`layer_frame`: a profile's layer table with each layer's field
 - ``field_types.py`` / ``field_rules.py`` / ``field_trace.py`` — the fields a tensor carries, one rule
   per aten operator, and the dispatch mode that follows the real data flow (merges, what it cannot follow)
 - ``field_layout.py`` — which tensor dimension is height, width or tokens through reshapes and permutes
@@ -87,6 +88,7 @@ from cvdemo.complexity.receptive_field import (
     field_box,
     field_formula,
     grid_of,
+    layer_frame,
     receptive_field,
 )
 from cvdemo.complexity.references import Reference, paper_facts, paper_numbers, references, torchvision_card
@@ -104,7 +106,7 @@ __all__ = [
     "Formula", "formula", "Group", "breakdown", "SeparableSaving", "separable_saving",
     "DESIGN_RULES", "DesignRule", "DesignRow", "compare_design", "design_lesson",
     # receptive fields, on a picture
-    "receptive_field", "ReceptiveField", "FieldRow", "AxisField", "Merge", "CANNOT_FOLLOW", "field_formula",
+    "receptive_field", "ReceptiveField", "FieldRow", "layer_frame", "AxisField", "Merge", "CANNOT_FOLLOW", "field_formula",
     "field_box", "clip_fraction", "grid_of", "PictureNetwork", "EffectiveField", "PRETRAINED_LABEL", "pretrained_network",
     "random_network", "spec_network", "prepare", "crop_for", "to_tensor", "effective_field", "picture_layers",
     "default_layer",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from cvdemo.complexity.results import human
 from cvdemo.errors import CvdemoError
 
 TOLERANCE = (
@@ -133,7 +134,7 @@ def judge_count(answer: str, exact: int) -> Verdict:
         hint = f"{abs(off):,.0f} {'too many' if off > 0 else 'short'}."
         if abs(off) <= RELATIVE * abs(exact) and read.endswith(",000"):  # rounded, but written in full
             hint += " Written out in full, a number must be exact; for a rounded answer write e.g. " \
-                    f"{_compact(exact)}."  # fmt: skip
+                    f"{human(exact)}."  # fmt: skip
         return Verdict(False, read, hint)
     read = f"{_plain(number.value)} (±{_plain(number.half_unit)} from the digits typed)"
     close = abs(number.value - exact) <= min(number.half_unit, RELATIVE * abs(exact)) + 1e-9 * abs(exact)
@@ -146,13 +147,6 @@ def judge_count(answer: str, exact: int) -> Verdict:
 
 def _plain(x: float) -> str:
     return f"{x:,.0f}" if abs(x) >= 1 and float(x).is_integer() else f"{x:,.6g}"
-
-
-def _compact(n: int) -> str:
-    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(n) >= size:
-            return f"{n / size:.3g}{suffix}"
-    return str(n)
 
 
 def judge_shape(answer: str, hwc: tuple[int, ...]) -> Verdict:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cvdemo.complexity.receptive_field import FieldRow, ReceptiveField, field_box, receptive_field
+from cvdemo.complexity.receptive_field import FieldRow, ReceptiveField, field_box, grid_of, receptive_field
 
 if TYPE_CHECKING:
     import torch
@@ -180,7 +180,7 @@ def effective_field(net: PictureNetwork, tensor: "torch.Tensor", row: FieldRow, 
     module = dict(net.model.named_modules()).get(row.name)
     if module is None:
         raise ValueError(f"{net.label} has no layer {row.name!r}.")
-    grid_h, grid_w = (max(1, row.height.count), max(1, row.width.count)) if row.height and row.width else (1, 1)
+    grid_h, grid_w = grid_of(row)
     y, x = min(max(0, unit[0]), grid_h - 1), min(max(0, unit[1]), grid_w - 1)
     captured: dict[str, Any] = {}
 

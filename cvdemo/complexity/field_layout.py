@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import torch
-
 from cvdemo.complexity.field_types import CANNOT_FOLLOW, POSITIONS, AxisField, CannotFollow, Fields
 
 
@@ -51,9 +49,8 @@ def _slice(a: dict, f: Fields, out: Any, where: str) -> Fields:
         return replace(f, labels=_relabel(f.labels, dim, "pos" if label in POSITIONS else label))
     start = a["start"] or 0
     start = start + x.shape[dim] if start < 0 else min(start, x.shape[dim])
-    axis = h_or_w = f.h if label == "h" else f.w
-    axis = AxisField(h_or_w.size, h_or_w.jump * a["step"], h_or_w.start + start * h_or_w.jump, int(out.shape[dim]))
-    return replace(f, h=axis) if label == "h" else replace(f, w=axis)
+    old = f.axis(label)
+    return f.with_axis(label, AxisField(old.size, old.jump * a["step"], old.start + start * old.jump, int(out.shape[dim])))
 
 
 def _relabel(labels: tuple, dim: int, label: str | None) -> tuple:
@@ -67,9 +64,8 @@ def _select(a: dict, f: Fields, out: Any, where: str) -> Fields:
     labels = f.labels[:dim] + f.labels[dim + 1 :]
     index = int(a["index"]) % int(x.shape[dim])
     if label in ("h", "w"):
-        axis = f.h if label == "h" else f.w
-        axis = replace(axis, start=axis.start + index * axis.jump, count=1)
-        return replace(f, labels=labels, **{label: axis})
+        axis = f.axis(label)
+        return replace(f.with_axis(label, replace(axis, start=axis.start + index * axis.jump, count=1)), labels=labels)
     if label == "hw":
         row, col = divmod(index, max(1, f.w.count))
         return replace(f, labels=labels, h=replace(f.h, start=f.h.start + row * f.h.jump, count=1),
@@ -85,10 +81,10 @@ def _split(a: dict, f: Fields, out: Any, where: str) -> list[Fields]:
     label = f.labels[dim]
     if label in ("h", "w"):
         pieces, offset = [], 0
+        axis = f.axis(label)
         for piece in out:
-            axis = f.h if label == "h" else f.w
-            axis = replace(axis, start=axis.start + offset * axis.jump, count=int(piece.shape[dim]))
-            pieces.append(replace(f, **{label: axis}))
+            moved = replace(axis, start=axis.start + offset * axis.jump, count=int(piece.shape[dim]))
+            pieces.append(f.with_axis(label, moved))
             offset += int(piece.shape[dim])
         return pieces
     if label in POSITIONS:

@@ -47,7 +47,7 @@ Rule = Callable[[dict, Fields, Any, str], Any]  # (bound arguments, fields of th
 def _window_rule(f: Fields, x: torch.Tensor, out: torch.Tensor, kernel, stride, padding, dilation, op: str) -> Fields:
     """Convolution or pooling over the last len(kernel) dimensions."""
     n = len(kernel)
-    h, w = f.h, f.w
+    g = f
     for i in range(n):
         dim = x.dim() - n + i
         label = f.labels[dim]
@@ -55,9 +55,8 @@ def _window_rule(f: Fields, x: torch.Tensor, out: torch.Tensor, kernel, stride, 
             continue
         if label not in ("h", "w"):
             raise CannotFollow(op, "a window slides over a flattened list of positions")
-        axis = (h if label == "h" else w).window(kernel[i], stride[i], padding[i], dilation[i], int(out.shape[dim]))
-        h, w = (axis, w) if label == "h" else (h, axis)
-    return replace(f, h=h, w=w)
+        g = g.with_axis(label, g.axis(label).window(kernel[i], stride[i], padding[i], dilation[i], int(out.shape[dim])))
+    return g
 
 
 def _convolution(a: dict, f: Fields, out: Any, where: str) -> Fields:
@@ -80,7 +79,7 @@ def _pool(a: dict, f: Fields, out: Any, where: str) -> Fields:
 def _adaptive_pool(a: dict, f: Fields, out: Any, where: str) -> Fields:
     x = a["self"]
     y = out[0] if isinstance(out, tuple) else out
-    h, w, local = f.h, f.w, f.local
+    g, local = f, f.local
     for i in range(2):
         dim = x.dim() - 2 + i
         label = f.labels[dim]
@@ -89,7 +88,7 @@ def _adaptive_pool(a: dict, f: Fields, out: Any, where: str) -> Fields:
         if label not in ("h", "w"):
             raise CannotFollow("adaptive pooling", "pooling over a flattened list of positions")
         n_in, n_out = int(x.shape[dim]), int(y.shape[dim])
-        axis = h if label == "h" else w
+        axis = g.axis(label)
         if n_out == 1:
             axis, local = axis.union(), (local and n_in == 1)
         else:
@@ -99,8 +98,8 @@ def _adaptive_pool(a: dict, f: Fields, out: Any, where: str) -> Fields:
                 axis.size + (max(lengths) - 1) * axis.jump, axis.jump * n_in / n_out,
                 axis.start + (lengths[0] - 1) / 2 * axis.jump, n_out,
             )  # fmt: skip
-        h, w = (axis, w) if label == "h" else (h, axis)
-    return replace(f, h=h, w=w, local=local)
+        g = g.with_axis(label, axis)
+    return replace(g, local=local)
 
 
 def _reduce_dims(f: Fields, ndim: int, dims: list[int] | None, keepdim: bool) -> Fields:
@@ -141,34 +140,31 @@ def _norm(a: dict, f: Fields, out: Any, where: str) -> Fields:
 
 def _pad(a: dict, f: Fields, out: Any, where: str) -> Fields:
     x, pad = a["self"], [int(p) for p in (a.get("pad") or a.get("padding"))]
-    h, w = f.h, f.w
     for i in range(len(pad) // 2):
         dim = x.dim() - 1 - i
         label = f.labels[dim]
         if label in ("h", "w"):
-            axis = h if label == "h" else w
-            axis = replace(axis, start=axis.start - pad[2 * i] * axis.jump, count=int(out.shape[dim]))
-            h, w = (axis, w) if label == "h" else (h, axis)
+            axis = f.axis(label)
+            f = f.with_axis(label, replace(axis, start=axis.start - pad[2 * i] * axis.jump, count=int(out.shape[dim])))
         elif label in ("hw",) and pad[2 * i] + pad[2 * i + 1]:
             f = replace(f, labels=_relabel(f.labels, dim, "pos"))  # no longer a plain grid
-    return replace(f, h=h, w=w)
+    return f
 
 
 def _upsample(a: dict, f: Fields, out: Any, bilinear: bool) -> Fields:
     x = a["self"]
-    h, w = f.h, f.w
+    g = f
     for i in range(2):
         dim = x.dim() - 2 + i
         label = f.labels[dim]
         if label not in ("h", "w"):
             continue
-        axis = h if label == "h" else w
+        axis = g.axis(label)
         factor = int(out.shape[dim]) / int(x.shape[dim])
         # Nearest: output i copies input floor(i/f). Bilinear: it mixes two neighbours.
-        axis = AxisField(axis.size + (axis.jump if bilinear else 0), axis.jump / factor,
-                         axis.start + (axis.jump / 2 if bilinear else 0), int(out.shape[dim]))  # fmt: skip
-        h, w = (axis, w) if label == "h" else (h, axis)
-    return replace(f, h=h, w=w)
+        g = g.with_axis(label, AxisField(axis.size + (axis.jump if bilinear else 0), axis.jump / factor,
+                                         axis.start + (axis.jump / 2 if bilinear else 0), int(out.shape[dim])))  # fmt: skip
+    return g
 
 
 def _im2col(a: dict, f: Fields, out: Any, where: str) -> Fields:

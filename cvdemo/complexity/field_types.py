@@ -103,6 +103,14 @@ class Fields:
     def size(self) -> float:
         return max(self.h.size, self.w.size)
 
+    def axis(self, label: str) -> AxisField:
+        """The field along image axis ``label``: "h" (rows) or "w" (columns)."""
+        return self.h if label == "h" else self.w
+
+    def with_axis(self, label: str, axis: AxisField) -> Fields:
+        """These fields with ``axis`` along image axis ``label`` ("h" or "w")."""
+        return replace(self, h=axis) if label == "h" else replace(self, w=axis)
+
     def pooled(self, axes: str = "hw", keep_positions: bool = False) -> Fields:
         """Every value now sees the union along ``axes``.
 

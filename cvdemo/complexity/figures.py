@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import math
+from functools import lru_cache
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -144,10 +145,17 @@ def effective_field_figure(erf: "EffectiveField") -> "go.Figure":
 
 def _inferno(values: np.ndarray) -> np.ndarray:
     """Values in [0, 1] as RGB with plotly's Inferno scale (black, purple, orange, yellow)."""
+    return _inferno_lut()[np.clip(np.round(values * 255), 0, 255).astype(np.intp)]
+
+
+@lru_cache(maxsize=1)
+def _inferno_lut() -> np.ndarray:
+    """256 Inferno colours, sampled once per process rather than on every figure."""
     from plotly.colors import sample_colorscale, unlabel_rgb
 
     lut = np.array([unlabel_rgb(c) for c in sample_colorscale("Inferno", list(np.linspace(0, 1, 256)))], np.uint8)
-    return lut[np.clip(np.round(values * 255), 0, 255).astype(np.intp)]
+    lut.flags.writeable = False  # shared by every session
+    return lut
 
 
 def spread_labels(xs: Sequence[float], ys: Sequence[float], texts: Sequence[str], *, log_x: bool = True,

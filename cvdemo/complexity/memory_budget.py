@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterator
 
 BYTES_PER_VALUE = 4  # float32
 RUN_BUDGET_BYTES = 2**30  # 1 GB per real run: VGG-19 at 224 px needs ~0.7 GB; a 16 GB Space serves a class

@@ -343,7 +343,17 @@ def _on_named(model: str, size: tuple[int, ...], label: str, run: Runner | None 
 
 
 def profile_spec(text: str, input_size: Sequence[int] | None = None) -> Profile:
-    """Profile a typed network (see :data:`SPEC_HELP`); rows carry their spec line in ``note``."""
+    """Profile a typed network (see :data:`SPEC_HELP`); rows carry their spec line in ``note``.
+
+    Once per process for each text: the page, its counters' budget check and the picture panel ask for the same.
+    """
+    from cvdemo import results
+
+    size = None if input_size is None else tuple(input_size)
+    return results.cached(results.key("profile spec", text, size), lambda: _profile_spec(text, size))
+
+
+def _profile_spec(text: str, input_size: Sequence[int] | None) -> Profile:
     with torch.device("meta"):
         net = build_spec(text, input_size)
     with torch.no_grad():

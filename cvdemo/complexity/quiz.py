@@ -9,9 +9,9 @@ same questions. :class:`QuizState` is what a page keeps in its session (typed, n
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from cvdemo.complexity.answers import AnswerError, Verdict, judge_count, judge_field, judge_shape
 from cvdemo.complexity.formulas import formula
@@ -79,7 +79,7 @@ ZOO_SOURCES = ("lenet5", "alexnet", "vgg16", "resnet18", "mobilenetv1_100")
 
 @dataclass(frozen=True)
 class Question:
-    number: int  # 1-based, in the order asked
+    number: int  # 1-based, in the order asked (0 in the question pool)
     source: str  # the network, e.g. "AlexNet as in the lecture (227×227)" or "ResNet-18"
     layer: str  # module name
     kind: str  # a key of KINDS
@@ -154,18 +154,6 @@ class QuizState:
         return f"{self.right} of {len(self.questions)} right ({first_try} at the first try), {self.answered} answered"
 
 
-@dataclass(frozen=True)
-class _Candidate:
-    source: str
-    layer: str
-    kind: str
-    layer_text: str
-    given: tuple[str, ...]
-    answer: tuple[int, ...]
-    symbols: str
-    worked: str
-
-
 def _hwc(shape: tuple[int, ...] | None) -> tuple[int, ...] | None:
     if shape is None:
         return None
@@ -223,8 +211,8 @@ def _shape_work(row: LayerRow, hwc_in: tuple[int, ...], hwc_out: tuple[int, ...]
     return symbols + ",  C_out = number of filters", f"W_out = {body} = {out};  {channels}  →  {'×'.join(map(str, hwc_out))}"
 
 
-def _candidates(source: str, rows: tuple[LayerRow, ...], fields: dict[str, FieldRow], input_hwc: tuple[int, ...]) -> list[_Candidate]:
-    out: list[_Candidate] = []
+def _candidates(source: str, rows: tuple[LayerRow, ...], fields: dict[str, FieldRow], input_hwc: tuple[int, ...]) -> list[Question]:
+    out: list[Question] = []
     previous = input_hwc
     for row in rows:
         hwc_in, hwc_out = _hwc(row.input_shape) or previous, _hwc(row.output_shape)
@@ -238,27 +226,35 @@ def _candidates(source: str, rows: tuple[LayerRow, ...], fields: dict[str, Field
         base = (f"Layer {row.name}: {text}", f"Input: {'×'.join(map(str, hwc_in))}")
         shape = _shape_work(row, hwc_in, hwc_out)
         if shape:
-            out.append(_Candidate(source, row.name, "shape", text, base, hwc_out, *shape))
+            out.append(Question(0, source, row.name, "shape", text, base, hwc_out, *shape))
         f = formula(row) if computing else None
         if f is not None and (f.params, f.macs) == (row.params, row.macs) and row.calls == 1:
-            out.append(_Candidate(source, row.name, "params", text, base, (row.params,), f.params_symbols, f.params_numbers))
+            out.append(Question(0, source, row.name, "params", text, base, (row.params,), f.params_symbols, f.params_numbers))
             given = base + (f"Output: {'×'.join(map(str, hwc_out))}",)
-            out.append(_Candidate(source, row.name, "macs", text, given, (row.macs,), f.macs_symbols, f.macs_numbers))
+            out.append(Question(0, source, row.name, "macs", text, given, (row.macs,), f.macs_symbols, f.macs_numbers))
         fr = fields.get(row.name)
         work = field_formula(fr) if fr is not None else None
         if fr is not None and work and fr.input_height is not None and float(fr.size or 0).is_integer():
             given = base[:1] + (f"Its input sees r_in = {number(fr.input_height.size)} px, with jump j_in = "
                                 f"{number(fr.input_height.jump)} px between neighbouring input units",)  # fmt: skip
-            out.append(_Candidate(source, row.name, "field", text, given, (int(fr.size or 0),), *work))
+            out.append(Question(0, source, row.name, "field", text, given, (int(fr.size or 0),), *work))
     return out
 
 
-@lru_cache(maxsize=1)
-def question_pool() -> tuple[_Candidate, ...]:
-    """Every question the quiz can ask, in a fixed order (profiles are deterministic)."""
+def question_pool() -> tuple[Question, ...]:
+    """Every question the quiz can ask (numbered 0), in a fixed order (profiles are deterministic).
+
+    Built once per process; sessions asking while it is built wait for it instead of building it too.
+    """
+    from cvdemo import cache
+
+    return cache.shared(_all_questions)
+
+
+def _all_questions() -> tuple[Question, ...]:
     from cvdemo import zoo
 
-    pool: list[_Candidate] = []
+    pool: list[Question] = []
     for source, spec in LECTURE_EXERCISES.items():
         prof = profile_spec(spec)
         fields = receptive_field(spec).by_name()
@@ -282,7 +278,7 @@ def make_quiz(seed: int, count: int = 8, kinds: tuple[str, ...] | list[str] = tu
         options = [c for c in pool if c.kind == kind]
         rng.shuffle(options)
         queues[kind] = options
-    chosen: list[_Candidate] = []
+    chosen: list[Question] = []
     used_layers: set[tuple[str, str]] = set()
     used_sources: list[str] = []
     for i in range(count * len(kinds)):
@@ -298,11 +294,7 @@ def make_quiz(seed: int, count: int = 8, kinds: tuple[str, ...] | list[str] = tu
         chosen.append(pick)
         used_layers.add((pick.source, pick.layer))
         used_sources.append(pick.source)
-    questions = tuple(
-        Question(n, c.source, c.layer, c.kind, c.layer_text, c.given, c.answer, c.symbols, c.worked)
-        for n, c in enumerate(chosen, start=1)
-    )
-    return QuizState(seed, kinds, questions)
+    return QuizState(seed, kinds, tuple(dataclasses.replace(q, number=n) for n, q in enumerate(chosen, start=1)))
 
 
 __all__ = ["KINDS", "LECTURE_EXERCISES", "ZOO_SOURCES", "Question", "Attempt", "QuizState", "make_quiz",

@@ -26,6 +26,7 @@ from cvdemo.complexity.hooks import call_hooks
 from cvdemo.complexity.field_types import UNKNOWN, AxisField, Merge, fields_of, image_fields, set_fields
 from cvdemo.complexity.network_language import SpecNetwork, build_spec
 from cvdemo.complexity.op_counter import _tensors
+from cvdemo.complexity.results import Profile
 from cvdemo.complexity.profiler import (
     ProfileError,
     _check_input_size,
@@ -193,6 +194,15 @@ class ReceptiveField:
         return out
 
 
+def layer_frame(prof: Profile, fields: ReceptiveField | None):
+    """``prof``'s per-layer table with each layer's field and jump in px (None where unknown or untraced)."""
+    frame = prof.to_frame()
+    by_name = fields.by_name() if fields else {}
+    frame["field (px)"] = [by_name[n].size if n in by_name else None for n in frame["layer"]]
+    frame["jump (px)"] = [by_name[n].stride if n in by_name else None for n in frame["layer"]]
+    return frame
+
+
 def field_formula(row: FieldRow) -> tuple[str, str] | None:
     """(symbols, numbers) of a conv or pooling layer's field, e.g. ("r = r_in + (k−1)·d·j_in", "= 3 + 2·1·1 = 5")."""
     a = row.attrs
@@ -319,6 +329,15 @@ def receptive_field(model: "nn.Module | str | SpecNetwork", input_size: Sequence
     Bad names raise :class:`ProfileError`, bad typed lines :class:`SpecError`; an operator the
     tracer cannot follow does not raise: :attr:`ReceptiveField.cannot_follow` names it.
     """
+    if isinstance(model, str):  # once per process: every session, and a picture network's fields(), ask again
+        from cvdemo import results
+
+        text, size = model, None if input_size is None else tuple(input_size)
+        return results.cached(results.key("receptive field", text, size), lambda: _receptive_field(text, size))
+    return _receptive_field(model, input_size)
+
+
+def _receptive_field(model: "nn.Module | str | SpecNetwork", input_size: Sequence[int] | None) -> ReceptiveField:
     if isinstance(model, str) and _is_spec(model):
         with torch.device("meta"):
             model = build_spec(model, input_size)

@@ -8,7 +8,6 @@ functions. Profiles and receptive fields are shape-only (meta device), so no mod
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from cvdemo import zoo
@@ -25,26 +24,15 @@ TABLE_COLUMNS = ["layer", "type", "input", "output", "params", "MACs", "% MACs",
                  "activations", "note"]  # fmt: skip
 
 
-@lru_cache(maxsize=128)
-def _zoo_profile(name: str, resolution: int) -> "Profile":
-    from cvdemo import complexity as cx
-
-    return cx.profile(name, (zoo.input_channels(name), resolution, resolution))
-
-
-@lru_cache(maxsize=128)
-def _zoo_fields(name: str, resolution: int) -> "ReceptiveField":
-    from cvdemo import complexity as cx
-
-    return cx.receptive_field(name, (zoo.input_channels(name), resolution, resolution))
-
-
 def _fields(source: str, model: str, size: int, spec: str) -> "ReceptiveField | None":
     """The receptive fields, or None when they cannot be traced (the counts still stand)."""
     from cvdemo import complexity as cx
 
     try:
-        return cx.receptive_field(spec) if source == "Typed network" else _zoo_fields(model, size)
+        # Profiles and fields are kept once per process by cvdemo.complexity, shared with the page.
+        if source == "Typed network":
+            return cx.receptive_field(spec)
+        return cx.receptive_field(model, (zoo.input_channels(model), size, size))
     except (cx.SpecError, cx.ProfileError, zoo.UnknownModel):
         return None
 
@@ -108,15 +96,11 @@ def count(source: str, model: str, resolution: float, spec: str) -> tuple[str, "
                 return f"**Unknown model** '{_literal(shown)}'. Pick one from the list.", empty
             entry = zoo.ZOO[model]
             size = entry.resolution if entry.fixed_resolution else int(resolution)
-            prof, key = _zoo_profile(model, size), model
+            prof, key = cx.profile(model, (zoo.input_channels(model), size, size)), model
     except (cx.SpecError, cx.ProfileError, zoo.UnknownModel) as exc:
         return f"**Cannot count this network.** {_literal(str(exc))}", empty
     fields = _fields(source, key or "", prof.input_size[-1], spec or "")
-    frame = prof.to_frame()
-    by_name = fields.by_name() if fields else {}
-    frame["field (px)"] = [by_name[n].size if n in by_name else None for n in frame["layer"]]
-    frame["jump (px)"] = [by_name[n].stride if n in by_name else None for n in frame["layer"]]
-    return _totals(prof, key, fields), frame[TABLE_COLUMNS]
+    return _totals(prof, key, fields), cx.layer_frame(prof, fields)[TABLE_COLUMNS]
 
 
 # --- the quiz -----------------------------------------------------------------------------------------
