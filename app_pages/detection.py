@@ -22,6 +22,7 @@ from cvdemo.detection import (
     drop_duplicate_images,
     duplicates_note,
     has_int8_twin,
+    page_default,
     pr_figure,
     sample_set,
     yolo_zip_set,
@@ -57,11 +58,11 @@ def load_detector(name: str, variant: str) -> Detector | None:
 
 input_col, settings_col = st.columns([3, 2], gap="large")
 with settings_col:
-    ready = [n for n in DETECTION_MODELS if weights.available(n)]
+    default_model = page_default()
     model_name = st.selectbox(
         "Model",
         DETECTION_MODELS,
-        index=DETECTION_MODELS.index(ready[0]) if ready else 0,
+        index=DETECTION_MODELS.index(default_model) if default_model else 0,
         format_func=_model_label,
         key="det_model",
     )
@@ -125,7 +126,7 @@ with input_col:
         "det",
         "Images",
         multiple=True,
-        samples=datasets.sample_images(include_sets=("coco8", "coco128")),
+        samples=datasets.sample_images(include_sets=catalog.DETECTION_SAMPLE_SETS),
     )
     images, repeats = drop_duplicate_images(images) if len(images) > 1 else (images, [])  # one photo: no hashing
     if repeats:  # one message for all of them, names shown exactly as the files are called
@@ -285,7 +286,7 @@ ZIP_SOURCE = "Your YOLO-format zip"
 
 def _eval_sources() -> dict[str, str | None]:
     sources: dict[str, str | None] = {}
-    for name in ("coco8", "coco128"):
+    for name in catalog.DETECTION_SAMPLE_SETS:
         if datasets.available(name):
             root = datasets.dataset_path(name) / "images"
             count = sum(1 for p in root.rglob("*") if is_image_name(p.name))

@@ -264,14 +264,14 @@ PHOTO_GOAL_P95 = 9.9  # seconds: the Gradio twin's p95 for 30 different photos i
 
 
 def detection_page_model():
-    """The model the Detection page (and its Gradio twin) shows first: the first detector with weights."""
-    from cvdemo import cache, weights
-    from cvdemo.detection import DETECTION_MODELS, FLOAT, Detector
+    """The model the Detection page (and its Gradio twin) shows first (:func:`cvdemo.detection.page_default`)."""
+    from cvdemo import cache
+    from cvdemo.detection import FLOAT, Detector, page_default
 
-    ready = [n for n in DETECTION_MODELS if weights.available(n)]
-    if not ready:
+    model_name = page_default()
+    if model_name is None:
         raise SystemExit("No detector weights here: set CVDEMO_WEIGHTS_DIR.")
-    return cache.shared(Detector, ready[0], accelerated=True, variant=FLOAT)
+    return cache.shared(Detector, model_name, accelerated=True, variant=FLOAT)
 
 
 def page_detect(detector, path: Path):

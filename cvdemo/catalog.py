@@ -58,6 +58,7 @@ PAGES: list[PageInfo] = [
 DETECTION_CONF = 0.25  # confidence threshold
 DETECTION_IOU = 0.45  # NMS IoU threshold
 DETECTION_IMGSZ = 640  # network input size, unless the model file fixes one
+DETECTION_SAMPLE_SETS = ("coco8", "coco128")  # the sample photos and labeled sets the Detection page offers
 ARCHITECTURE_MODEL = "alexnet"  # the lecture zoo's first pick, at its native resolution
 # CLIP's text tower needs about a minute on a CPU for 80 prompts x 7 labels, so CLIP starts on one
 # sentence; ConSE's small text encoder starts on the 80-prompt ensemble (cvdemo.clip.ENSEMBLE).

@@ -44,14 +44,14 @@ class WarmUpReport:
 
 
 def _detection() -> None:
-    from cvdemo import cache, catalog, datasets, weights
-    from cvdemo.detection import DETECTION_MODELS, Detector
+    from cvdemo import cache, catalog, datasets
+    from cvdemo.detection import Detector, page_default
 
-    ready = [n for n in DETECTION_MODELS if weights.available(n)]
-    if not ready:
+    model_name = page_default()
+    if model_name is None:
         raise FileNotFoundError("no detector weights")
-    detector = cache.shared(Detector, ready[0], accelerated=True)
-    samples = datasets.sample_images(include_sets=("coco8", "coco128"))
+    detector = cache.shared(Detector, model_name, accelerated=True)
+    samples = datasets.sample_images(include_sets=catalog.DETECTION_SAMPLE_SETS)
     name, path = next(iter(samples.items()))
     detector.detect(shared_image(path), conf=catalog.DETECTION_CONF, iou=catalog.DETECTION_IOU, classes=None,
                     imgsz=detector.fixed_imgsz or catalog.DETECTION_IMGSZ, name=name)

@@ -29,7 +29,7 @@ Where things are (``from cvdemo import detection as det`` reaches every name bel
 * ``detections.py``   — :class:`Detections` (table, counts, annotated picture, JSON/CSV) and :class:`StageLatency`
 * ``predictor.py``    — one ultralytics predict call that keeps the network's raw output
 * ``export.py``       — ``.pt`` exports and OpenVINO folders in the cache, built in a temp folder, published by one rename
-* ``models.py``       — the page's detectors, their INT8 twins on this machine
+* ``models.py``       — the page's detectors and the one it shows first, their INT8 twins on this machine
 * ``parity.py``       — :func:`match_boxes`, :func:`detection_parity` (float graph vs INT8 file), :func:`raw_difference`
 * ``nms_lesson.py``   — :class:`NmsLesson`: candidates before NMS, survivors and who removed whom at any IoU
 * ``iou.py``          — :func:`iou_by_formula` step by step, :func:`draw_iou_pair`
@@ -62,7 +62,7 @@ from cvdemo.detection.labeled_sets import (
     sample_set,
     yolo_zip_set,
 )
-from cvdemo.detection.models import DETECTION_MODELS, available_detectors, has_int8_twin, int8_file
+from cvdemo.detection.models import DETECTION_MODELS, available_detectors, has_int8_twin, int8_file, page_default
 from cvdemo.detection.nms_lesson import NmsLesson, distinct_scores
 from cvdemo.detection.page_state import EvaluationState
 from cvdemo.detection.parity import (
@@ -116,6 +116,7 @@ __all__ = [
     "iou_by_formula",
     "match_boxes",
     "openvino_folder",
+    "page_default",
     "pr_figure",
     "raw_difference",
     "sample_set",

@@ -29,3 +29,9 @@ def has_int8_twin(name: str) -> bool:
 def available_detectors() -> dict[str, bool]:
     """Registry names of the page's detectors and whether their weights are on this machine."""
     return {name: weights.available(name) for name in DETECTION_MODELS}
+
+
+def page_default() -> str | None:
+    """The detector the Detection page shows first: the first of :data:`DETECTION_MODELS` whose weights are
+    on this machine (None: none are). The warm start and the classroom bench load the same one."""
+    return next((name for name in DETECTION_MODELS if weights.available(name)), None)
