@@ -45,12 +45,13 @@ class WarmUpReport:
 
 def _detection() -> None:
     from cvdemo import cache, catalog, datasets
-    from cvdemo.detection import Detector, page_default
+    from cvdemo.detection import FLOAT, Detector, page_default
 
     model_name = page_default()
     if model_name is None:
         raise FileNotFoundError("no detector weights")
-    detector = cache.shared(Detector, model_name, accelerated=True)
+    # the page's own arguments, variant included: the shared cache is keyed by them, so the page gets this object
+    detector = cache.shared(Detector, model_name, accelerated=True, variant=FLOAT)
     samples = datasets.sample_images(include_sets=catalog.DETECTION_SAMPLE_SETS)
     name, path = next(iter(samples.items()))
     detector.detect(shared_image(path), conf=catalog.DETECTION_CONF, iou=catalog.DETECTION_IOU, classes=None,

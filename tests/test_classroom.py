@@ -14,7 +14,7 @@ from PIL import Image
 
 from conftest import REPO, open_page
 from cvdemo import cache, networks, results, scheduler, warmup
-from cvdemo.detection import Detector
+from cvdemo.detection import FLOAT, Detector
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +130,8 @@ def test_inference_gate_holds_every_batch(detector, bus_jpg):
 def test_warm_start_precomputes_what_the_detection_page_shows_first():
     report = warmup.warm_up({"detection": warmup.STEPS["detection"]})
     assert [step for step, _ in report.done] == ["detection"], report.skipped
-    detector = cache.shared(Detector, "yolov8n", accelerated=True)
+    assert cache.has(Detector, "yolov8n", accelerated=True, variant=FLOAT)  # the page's own object, not a second one
+    detector = cache.shared(Detector, "yolov8n", accelerated=True, variant=FLOAT)
     runs = len(networks.scheduler("detector", detector, detector.identity).batches)
     at = open_page("app_pages/detection.py", timeout=180)
     assert not at.exception
