@@ -9,7 +9,7 @@ import gradio as gr
 import pandas as pd
 from PIL import Image
 
-from cvdemo import cache, datasets, weights
+from cvdemo import cache, catalog, datasets, weights
 from cvdemo.detection import FLOAT, Detector
 from cvdemo.images import ImageInputError
 from cvdemo.demos import shows_errors
@@ -18,7 +18,8 @@ MODEL = "yolov8n"
 
 
 @shows_errors
-def detect_image(image: Image.Image | None, conf: float = 0.25, iou: float = 0.45) -> tuple[Image.Image, pd.DataFrame, str]:
+def detect_image(image: Image.Image | None, conf: float = catalog.DETECTION_CONF,
+                 iou: float = catalog.DETECTION_IOU) -> tuple[Image.Image, pd.DataFrame, str]:
     """Annotated image, detections table and a one-line summary with the latency split."""
     if image is None:
         raise gr.Error("Add an image first (upload, webcam or an example).")
@@ -47,8 +48,8 @@ def build() -> gr.Blocks:
         with gr.Row():
             with gr.Column(scale=2):
                 image = gr.Image(type="pil", label="Photo", sources=["upload", "webcam", "clipboard"])
-                conf = gr.Slider(0.01, 0.95, value=0.25, step=0.01, label="Confidence threshold")
-                iou = gr.Slider(0.05, 1.0, value=0.45, step=0.05, label="NMS IoU threshold")
+                conf = gr.Slider(0.01, 0.95, value=catalog.DETECTION_CONF, step=0.01, label="Confidence threshold")
+                iou = gr.Slider(0.05, 1.0, value=catalog.DETECTION_IOU, step=0.05, label="NMS IoU threshold")
                 run = gr.Button("Detect", variant="primary")
                 if examples:
                     gr.Examples(examples, inputs=[image], label="Examples")
