@@ -63,7 +63,11 @@ def _write_yaml(root: Path, val: list[str], names: dict[int, str]) -> Path:
 def _names_from_yaml(text: str) -> dict[int, str]:
     import yaml
 
-    data = yaml.safe_load(text)
+    return _names_in(yaml.safe_load(text))
+
+
+def _names_in(data: object) -> dict[int, str]:
+    """The class names of a parsed data.yaml."""
     names = data.get("names") if isinstance(data, dict) else None
     if isinstance(names, list):
         return {i: str(n) for i, n in enumerate(names)}
@@ -78,7 +82,7 @@ def sample_set(name: str = "coco8", splits: Sequence[str] | None = None) -> Labe
 
     src = datasets.dataset_path(name)  # DataUnavailable says where to put it
     shipped = yaml.safe_load((src / "data.yaml").read_text())
-    names = _names_from_yaml((src / "data.yaml").read_text())
+    names = _names_in(shipped)
     available = {k: shipped[k] for k in ("train", "val", "test") if isinstance(shipped.get(k), str)}
     chosen = list(splits) if splits else list(available)
     unknown = [s for s in chosen if s not in available]
