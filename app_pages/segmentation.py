@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import weakref
 from pathlib import PurePosixPath
 
@@ -348,9 +347,9 @@ def load_model_section() -> None:
         st.warning("Add the .safetensors file of the model (the .json alone holds no weights).")
         return
     upload = model_files[0]
-    digest = hashlib.sha1(upload.getvalue()).hexdigest()
+    # Streamlit gives each upload its own id: no need to hash the whole file on every rerun
     loaded = st.session_state.get("seg_uploaded")
-    if loaded is not None and loaded[0] == digest:
+    if loaded is not None and loaded[0] == upload.file_id:
         st.success(f"Loaded {ui.literal(upload.name)}: {ui.literal(loaded[1].title)}, "
                    f"classes {ui.literal(', '.join(loaded[1].class_names))}.")
         return
@@ -362,7 +361,7 @@ def load_model_section() -> None:
         st.error(ui.literal(exc), icon="🚫")
         return
     model.title = f"{upload.name} ({model.config.architecture} + {model.config.encoder})"
-    st.session_state.seg_uploaded = (digest, model)
+    st.session_state.seg_uploaded = (upload.file_id, model)
     st.success(f"Loaded {ui.literal(upload.name)}: {ui.literal(model.title)}, "
                f"classes {ui.literal(', '.join(model.class_names))}. Use it in **Predict**.")
 

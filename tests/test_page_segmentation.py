@@ -129,6 +129,9 @@ def test_save_then_load_and_bad_uploads(trained):
     at.file_uploader(key="seg_load").set_value(("unet.safetensors", model_bytes, "application/octet-stream")).run()
     assert not at.exception
     assert any("Loaded unet.safetensors" in rendered_text(s.value) for s in at.success)
+    loaded = at.session_state["seg_uploaded"][1]
+    at.run()
+    assert at.session_state["seg_uploaded"][1] is loaded  # a rerun keeps the upload's model, no second load
     at.segmented_control(key="seg_section").set_value("Predict").run()
     assert any(o.startswith("Uploaded: unet.safetensors") for o in at.selectbox(key="seg_predict_model").options)
 
