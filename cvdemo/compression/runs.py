@@ -86,8 +86,7 @@ class Run:
 
     def stored_text(self) -> str:
         """When a stored run was measured, in the server's local time (e.g. "10:41 on 3 Dec 2026")."""
-        local = time.localtime(self.stored_at or 0)
-        return f"{time.strftime('%H:%M', local)} on {local.tm_mday} {time.strftime('%b %Y', local)}"
+        return run_store.stored_when(self.stored_at or 0)
 
 
 def build_variants(
