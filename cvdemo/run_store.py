@@ -223,9 +223,6 @@ class RunStore:
             _remove(path)
             total -= size
 
-    def discard(self, key: str) -> None:
-        _remove(self.path(key))
-
     def entries(self) -> list[Path]:
         return sorted(self.root.glob(f"*{SUFFIX}")) if self.root.is_dir() else []
 
