@@ -13,7 +13,8 @@ from PIL import Image, ImageOps
 from cvdemo import backbones, datasets, ui, weights
 from cvdemo import segmentation as seg
 from cvdemo.images import fingerprint, to_png_bytes
-from cvdemo.segmentation.page_state import PredictionMemo, RunRecord, stored_when
+from cvdemo.run_store import stored_when
+from cvdemo.segmentation.page_state import PredictionMemo, RunRecord
 from cvdemo.segmentation.page_state import record_run as record_run_once
 
 ui.page_header(

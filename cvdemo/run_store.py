@@ -119,6 +119,12 @@ def digest(*parts: Any) -> str:
 # --- stored runs -----------------------------------------------------------------------------------
 
 
+def stored_when(created: float) -> str:
+    """``14:05 on 3 Dec 2026``: when a stored run was made (trained, measured), in the server's local time."""
+    local = time.localtime(created)
+    return f"{time.strftime('%H:%M', local)} on {local.tm_mday} {time.strftime('%b %Y', local)}"
+
+
 @dataclass(frozen=True)
 class StoredRun:
     """A finished run read back from the store (or just written). Treat it as read-only: it is shared."""
@@ -128,11 +134,6 @@ class StoredRun:
     created: float  # Unix time the run finished
     result: dict  # JSON: metrics, curves, timings, settings
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  # trained weights, vectors
-
-    def created_text(self) -> str:
-        """When it finished, in the server's local time (e.g. "10:41 on 3 Dec 2026")."""
-        local = time.localtime(self.created)
-        return f"{time.strftime('%H:%M', local)} on {local.tm_mday} {time.strftime('%b %Y', local)}"
 
 
 class RunStore:
@@ -221,9 +222,6 @@ class RunStore:
                 continue
             _remove(path)
             total -= size
-
-    def discard(self, key: str) -> None:
-        _remove(self.path(key))
 
     def entries(self) -> list[Path]:
         return sorted(self.root.glob(f"*{SUFFIX}")) if self.root.is_dir() else []

@@ -72,7 +72,7 @@ def test_put_then_get_round_trips_results_and_arrays(store):
     assert got.result["note"] == "é <b>"
     assert np.array_equal(got.arrays["conv.weight"], weights["conv.weight"])
     assert got.arrays["confusion"].dtype == np.int64
-    assert got.created == pytest.approx(put.created) and got.created_text()
+    assert got.created == pytest.approx(put.created) and run_store.stored_when(got.created)
     assert store.get(_key(version="2")) is None  # never stored: a miss
     assert key in store and _key(version="2") not in store
 

@@ -5,6 +5,7 @@ with folder names matched to ImageNet classes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -35,6 +36,14 @@ class EvalSet:
     @property
     def labeled(self) -> int:
         return int((self.labels >= 0).sum())
+
+    @cached_property
+    def content_digest(self) -> str:
+        """A hash of the preprocessed pixels, labels, names and description: once per set object
+        (the key of a stored comparison on it; the set is only read once built)."""
+        from cvdemo import run_store
+
+        return run_store.digest(self.images.numpy(), self.labels.numpy(), list(self.names), self.description)
 
 
 def imagenet_label_map(folder_names: Iterable[str], class_names: Sequence[str] | None = None) -> dict[str, int]:

@@ -86,8 +86,7 @@ class Run:
 
     def stored_text(self) -> str:
         """When a stored run was measured, in the server's local time (e.g. "10:41 on 3 Dec 2026")."""
-        local = time.localtime(self.stored_at or 0)
-        return f"{time.strftime('%H:%M', local)} on {local.tm_mday} {time.strftime('%b %Y', local)}"
+        return run_store.stored_when(self.stored_at or 0)
 
 
 def build_variants(
@@ -160,16 +159,6 @@ def resolved(specs: Sequence[TechniqueSpec]) -> list[TechniqueSpec]:
 # --- the run store ---------------------------------------------------------------------------------------
 
 
-def eval_fingerprint(eval_set: EvalSet) -> str:
-    """The evaluation set's content: preprocessed pixels, labels and names (once per EvalSet object)."""
-    found = eval_set.__dict__.get("_run_fingerprint")
-    if found is None:
-        found = run_store.digest(eval_set.images.numpy(), eval_set.labels.numpy(), list(eval_set.names),
-                                 eval_set.description)
-        eval_set.__dict__["_run_fingerprint"] = found
-    return found
-
-
 def cpu_identity(cpu: CpuFeatures | None = None) -> dict[str, Any]:
     """What latencies and INT8 results depend on here: the CPU, its flags, the threads and the INT8 recipe."""
     cpu = cpu or cpu_features()
@@ -207,7 +196,7 @@ def run_key(name: str, specs: Sequence[TechniqueSpec], eval_set: EvalSet, deploy
         "eval": {"images": len(eval_set), "labeled": eval_set.labeled, "description": eval_set.description},
         "cpu": cpu_identity(),
     }
-    return run_store.run_key(WHAT, settings, eval_fingerprint(eval_set), _model_identity(name), RECIPE_VERSION)
+    return run_store.run_key(WHAT, settings, eval_set.content_digest, _model_identity(name), RECIPE_VERSION)
 
 
 def _plain(value: Any) -> Any:

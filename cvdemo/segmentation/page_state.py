@@ -6,19 +6,14 @@ beside the next run); :class:`PredictionMemo` keeps a few predictions so sliders
 
 from __future__ import annotations
 
-import time
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Hashable
 
+from cvdemo.run_store import stored_when
+
 if TYPE_CHECKING:
     from cvdemo.segmentation.training import Trainer
-
-
-def stored_when(stored_at: float) -> str:
-    """``14:05 on 3 Dec 2026``: when a stored run was trained, in the server's time."""
-    local = time.localtime(stored_at)
-    return f"{time.strftime('%H:%M', local)} on {local.tm_mday} {time.strftime('%b %Y', local)}"
 
 
 @dataclass(frozen=True)
