@@ -269,8 +269,10 @@ def remembered(key: tuple, compute: Callable[[], T], max_entries: int = 32) -> t
 
     For one-image work behind a latency badge: sliders rerun the page without re-running the
     model, and a key that names the runtime re-runs it (and re-times it) when the switch flips.
+    ``key[0]`` names the caller (``("clip_image", ...)``): each caller keeps its own last
+    ``max_entries`` results, the oldest evicted first, so one page's results do not push out another's.
     """
-    memo: dict = st.session_state.setdefault("cvdemo_remembered", {})
+    memo: dict = st.session_state.setdefault("cvdemo_remembered", {}).setdefault(key[0], {})
     if key not in memo:
         started = time.perf_counter()
         value = compute()
