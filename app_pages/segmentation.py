@@ -14,7 +14,7 @@ from cvdemo import backbones, datasets, ui, weights
 from cvdemo import segmentation as seg
 from cvdemo.images import fingerprint, to_png_bytes
 from cvdemo.run_store import stored_when
-from cvdemo.segmentation.page_state import PredictionMemo, RunRecord
+from cvdemo.segmentation.page_state import RunRecord
 from cvdemo.segmentation.page_state import record_run as record_run_once
 
 ui.page_header(
@@ -404,16 +404,15 @@ def get_segmenter(kind: str) -> seg.Segmenter | None:
 
 def predicted_mask(model: seg.Segmenter, name: str, image: Image.Image) -> np.ndarray:
     """Predictions cached per (model, image) in the session: sliders do not recompute them."""
-    memo: PredictionMemo = st.session_state.setdefault("seg_predictions", PredictionMemo(capacity=8))
     # A weak reference, not id(model): a model trained later can get a freed one's address. The whole
     # picture's fingerprint: two photos with the same corner differ.
-    key = (weakref.ref(model), name, fingerprint(image))
+    key = ("seg_prediction", weakref.ref(model), name, fingerprint(image))
 
     def predict() -> np.ndarray:
         with st.spinner(f"Segmenting with {ui.literal(model.title)}…"):
             return model.predict(image)
 
-    return memo.get(key, predict)
+    return ui.remembered(key, predict, max_entries=8)[0]  # a session holds a handful of pictures
 
 
 @st.fragment

@@ -41,6 +41,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.timing import quantile
+
 REPO = Path(__file__).resolve().parents[1]
 BARE_APP = Path(__file__).resolve().parent / "bare_app" / "app.py"
 BARE_PAGE = "page2"  # a non-default page, like the app's model pages
@@ -68,8 +70,7 @@ class Burst:
     peak_rss_mb: float = float("nan")
 
     def quantile(self, q: float) -> float:
-        s = sorted(self.seconds)
-        return s[min(len(s) - 1, int(round(q * (len(s) - 1))))] if s else float("nan")
+        return quantile(self.seconds, q)
 
 
 # --- one student over the websocket protocol ------------------------------------------------------

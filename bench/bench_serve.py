@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import threading
 import time
 import urllib.request
@@ -25,6 +24,7 @@ from typing import Any, Callable
 
 from PIL import Image
 
+from bench.timing import quantile
 from cvdemo import cache, datasets
 from cvdemo.serve.client import INFERENCE_URL_ENV
 
@@ -56,8 +56,7 @@ def burst(work: Callable[[Any], Any], items: list[Any]) -> list[float]:
 
 
 def summary(seconds: list[float]) -> dict[str, float]:
-    q = statistics.quantiles(seconds, n=20, method="inclusive")
-    return {"p50": statistics.median(seconds), "p95": q[18], "first": seconds[0], "last": seconds[-1]}
+    return {"p50": quantile(seconds, 0.5), "p95": quantile(seconds, 0.95), "first": seconds[0], "last": seconds[-1]}
 
 
 def batch_sizes(url: str, model: str) -> list[int]:

@@ -31,6 +31,18 @@ class Timing:
         return f"{self.name:<40} best {self.best * 1e3:9.2f} ms   median {self.median * 1e3:9.2f} ms   (n={len(self.samples)})"
 
 
+def quantile(seconds: list[float], q: float) -> float:
+    """The ``q``-quantile of ``seconds``, interpolated between neighbours (numpy's default and
+    ``statistics.quantiles(method="inclusive")``); nan when empty. One definition of p95 for every bench."""
+    s = sorted(seconds)
+    if not s:
+        return float("nan")
+    position = q * (len(s) - 1)
+    below = int(position)
+    above = min(below + 1, len(s) - 1)
+    return s[below] + (position - below) * (s[above] - s[below])
+
+
 def compare(
     candidates: dict[str, Callable[[], object]], repeats: int = 10, warmup: int = 2, number: int = 1
 ) -> dict[str, Timing]:

@@ -115,12 +115,25 @@ def image_input(
     else:
         snap = st.camera_input("Take a picture", key=f"{key}_camera")
         raw = [("camera.jpg", snap)] if snap is not None else []
+    # An upload (a camera snapshot too) is decoded once per file: a rerun gets the same image object,
+    # so its fingerprint (remembered per object) is not hashed again. Only the files picked now are kept.
+    decoded_key = f"cvdemo_decoded_{key}"
+    decoded: dict = st.session_state.get(decoded_key, {})
+    kept: dict = {}
     images = []
     for name, src in raw:
+        file_id = getattr(src, "file_id", None)
         try:
-            images.append((name, shared_image(src) if isinstance(src, Path) else load_image(src)))
+            if isinstance(src, Path):
+                image = shared_image(src)
+            elif file_id is None:
+                image = load_image(src)
+            else:
+                image = kept[file_id] = decoded[file_id] if file_id in decoded else load_image(src)
+            images.append((name, image))
         except ImageInputError as exc:  # the message names the file: shown as typed
             st.error(literal(exc), icon="🖼️")
+    st.session_state[decoded_key] = kept
     return images
 
 
@@ -269,8 +282,10 @@ def remembered(key: tuple, compute: Callable[[], T], max_entries: int = 32) -> t
 
     For one-image work behind a latency badge: sliders rerun the page without re-running the
     model, and a key that names the runtime re-runs it (and re-times it) when the switch flips.
+    ``key[0]`` names the caller (``("clip_image", ...)``): each caller keeps its own last
+    ``max_entries`` results, the oldest evicted first, so one page's results do not push out another's.
     """
-    memo: dict = st.session_state.setdefault("cvdemo_remembered", {})
+    memo: dict = st.session_state.setdefault("cvdemo_remembered", {}).setdefault(key[0], {})
     if key not in memo:
         started = time.perf_counter()
         value = compute()

@@ -105,16 +105,6 @@ def test_the_default_run_is_a_last_warm_up_step_and_matches_the_page():
     assert recipe == seg.TrainConfig() and len(dataset.samples) == 26
 
 
-def test_page_state_memo_is_bounded_and_computes_once():
-    from cvdemo.segmentation.page_state import PredictionMemo
-
-    memo, calls = PredictionMemo(capacity=2), []
-    for key in ["a", "a", "b", "c", "a"]:
-        assert memo.get(key, lambda k=key: calls.append(k) or k.upper()) == key.upper()
-    assert calls == ["a", "b", "c", "a"]  # "a" once until it was the oldest of three; then computed again
-    assert len(memo.values) == 2
-
-
 def test_held_out_views_are_computed_once_per_run(trained):
     views = trained.held_out_views
     assert views is trained.held_out_views  # kept on the trainer: a page rerun does not predict again

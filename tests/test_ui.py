@@ -65,6 +65,44 @@ def test_image_input_names_a_bad_file_literally():
     assert rendered_text(error.value).startswith("**bold** <i>.png") and formatting(error.value) == set()
 
 
+def test_remembered_is_bounded_per_caller_and_computes_once(monkeypatch):
+    session: dict = {}
+    monkeypatch.setattr(ui.st, "session_state", session)
+    calls = []
+    for name in ["a", "a", "b", "c", "a"]:
+        value, _ = ui.remembered(("small", name), lambda k=name: calls.append(k) or k.upper(), max_entries=2)
+        assert value == name.upper()
+    assert calls == ["a", "b", "c", "a"]  # "a" once until it was the oldest of three; then computed again
+    assert list(session["cvdemo_remembered"]["small"]) == [("small", "c"), ("small", "a")]
+    ui.remembered(("other", 1), lambda: calls.append("other"))  # another caller: its own bound
+    ui.remembered(("other", 2), lambda: calls.append("other"))
+    assert len(session["cvdemo_remembered"]["small"]) == 2 and len(session["cvdemo_remembered"]["other"]) == 2
+
+
+def _uploader_keeping_app():
+    import streamlit as st
+
+    from cvdemo import ui
+
+    st.session_state["got"] = ui.image_input("t", samples={}, camera=False)
+
+
+def test_image_input_decodes_an_upload_once():
+    import io
+
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (8, 6), "red").save(png, "PNG")
+    at = AppTest.from_function(_uploader_keeping_app, default_timeout=60).run()
+    at.file_uploader(key="t_upload").set_value(("red.png", png.getvalue(), "image/png")).run()
+    ((name, first),) = at.session_state["got"]
+    assert name == "red.png" and first.size == (8, 6)
+    at.run()  # a rerun (a slider moved): the same image object, so its fingerprint is not hashed again
+    ((_, again),) = at.session_state["got"]
+    assert again is first
+
+
 def test_runtime_switch_cannot_end_empty():
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
     switch = at.segmented_control(key=ui.RUNTIME_KEY)

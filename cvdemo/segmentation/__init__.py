@@ -24,7 +24,7 @@ Where things are (``from cvdemo import segmentation as seg`` reaches every name 
 * ``model.py``      — ``ModelConfig``, ``build_network``, ``SegModel`` (predict, safetensors save/load)
 * ``training.py``   — the two-stage recipe: ``Trainer``, ``train_model``, ``sample_model`` and its held-out pets
 * ``runs.py``       — finished training runs in the run store: ``runs.start`` / ``runs.load`` / ``runs.get_or_train``
-* ``page_state.py`` — what the page keeps per session: ``RunRecord`` ("Your runs"), ``PredictionMemo``
+* ``page_state.py`` — what the page keeps per session: ``RunRecord`` ("Your runs")
 * ``pretrained.py`` — published models: SegFormer-B0 ADE20K, LR-ASPP MobileNetV3 VOC
 * ``yolo_seg.py``   — YOLO-seg instances and the semantic mask they merge into
 """

@@ -1,14 +1,14 @@
 """What the Segmentation page keeps in a browser session between reruns, as typed records (not string-keyed dicts).
 
 :class:`RunRecord` is one finished training run in the page's "Your runs" table (and a faint curve
-beside the next run); :class:`PredictionMemo` keeps a few predictions so sliders do not recompute them.
+beside the next run).
 """
 
 from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Hashable
+from typing import TYPE_CHECKING, Any
 
 from cvdemo.run_store import stored_when
 
@@ -99,18 +99,3 @@ def record_run(runs: list[RunRecord], trainer: "Trainer") -> bool:
         return False  # the same stored run shown again (settings changed and changed back)
     runs.append(RunRecord.of(trainer, len(runs) + 1))
     return True
-
-
-@dataclass
-class PredictionMemo:
-    """The last few results per key, computed once; a bounded memo (a session holds a handful of pictures)."""
-
-    capacity: int = 8
-    values: dict[Hashable, Any] = field(default_factory=dict)
-
-    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
-        if key not in self.values:
-            if len(self.values) >= self.capacity:
-                self.values.pop(next(iter(self.values)))  # the oldest goes first
-            self.values[key] = compute()
-        return self.values[key]
