@@ -869,7 +869,7 @@ def ladder_section(extractor: fs.FeatureExtractor, items: list, y: list[str]) ->
     with tab_aug:
         augmentation = augmentation_controls()
         augmentation_viewer(augmentation, items, y)
-    stages = fs.backbone_stages(extractor._model)[0] if getattr(extractor, "_model", None) is not None else []
+    stages = fs.backbone_stages(extractor.timm_model)[0] if extractor.timm_model is not None else []
     with tab_ladder:
         config = ladder_controls(augmentation, [s.name for s in stages]) if stages else None
         if not stages:
