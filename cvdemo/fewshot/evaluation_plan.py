@@ -18,7 +18,7 @@ from PIL import Image
 from cvdemo.fewshot.evaluation import confusion_matrix
 from cvdemo.fewshot.intervals import estimate_from, per_class_estimates
 from cvdemo.jobs import BackgroundJob
-from cvdemo.fewshot.ladder import TABLE_COLUMNS, LadderConfig, LadderRun, RungResult
+from cvdemo.fewshot.ladder import LadderConfig, LadderRun, RungResult, results_table
 from cvdemo.fewshot.network import LadderError
 
 if TYPE_CHECKING:
@@ -172,9 +172,7 @@ class CrossValidatedLadder(BackgroundJob):
         self.results = [_pool([r.results[m] for r in complete], y_true, self.classes) for m in range(len(done[0].results))]
 
     def table(self) -> "pd.DataFrame":
-        import pandas as pd
-
-        return pd.DataFrame([r.row() for r in self.results], columns=TABLE_COLUMNS)
+        return results_table(self.results)
 
     def classifier(self):
         """Folds train different models: the last finished fold's (all but its held-out images)."""

@@ -143,6 +143,13 @@ TABLE_COLUMNS = [
 ]
 
 
+def results_table(results: Sequence[RungResult]) -> "pd.DataFrame":
+    """One row per rung (:meth:`RungResult.row`), in :data:`TABLE_COLUMNS` even when there are none yet."""
+    import pandas as pd
+
+    return pd.DataFrame([r.row() for r in results], columns=TABLE_COLUMNS)
+
+
 def check_data(train_labels: Sequence[str], test_labels: Sequence[str]) -> list[str]:
     """The classes (sorted), or :class:`LadderError` saying what is wrong with the examples."""
     train_labels, test_labels = [str(c) for c in train_labels], [str(c) for c in test_labels]
@@ -264,9 +271,7 @@ class LadderRun(BackgroundJob):
         return result
 
     def table(self) -> "pd.DataFrame":
-        import pandas as pd
-
-        return pd.DataFrame([r.row() for r in self.results], columns=TABLE_COLUMNS)
+        return results_table(self.results)
 
     @property
     def n_train(self) -> int:
