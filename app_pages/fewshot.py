@@ -679,8 +679,8 @@ def _ladder_panel() -> None:
                      hide_index=True)
 
 
-def shots_controls_and_panel(extractor: fs.FeatureExtractor, data: fs.HeldOutData, config: fs.LadderConfig | None,
-                             items: list, y: list[str]) -> None:
+def shots_controls_and_panel(extractor: fs.FeatureExtractor, data: fs.HeldOutData,
+                             config: fs.LadderConfig | None) -> None:
     st.caption("Draw 1, 2, 5, 10, 20 training images per class (where your examples allow) several times and "
                "run every rung on each draw. Where the curves cross is the lesson: measured here, not assumed.")
     external = data.test if data.plan is None else None
@@ -693,7 +693,7 @@ def shots_controls_and_panel(extractor: fs.FeatureExtractor, data: fs.HeldOutDat
         state.stop_all()
         try:
             run = fs.ShotsRun(
-                list(zip([e.image for e in items], y)), [e.digest for e in items],
+                list(zip(data.images, data.labels)), data.digests,
                 external, data.test_digests if external is not None else None,
                 shots=shots or fs.SHOTS, repeats=repeats, config=config, extractor=extractor,
                 bank=state.bank_for(extractor),
@@ -867,7 +867,7 @@ def ladder_section(extractor: fs.FeatureExtractor, items: list, y: list[str]) ->
         running = state.ladder is not None and state.ladder.job.running
         st.fragment(run_every=1.0 if running else None)(_ladder_panel)()
     with tab_shots:
-        shots_controls_and_panel(extractor, data, config, items, y)
+        shots_controls_and_panel(extractor, data, config)
     with tab_aug:
         effect_section(extractor, data, config)
     with tab_export:
