@@ -512,7 +512,7 @@ def validation_images() -> list:
         return shared_objects.shared(fs.validation_images)
 
 
-def held_out_data(items: list, y: list[str]) -> dict[str, Any] | None:
+def held_out_data(items: list, y: list[str]) -> fs.HeldOutData | None:
     """The training and held-out images the ladder uses, as the user chose; None (after a message) if impossible."""
     classes = list(dict.fromkeys(y))
     sample_ok = fs.is_sample_classes(classes) and data_available(fs.SAMPLE_SET)
@@ -523,30 +523,15 @@ def held_out_data(items: list, y: list[str]) -> dict[str, Any] | None:
         help="Accuracy on images the model never saw. With few examples, a share is held out once; with "
         "fewer than 5 in a class, every image is held out once by cross-validation.",
     )
-    images, digests = [e.image for e in items], [e.digest for e in items]
-    if choice == "validation":
-        by_fold = {c.casefold(): c for c in classes}
-        known = set(digests)
-        test = [(img, by_fold[label.casefold()], d) for img, label, d in validation_images() if d not in known]
-        return {
-            "train": list(zip(images, y)), "train_digests": digests,
-            "test": [(img, label) for img, label, _ in test], "test_digests": [d for *_, d in test],
-            "plan": None,
-            "description": f"{len(y)} examples to learn from, {len(test)} ants/bees validation images held out",
-        }
     try:
-        plan = fs.plan_evaluation(y, seed=int(st.session_state.get("fewshot_seed", 0)))
+        return fs.held_out_data(
+            [e.image for e in items], y, [e.digest for e in items],
+            validation=validation_images() if choice == "validation" else None,
+            seed=int(st.session_state.get("fewshot_seed", 0)),
+        )
     except fs.LadderError as exc:
         st.info(md(str(exc)), icon=":material/info:")
         return None
-    if plan.kind == "cross-validation":
-        return {"images": images, "labels": y, "digests": digests, "plan": plan, "description": plan.description}
-    train_idx, test_idx = plan.folds[0]
-    return {
-        "train": [(images[i], y[i]) for i in train_idx], "train_digests": [digests[i] for i in train_idx],
-        "test": [(images[i], y[i]) for i in test_idx], "test_digests": [digests[i] for i in test_idx],
-        "plan": plan, "description": plan.description,
-    }
 
 
 def augmentation_controls() -> fs.AugmentConfig:
@@ -626,24 +611,24 @@ def ladder_controls(config_aug: fs.AugmentConfig, stages: list[str]) -> fs.Ladde
     return config
 
 
-def start_ladder(extractor: fs.FeatureExtractor, data: dict[str, Any], config: fs.LadderConfig) -> None:
+def start_ladder(extractor: fs.FeatureExtractor, data: fs.HeldOutData, config: fs.LadderConfig) -> None:
     state.stop_all()
     bank = state.bank_for(extractor)
-    shared = data["plan"] is None or data["plan"].kind != "cross-validation"
+    shared = not data.cross_validated
     try:
         if not shared:
-            job = fs.CrossValidatedLadder(data["images"], data["labels"], data["digests"], data["plan"], config,
+            job = fs.CrossValidatedLadder(data.images, data.labels, data.digests, data.plan, config,
                                           extractor=extractor, bank=bank)
-            parity = data["images"][:8]
+            parity = data.images[:8]
         else:
             # the same images and settings in another session: watch that run instead of starting one more
-            job = fs.shared_ladder(data["train"], data["test"], config, extractor,
-                                   (data["train_digests"], data["test_digests"]), bank)
-            parity = [img for img, _ in data["test"][:8]]
+            job = fs.shared_ladder(data.train, data.test, config, extractor,
+                                   (data.train_digests, data.test_digests), bank)
+            parity = [img for img, _ in data.test[:8]]
     except fs.LadderError as exc:
         state.note("error", str(exc))
         return
-    state.ladder = fs.LadderSession(job, data["description"], extractor.key, parity, shared=shared)
+    state.ladder = fs.LadderSession(job, data.description, extractor.key, parity, shared=shared)
     job.start()  # no-op for a shared run that is already going
 
 
@@ -694,11 +679,11 @@ def _ladder_panel() -> None:
                      hide_index=True)
 
 
-def shots_controls_and_panel(extractor: fs.FeatureExtractor, data: dict[str, Any], config: fs.LadderConfig | None,
-                             items: list, y: list[str]) -> None:
+def shots_controls_and_panel(extractor: fs.FeatureExtractor, data: fs.HeldOutData,
+                             config: fs.LadderConfig | None) -> None:
     st.caption("Draw 1, 2, 5, 10, 20 training images per class (where your examples allow) several times and "
                "run every rung on each draw. Where the curves cross is the lesson: measured here, not assumed.")
-    external = data.get("test") if data.get("plan") is None else None
+    external = data.test if data.plan is None else None
     c1, c2 = st.columns([3, 1])
     shots = c1.pills("Images per class", list(fs.SHOTS), selection_mode="multi", default=list(fs.SHOTS),
                      key="fewshot_ladder_shots")
@@ -708,8 +693,8 @@ def shots_controls_and_panel(extractor: fs.FeatureExtractor, data: dict[str, Any
         state.stop_all()
         try:
             run = fs.ShotsRun(
-                list(zip([e.image for e in items], y)), [e.digest for e in items],
-                external, data.get("test_digests") if external is not None else None,
+                list(zip(data.images, data.labels)), data.digests,
+                external, data.test_digests if external is not None else None,
                 shots=shots or fs.SHOTS, repeats=repeats, config=config, extractor=extractor,
                 bank=state.bank_for(extractor),
             )
@@ -747,9 +732,9 @@ def _shots_panel() -> None:
         columns={"std": "spread (s.d.)", "runs": "draws", "n_test": "test images"}), hide_index=True, width="stretch")
 
 
-def effect_section(extractor: fs.FeatureExtractor, data: dict[str, Any], config: fs.LadderConfig | None) -> None:
+def effect_section(extractor: fs.FeatureExtractor, data: fs.HeldOutData, config: fs.LadderConfig | None) -> None:
     st.markdown("**The measured effect on held-out accuracy**")
-    if data.get("plan") is not None and data["plan"].kind == "cross-validation":
+    if data.cross_validated:
         st.info("Measuring the effect needs a held-out split: add at least 5 images to every class "
                 "(or use the ants/bees validation split).")
         return
@@ -758,10 +743,10 @@ def effect_section(extractor: fs.FeatureExtractor, data: dict[str, Any], config:
         try:
             with st.spinner("Training kNN with augmented copies and the new head, with and without augmentation…",
                             show_time=True):
-                table = fs.augmentation_effect(data["train"], data["test"], config, copies=4, extractor=extractor,
+                table = fs.augmentation_effect(data.train, data.test, config, copies=4, extractor=extractor,
                                                bank=state.bank_for(extractor),
-                                               digests=(data["train_digests"], data["test_digests"]))
-            state.effect = fs.EffectResult(table, data["description"], config.augmentation.describe())
+                                               digests=(data.train_digests, data.test_digests))
+            state.effect = fs.EffectResult(table, data.description, config.augmentation.describe())
         except fs.LadderError as exc:
             show("error", str(exc))
     if state.effect is not None:
@@ -862,14 +847,14 @@ def ladder_section(extractor: fs.FeatureExtractor, items: list, y: list[str]) ->
     data = held_out_data(items, y)
     if data is None:
         return
-    st.caption(md(data["description"]))
+    st.caption(md(data.description))
     tab_ladder, tab_shots, tab_aug, tab_export = st.tabs(
         ["The ladder", "Accuracy vs shots", "Augmentation", "Export & import"]
     )
     with tab_aug:
         augmentation = augmentation_controls()
         augmentation_viewer(augmentation, items, y)
-    stages = fs.backbone_stages(extractor._model)[0] if getattr(extractor, "_model", None) is not None else []
+    stages = fs.backbone_stages(extractor.timm_model)[0] if extractor.timm_model is not None else []
     with tab_ladder:
         config = ladder_controls(augmentation, [s.name for s in stages]) if stages else None
         if not stages:
@@ -882,7 +867,7 @@ def ladder_section(extractor: fs.FeatureExtractor, items: list, y: list[str]) ->
         running = state.ladder is not None and state.ladder.job.running
         st.fragment(run_every=1.0 if running else None)(_ladder_panel)()
     with tab_shots:
-        shots_controls_and_panel(extractor, data, config, items, y)
+        shots_controls_and_panel(extractor, data, config)
     with tab_aug:
         effect_section(extractor, data, config)
     with tab_export:

@@ -255,6 +255,20 @@ def test_plan_evaluation():
         fs.plan_evaluation(["a", "a", "a"])
 
 
+def test_held_out_data_splits_the_examples_or_tests_on_the_validation_images():
+    images = [Image.new("RGB", (8, 8), (i, 0, 0)) for i in range(20)]
+    labels, digests = ["ants"] * 10 + ["bees"] * 10, [f"d{i}" for i in range(20)]
+    split = fs.held_out_data(images, labels, digests, seed=1)
+    assert not split.cross_validated and len(split.test) == len(split.test_digests) == 6
+    assert sorted(split.train_digests + split.test_digests) == sorted(digests)
+    cv = fs.held_out_data(images[:7], labels[7:14], digests[:7])
+    assert cv.cross_validated and not cv.train and cv.images == images[:7]
+    validation = [(images[0], "ANTS", "d0"), (images[1], "bees", "v1")]  # d0 is an example: not held out
+    external = fs.held_out_data(images, labels, digests, validation=validation)
+    assert external.plan is None and external.test == [(images[1], "bees")] and external.test_digests == ["v1"]
+    assert external.train == list(zip(images, labels)) and "1 ants/bees validation images" in external.description
+
+
 def test_cross_validated_ladder_pools_every_fold(extractor, train):
     images = [img for img, _ in train[:3] + train[-3:]]
     labels = [label for _, label in train[:3] + train[-3:]]

@@ -183,6 +183,17 @@ def test_ladder_runs_on_the_page_and_its_model_comes_back(loaded):
     assert "Loading a pickle can run any code, so it is refused" in _texts(at, "error")
 
 
+def test_accuracy_vs_shots_draws_from_the_examples_and_tests_on_the_held_out_images(loaded):
+    at = loaded
+    _button(at, "Run accuracy vs shots").click().run()
+    assert not at.exception, at.exception
+    run = _state(at).shots
+    run.stop()  # only its inputs are checked here; the curves are tested in test_fewshot_ladder
+    run.join()
+    assert len(run.pool) == len(run.pool_digests) == 20 and len(run.test) == len(run.test_digests) == 153
+    assert _state(at).shots_held_out == "153 held-out images"
+
+
 def test_bad_uploads_and_names_get_a_sentence(loaded):
     at = loaded
     _add_class(at, "Ants")

@@ -32,7 +32,8 @@ def _dim(d: int, ndim: int) -> int:
     return d + ndim if d < 0 else d
 
 
-def _pair(value: Any, n: int = 2) -> list[int]:
+def pair(value: Any, n: int = 2) -> list[int]:
+    """A layer argument per spatial axis: ``3`` -> ``[3, 3]``, ``(3, 5)`` -> ``[3, 5]``."""
     values = [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
     return values * n if len(values) == 1 else values
 

@@ -23,7 +23,6 @@ import torch
 from cvdemo.complexity.field_layout import (
     _axis_of,
     _dim,
-    _pair,
     _permute,
     _relabel,
     _restride,
@@ -35,6 +34,7 @@ from cvdemo.complexity.field_layout import (
     _unbind,
     _unsqueeze,
     _view,
+    pair,
 )
 from cvdemo.complexity.field_types import CANNOT_FOLLOW, MAPS, POSITIONS, AxisField, CannotFollow, Fields, fields_of
 
@@ -64,16 +64,16 @@ def _convolution(a: dict, f: Fields, out: Any, where: str) -> Fields:
         raise CannotFollow("aten.convolution (transposed)", CANNOT_FOLLOW["aten.convolution (transposed)"])
     kernel = list(a["weight"].shape[2:])
     n = len(kernel)
-    return _window_rule(f, a["input"], out, kernel, _pair(a["stride"], n), _pair(a["padding"], n),
-                        _pair(a["dilation"], n), "aten.convolution")  # fmt: skip
+    return _window_rule(f, a["input"], out, kernel, pair(a["stride"], n), pair(a["padding"], n),
+                        pair(a["dilation"], n), "aten.convolution")  # fmt: skip
 
 
 def _pool(a: dict, f: Fields, out: Any, where: str) -> Fields:
-    kernel = _pair(a["kernel_size"])
-    stride = _pair(a["stride"]) if a["stride"] else kernel
-    dilation = _pair(a.get("dilation") or 1)
+    kernel = pair(a["kernel_size"])
+    stride = pair(a["stride"]) if a["stride"] else kernel
+    dilation = pair(a.get("dilation") or 1)
     return _window_rule(f, a["self"], out[0] if isinstance(out, tuple) else out, kernel, stride,
-                        _pair(a["padding"]), dilation, "pooling")  # fmt: skip
+                        pair(a["padding"]), dilation, "pooling")  # fmt: skip
 
 
 def _adaptive_pool(a: dict, f: Fields, out: Any, where: str) -> Fields:
@@ -172,7 +172,7 @@ def _im2col(a: dict, f: Fields, out: Any, where: str) -> Fields:
     x = a["self"]
     if f.labels[-2:] != ("h", "w"):
         raise CannotFollow("aten.im2col", "unfolding windows of a map whose rows and columns it cannot name")
-    kernel, dilation, padding, stride = (_pair(a[k]) for k in ("kernel_size", "dilation", "padding", "stride"))
+    kernel, dilation, padding, stride = (pair(a[k]) for k in ("kernel_size", "dilation", "padding", "stride"))
     counts = [(int(x.shape[-2 + i]) + 2 * padding[i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1 for i in range(2)]
     h = f.h.window(kernel[0], stride[0], padding[0], dilation[0], counts[0])
     w = f.w.window(kernel[1], stride[1], padding[1], dilation[1], counts[1])

@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass, field
 
 from cvdemo.complexity.answers import AnswerError, Verdict, judge_count, judge_field, judge_shape
+from cvdemo.complexity.field_layout import pair
 from cvdemo.complexity.formulas import formula
 from cvdemo.complexity.profiler import profile, profile_spec
 from cvdemo.complexity.receptive_field import FieldRow, field_formula, number, receptive_field
@@ -186,7 +187,6 @@ def _shape_work(row: LayerRow, hwc_in: tuple[int, ...], hwc_out: tuple[int, ...]
     a = row.attrs
     if len(hwc_in) != 3 or len(hwc_out) != 3 or "kernel_size" not in a:
         return None
-    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
     (k, k2), (s, s2), pad, (d, d2) = pair(a["kernel_size"]), pair(a.get("stride") or a["kernel_size"]), a.get("padding", 0), pair(a.get("dilation", 1))
     if isinstance(pad, str) or k != k2 or s != s2 or d != d2 or hwc_in[0] != hwc_in[1]:
         return None

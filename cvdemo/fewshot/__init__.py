@@ -31,7 +31,7 @@ The transfer-learning ladder (kNN → linear probe → new head → unfreeze wit
 * :class:`BackgroundJob` (from :mod:`cvdemo.jobs`, the app's one job type): long work in a thread, observable and stoppable.
 * ``ladder.py`` — :class:`LadderConfig`, :class:`LadderRun`, :func:`transfer_ladder` (the table).
 * ``evaluation_plan.py`` — :func:`plan_evaluation` (held-out split or cross-validation),
-  :class:`CrossValidatedLadder`.
+  :func:`held_out_data` (the images each side, as the page chose), :class:`CrossValidatedLadder`.
 * ``ladder_shots.py`` — :class:`ShotsRun` / :func:`ladder_vs_shots` (accuracy vs shots for every
   rung) and :func:`augmentation_effect` (with vs without augmentation).
 * ``model_io.py`` — :class:`FineTunedClassifier`: export to safetensors / ONNX (accelerated runtime,
@@ -71,7 +71,13 @@ from cvdemo.fewshot.examples import (
     clean_class_name,
     summarise_notes,
 )
-from cvdemo.fewshot.evaluation_plan import CrossValidatedLadder, EvaluationPlan, plan_evaluation
+from cvdemo.fewshot.evaluation_plan import (
+    CrossValidatedLadder,
+    EvaluationPlan,
+    HeldOutData,
+    held_out_data,
+    plan_evaluation,
+)
 from cvdemo.fewshot.extractor import (
     DEFAULT_BACKBONE,
     ENCODER_BACKBONES,
@@ -249,6 +255,8 @@ __all__ = [
     # evaluation_plan
     "CrossValidatedLadder",
     "EvaluationPlan",
+    "HeldOutData",
+    "held_out_data",
     "plan_evaluation",
     # ladder_shots
     "SHOTS",

@@ -18,7 +18,7 @@ from PIL import Image
 from cvdemo.fewshot.evaluation import confusion_matrix
 from cvdemo.fewshot.intervals import estimate_from, per_class_estimates
 from cvdemo.jobs import BackgroundJob
-from cvdemo.fewshot.ladder import TABLE_COLUMNS, LadderConfig, LadderRun, RungResult
+from cvdemo.fewshot.ladder import LadderConfig, LadderRun, RungResult, results_table
 from cvdemo.fewshot.network import LadderError
 
 if TYPE_CHECKING:
@@ -75,6 +75,63 @@ def plan_evaluation(labels: Sequence[str], seed: int = 0, holdout: float = HOLDO
         f"Too few images for a held-out split (the smallest class has {smallest}): {k}-fold cross-validation, "
         f"every one of the {len(y)} examples is held out once"
         + (" (leave-one-out within the smallest class)." if k == smallest else "."),
+    )
+
+
+@dataclass(frozen=True)
+class HeldOutData:
+    """What the ladder learns from and is tested on, as the user chose.
+
+    ``images``/``labels``/``digests`` are all the user's examples. ``plan`` is None when the test
+    images come from outside them (the validation split); under cross-validation ``train`` and
+    ``test`` are empty and each fold of ``plan`` splits the examples.
+    """
+
+    images: list[Image.Image]
+    labels: list[str]
+    digests: list[str]
+    train: list[tuple[Image.Image, str]]
+    train_digests: list[str]
+    test: list[tuple[Image.Image, str]]
+    test_digests: list[str]
+    plan: EvaluationPlan | None
+    description: str
+
+    @property
+    def cross_validated(self) -> bool:
+        return self.plan is not None and self.plan.kind == "cross-validation"
+
+
+def held_out_data(
+    images: Sequence[Image.Image],
+    labels: Sequence[str],
+    digests: Sequence[str],
+    validation: Sequence[tuple[Image.Image, str, str]] | None = None,
+    seed: int = 0,
+) -> HeldOutData:
+    """The examples split for the ladder: tested on ``validation`` (the sample set's ``(image, label,
+    digest)`` validation images, minus any that are examples) when given, else on a share of the
+    examples or by cross-validation (:func:`plan_evaluation`, which raises :class:`LadderError`)."""
+    images, labels, digests = list(images), list(labels), list(digests)
+    if validation is not None:
+        by_fold = {c.casefold(): c for c in dict.fromkeys(labels)}
+        known = set(digests)
+        test = [(img, by_fold[label.casefold()], d) for img, label, d in validation if d not in known]
+        return HeldOutData(
+            images, labels, digests,
+            list(zip(images, labels)), digests,
+            [(img, label) for img, label, _ in test], [d for *_, d in test],
+            None, f"{len(labels)} examples to learn from, {len(test)} ants/bees validation images held out",
+        )
+    plan = plan_evaluation(labels, seed=seed)
+    if plan.kind == "cross-validation":
+        return HeldOutData(images, labels, digests, [], [], [], [], plan, plan.description)
+    train_idx, test_idx = plan.folds[0]
+    return HeldOutData(
+        images, labels, digests,
+        [(images[i], labels[i]) for i in train_idx], [digests[i] for i in train_idx],
+        [(images[i], labels[i]) for i in test_idx], [digests[i] for i in test_idx],
+        plan, plan.description,
     )
 
 
@@ -172,9 +229,7 @@ class CrossValidatedLadder(BackgroundJob):
         self.results = [_pool([r.results[m] for r in complete], y_true, self.classes) for m in range(len(done[0].results))]
 
     def table(self) -> "pd.DataFrame":
-        import pandas as pd
-
-        return pd.DataFrame([r.row() for r in self.results], columns=TABLE_COLUMNS)
+        return results_table(self.results)
 
     def classifier(self):
         """Folds train different models: the last finished fold's (all but its held-out images)."""

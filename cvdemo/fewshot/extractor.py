@@ -190,6 +190,11 @@ class FeatureExtractor:
         return batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
 
     @property
+    def timm_model(self) -> torch.nn.Module | None:
+        """The frozen timm backbone (shared: copy it before training), or None for an image encoder."""
+        return self._model
+
+    @property
     def _exported(self) -> bool:
         return self._accelerated is not None and self._accelerated.accelerated
 

@@ -143,6 +143,13 @@ TABLE_COLUMNS = [
 ]
 
 
+def results_table(results: Sequence[RungResult]) -> "pd.DataFrame":
+    """One row per rung (:meth:`RungResult.row`), in :data:`TABLE_COLUMNS` even when there are none yet."""
+    import pandas as pd
+
+    return pd.DataFrame([r.row() for r in results], columns=TABLE_COLUMNS)
+
+
 def check_data(train_labels: Sequence[str], test_labels: Sequence[str]) -> list[str]:
     """The classes (sorted), or :class:`LadderError` saying what is wrong with the examples."""
     train_labels, test_labels = [str(c) for c in train_labels], [str(c) for c in test_labels]
@@ -194,11 +201,11 @@ class LadderRun(BackgroundJob):
             extractor = shared.shared(FeatureExtractor, DEFAULT_BACKBONE, None, True)
         self.extractor = extractor
         if "unfreeze" in self.config.methods:
-            if getattr(extractor, "_model", None) is None:
+            if extractor.timm_model is None:
                 raise LadderError("Unfreezing needs a timm backbone; this feature extractor is a fixed image encoder.")
             from cvdemo.fewshot.network import stage_count
 
-            stages = stage_count(extractor._model)
+            stages = stage_count(extractor.timm_model)
             if self.config.unfreeze_stages > stages:
                 raise LadderError(
                     f"Cannot unfreeze {self.config.unfreeze_stages} stages: {extractor.backbone} has only {stages}."
@@ -264,9 +271,7 @@ class LadderRun(BackgroundJob):
         return result
 
     def table(self) -> "pd.DataFrame":
-        import pandas as pd
-
-        return pd.DataFrame([r.row() for r in self.results], columns=TABLE_COLUMNS)
+        return results_table(self.results)
 
     @property
     def n_train(self) -> int:
@@ -367,7 +372,7 @@ class LadderRun(BackgroundJob):
         cfg = self.config
         started = time.perf_counter()
         head, how = self._start_head(started)
-        network = fine_tune_network(copy.deepcopy(self.extractor._model), head, cfg.unfreeze_stages)
+        network = fine_tune_network(copy.deepcopy(self.extractor.timm_model), head, cfg.unfreeze_stages)
         frozen_key = f"{self.extractor.key}/frozen-{network.cut}"
         self.phase = f"Rung: {METHOD_LABELS['unfreeze']} · frozen part of the held-out images"
         test_frozen = self.bank.frozen_outputs(frozen_key, network.frozen_part, self.test_images, self.test_digests,
@@ -413,7 +418,7 @@ class LadderRun(BackgroundJob):
         if self._network is not None:
             network, method = self._network, "unfreeze"
         elif self._head is not None:
-            network, method = fine_tune_network(copy.deepcopy(self.extractor._model), self._head, 0), "head"
+            network, method = fine_tune_network(copy.deepcopy(self.extractor.timm_model), self._head, 0), "head"
         else:
             return None
         return FineTunedClassifier.from_network(network, self.classes, self.extractor, method, self.config)
