@@ -120,6 +120,30 @@ def test_remembered_once_per_process(monkeypatch):
     assert calls == [("float", "int8", "coco8")] * 2
 
 
+def test_a_re_measure_does_not_keep_other_sessions_waiting(monkeypatch):
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+
+    def slow_compare(*args, **kwargs):
+        started.set()
+        release.wait(10)
+        return "new result"
+
+    monkeypatch.setattr(dc, "_results", {("yolov8n", "coco8"): "old result"})
+    monkeypatch.setattr(dc, "detectors", lambda name: ("float", "int8", "page"))
+    monkeypatch.setattr(dc, "compare", slow_compare)
+    lecturer = threading.Thread(target=dc.remembered, args=("yolov8n", "coco8"), kwargs={"refresh": True})
+    lecturer.start()
+    assert started.wait(10)
+    try:
+        assert dc.remembered("yolov8n", "coco8") == "old result"  # while "Measure again" runs: the last result
+    finally:
+        release.set()
+        lecturer.join(10)
+    assert dc.remembered("yolov8n", "coco8") == "new result"
+
+
 def test_clear_messages_when_the_comparison_cannot_run(models):
     with pytest.raises(dc.ComparisonUnavailable, match="yolo11n has no INT8 file on this machine"):
         dc.detectors("yolo11n")

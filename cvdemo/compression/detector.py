@@ -377,6 +377,8 @@ def remembered(
 ) -> DetectorComparison:
     """:func:`compare` of :func:`detectors`, computed once per process and (model, data set); ``refresh`` re-measures."""
     key = (name, dataset)
+    if not refresh and key in _results:
+        return _results[key]  # a re-measure under way elsewhere keeps the lock; readers still get the last result
     with _guard:
         lock = _locks.setdefault(key, threading.Lock())
     with lock:  # two sessions asking at once compute it once
