@@ -191,7 +191,7 @@ def zero_shot_panel(
                 )
             else:
                 st.success(
-                    f"**{clip.md_literal(best['label'])}** — probability {best['probability']:.0%}, "
+                    f"**{ui.literal(best['label'])}** — probability {best['probability']:.0%}, "
                     f"cosine {best['cosine']:.3f} ≥ {threshold:.2f}",
                     icon=":material/label:",
                 )
@@ -300,7 +300,7 @@ def show_hits(index: clip.ImageIndex, hits: list[clip.SearchHit], per_row: int =
             with column:
                 st.image(index.thumbnails[hit.position], width="stretch")
                 name = hit.label or hit.id.rsplit("/", 1)[-1]  # user text: file and folder names
-                st.caption(f"**{hit.score:.3f}** · {clip.md_literal(name[:24])}", help=clip.md_literal(hit.id))
+                st.caption(f"**{hit.score:.3f}** · {ui.literal(name[:24])}", help=ui.literal(hit.id))
                 st.button(
                     "More like this", key=f"clip_more_{hit.position}", icon=":material/image_search:",
                     on_click=set_query_image, args=(hit.id,), width="stretch", help=f"Search by {ui.literal(hit.id)}",
@@ -320,7 +320,7 @@ def search_panel() -> None:
         left, right = query_column.columns([1, 5])
         left.image(index.thumbnails[index.position(query_id)], width="stretch")
         right.markdown(
-            f"**Image → image:** the gallery ranked by cosine to **{clip.md_literal(query_id)}** (the image itself "
+            f"**Image → image:** the gallery ranked by cosine to **{ui.literal(query_id)}** (the image itself "
             "comes first, cosine 1.000)."
         )
         right.button("Back to text search", on_click=set_query_image, args=(None,), icon=":material/arrow_back:")
@@ -339,7 +339,7 @@ def search_panel() -> None:
             st.info(note, icon=":material/content_cut:")
     labels = [h.label for h in hits if h.label]
     if labels:
-        counts = ", ".join(f"{clip.md_literal(label)} × {n}" for label, n in Counter(labels).most_common())
+        counts = ", ".join(f"{ui.literal(label)} × {n}" for label, n in Counter(labels).most_common())
         st.caption(f"Labels among the top {len(hits)}: {counts}")
     show_hits(index, hits)
 
@@ -389,14 +389,14 @@ with search_tab:
         report = state.report
         size = len(state.index)
         st.caption(
-            f"Gallery: **{size} image{'s' if size != 1 else ''}** from {clip.md_literal(state.source)} · "
+            f"Gallery: **{size} image{'s' if size != 1 else ''}** from {ui.literal(state.source)} · "
             f"{report.embedded} embedded now, {report.from_cache} read from the disk cache · "
             f"engine {short_name(engine)}"
         )
         if state.skipped or report.duplicates:
             problems = state.skipped + [f"{d}: the same image is already in the gallery." for d in report.duplicates]
             with st.expander(f"{len(problems)} file(s) left out", icon=":material/warning:"):
-                st.markdown("\n".join(f"- {clip.md_literal(p)}" for p in problems[:200]))
+                st.markdown("\n".join(f"- {ui.literal(p)}" for p in problems[:200]))
         search_panel()
     else:
         st.info("Build a gallery to search it.", icon=":material/photo_library:")
@@ -453,7 +453,7 @@ def map_panel() -> None:
     if chosen:
         columns = st.columns(10)
         for i, pos in enumerate(chosen):
-            columns[i % 10].image(index.thumbnails[int(pos)], caption=clip.md_literal(index.ids[int(pos)]), width="stretch")
+            columns[i % 10].image(index.thumbnails[int(pos)], caption=ui.literal(index.ids[int(pos)]), width="stretch")
 
 
 with map_tab:
@@ -572,7 +572,7 @@ def verify_two_images(embedder: clip.Embedder, threshold: float) -> None:
     with left:
         first = ui.image_input("clip_verify_a", "First image", samples=samples)
         if first:
-            st.image(clip.display_thumbnail(first[0][1], 260), caption=clip.md_literal(first[0][0]))
+            st.image(clip.display_thumbnail(first[0][1], 260), caption=ui.literal(first[0][0]))
     with right:
         changed = st.toggle("Second image = the first after a change", value=True, key="clip_verify_changed")
         second: list[tuple[str, Any]] = []
@@ -585,7 +585,7 @@ def verify_two_images(embedder: clip.Embedder, threshold: float) -> None:
             others = dict(list(samples.items())[1:] + list(samples.items())[:1])  # another photo by default
             second = ui.image_input("clip_verify_b", "Second image", samples=others)
         if second:
-            st.image(clip.display_thumbnail(second[0][1], 260), caption=clip.md_literal(second[0][0]))
+            st.image(clip.display_thumbnail(second[0][1], 260), caption=ui.literal(second[0][0]))
     if not first or not second:
         st.info("Verification compares two images: give both.", icon=":material/compare:")
         return
@@ -660,10 +660,10 @@ def verification_evaluation(embedder: clip.Embedder, threshold_key: str, thresho
     cols[3].metric(f"False rejects at {threshold:.2f}", f"{1 - tar:.1%}")
     st.button(f"Use the equal-error threshold ({ev.eer_threshold:.2f})", on_click=use_threshold,
               args=(threshold_key, ev.eer_threshold), key="clip_verify_use_eer", icon=":material/tune:")
-    st.caption(f"{ev.positives} same and {ev.negatives} different pairs from {clip.md_literal(result.dataset)}; "
+    st.caption(f"{ev.positives} same and {ev.negatives} different pairs from {ui.literal(result.dataset)}; "
                f"{embedder.label}.")
     for note in ev.notes:
-        st.info(clip.md_literal(note), icon=":material/info:")
+        st.info(ui.literal(note), icon=":material/info:")
     left, right = st.columns([3, 2], gap="large")
     left.plotly_chart(clip.roc_figure([(short_name_of(embedder), ev)], threshold), key="clip_verify_roc",
                       config={"displayModeBar": False})
@@ -673,10 +673,10 @@ def verification_evaluation(embedder: clip.Embedder, threshold_key: str, thresho
     broken = [k for k in kinds if k.accepted < 0.5]
     if broken:
         right.markdown(f"**What breaks verification at {threshold:.2f}:** " + ", ".join(
-            f"{clip.md_literal(k.kind)} ({k.accepted:.0%} of its same pairs accepted)" for k in broken) + ".")
+            f"{ui.literal(k.kind)} ({k.accepted:.0%} of its same pairs accepted)" for k in broken) + ".")
     else:
         right.markdown(f"At {threshold:.2f} every {what} keeps at least half of its same pairs; the hardest is "
-                       f"**{clip.md_literal(kinds[0].kind)}** ({kinds[0].accepted:.0%}).")
+                       f"**{ui.literal(kinds[0].kind)}** ({kinds[0].accepted:.0%}).")
 
 
 def short_name_of(embedder: clip.Embedder) -> str:
@@ -734,7 +734,7 @@ def verification_training(embedder: clip.Embedder, threshold: float) -> None:
                                       threshold), key="clip_head_roc", config={"displayModeBar": False})
     right.plotly_chart(clip.loss_figure(result.losses, clip.LOSSES[result.loss]), key="clip_head_loss_curve",
                        config={"displayModeBar": False})
-    right.caption(f"{result.train_pairs} training anchors from {clip.md_literal(state.dataset)}, "
+    right.caption(f"{result.train_pairs} training anchors from {ui.literal(state.dataset)}, "
                   f"{result.test_pairs} held-out pairs, {result.epochs} epochs, margin {result.margin:g}. "
                   "A falling training loss with a flat held-out ROC means the head learned these photos, not the task.")
 

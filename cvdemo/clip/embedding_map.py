@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from cvdemo.clip._common import ClipInputError
-from cvdemo.clip.prompts import plot_literal
+from cvdemo.text import plot_literal
 from cvdemo.projection import pca_2d
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cvdemo.clip.prompts import plot_literal
+from cvdemo.text import plot_literal
 from cvdemo.clip.zero_shot import ZeroShotResult
 from cvdemo.figures import unique_labels
 
