@@ -29,7 +29,8 @@ def detect_image(image: Image.Image | None, conf: float = catalog.DETECTION_CONF
     except weights.WeightsUnavailable as exc:
         raise gr.Error(str(exc)) from None
     try:
-        det = detector.detect(image, conf=float(conf), iou=float(iou), name="image")
+        det = detector.detect(image, conf=float(conf), iou=float(iou),
+                              imgsz=detector.fixed_imgsz or catalog.DETECTION_IMGSZ, name="image")
     except ImageInputError as exc:
         raise gr.Error(str(exc)) from None
     counts = ", ".join(f"{n} {name}" for name, n in det.counts().items()) or "nothing"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from cvdemo import networks, qdq, results, runtime, weights
+from cvdemo import catalog, networks, qdq, results, runtime, weights
 from cvdemo.detection._common import _as_rgb, _bgr
 from cvdemo.detection.detections import Detections
 from cvdemo.detection.evaluation import Evaluation, validate
@@ -304,10 +304,10 @@ class Detector:
     def detect(
         self,
         image: Any,
-        conf: float = 0.25,
-        iou: float = 0.45,
+        conf: float = catalog.DETECTION_CONF,  # the Detection page's defaults, one place for page, twin and benches
+        iou: float = catalog.DETECTION_IOU,
         classes: Sequence[int] | None = None,
-        imgsz: int = 640,
+        imgsz: int = catalog.DETECTION_IMGSZ,
         max_det: int = 300,
         name: str = "image",
     ) -> Detections:
