@@ -258,7 +258,6 @@ def test_duplicate_photos_are_detected_once(bus):
 
 @pytest.mark.parametrize("variant", ["float", "int8"])
 def test_nms_keeps_at_most_its_input_and_no_same_class_overlap_above_the_threshold(detector, int8_detector, bus, variant):
-    import torch
     from ultralytics.utils.metrics import box_iou
 
     model = detector if variant == "float" else int8_detector

@@ -7,7 +7,6 @@ it started (seen by a MutationObserver, however short) and then for the page to 
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Callable
 from urllib.parse import urljoin
 
