@@ -116,6 +116,17 @@ def test_cli_picks_available_models_and_refuses_unknown_ones(monkeypatch):
         chosen_models(["resnet50"])
 
 
+def test_cli_without_ray_says_what_to_install(monkeypatch):
+    import sys
+
+    from cvdemo.serve import __main__ as cli
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as on a machine with only requirements.txt
+    monkeypatch.delitem(sys.modules, "cvdemo.serve.deployment", raising=False)
+    with pytest.raises(SystemExit, match="pip install -r requirements-serve.txt"):
+        cli.main(["--networks", "yolov8n"])
+
+
 def test_dead_address_gives_the_clear_message(monkeypatch, bus_jpg):
     from cvdemo import cache
     from cvdemo.detection import Detector

@@ -10,11 +10,24 @@ application per model at ``/<model>`` and keeps serving until Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import time
 
-from cvdemo.serve import deployment, networks
+from cvdemo.serve import networks
+
+
+def load_deployment():
+    """cvdemo.serve.deployment, which needs Ray Serve (requirements-serve.txt): a sentence, not a traceback."""
+    try:
+        return importlib.import_module("cvdemo.serve.deployment")
+    except ImportError as exc:
+        if not (exc.name or "").startswith("ray"):
+            raise
+        raise SystemExit(
+            "Ray Serve is not installed here: pip install -r requirements-serve.txt (the app itself runs without it)."
+        ) from None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,8 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cpus-per-replica", type=float, default=None,
                         help="Ray CPUs each replica reserves; its torch/OpenMP threads follow it "
                              "(default: the cluster's CPUs shared evenly by all replicas)")
-    parser.add_argument("--max-batch-size", type=int, default=deployment.MAX_BATCH_SIZE)
-    parser.add_argument("--batch-wait-ms", type=float, default=deployment.BATCH_WAIT_TIMEOUT_S * 1000,
+    parser.add_argument("--max-batch-size", type=int, default=networks.MAX_BATCH_SIZE)
+    parser.add_argument("--batch-wait-ms", type=float, default=networks.BATCH_WAIT_TIMEOUT_S * 1000,
                         help="how long a batch waits for more inputs after its first (default %(default)s ms)")
     parser.add_argument("--host", default="127.0.0.1", help="HTTP address (0.0.0.0 to serve other machines)")
     parser.add_argument("--port", type=int, default=8000)
@@ -55,7 +68,7 @@ def chosen_models(requested: list[str] | None) -> list[str]:
     return models
 
 
-def start_ray(address: str | None, num_cpus: int | None, host: str, port: int) -> None:
+def start_ray(deployment, address: str | None, num_cpus: int | None, host: str, port: int) -> None:
     import ray
     from ray import serve
 
@@ -79,7 +92,8 @@ def even_share(replicas: int) -> float:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     models = chosen_models(args.networks)
-    start_ray(args.address, args.num_cpus, args.host, args.port)
+    deployment = load_deployment()
+    start_ray(deployment, args.address, args.num_cpus, args.host, args.port)
     started = time.perf_counter()
     cpus = args.cpus_per_replica or even_share(len(models) * args.replicas)
     deployment.deploy(models, args.replicas, cpus, args.max_batch_size, args.batch_wait_ms / 1000)

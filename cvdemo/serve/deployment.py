@@ -27,11 +27,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cvdemo.serve import networks, wire
+from cvdemo.serve.networks import BATCH_WAIT_TIMEOUT_S, MAX_BATCH_SIZE
 from cvdemo.serve.client import INFERENCE_URL_ENV
 
 REPO = Path(__file__).resolve().parents[2]  # the folder holding the cvdemo package
-MAX_BATCH_SIZE = 16
-BATCH_WAIT_TIMEOUT_S = 0.01  # long enough to gather a burst, short beside a forward pass (tens of ms)
 
 
 def _json(value: Any, status: int = 200) -> Response:

@@ -29,6 +29,10 @@ from cvdemo.backbones import BACKBONES
 from cvdemo.clip.engines import ENGINE_ORDER, ENGINE_LABELS, engine_available
 from cvdemo.detection import DETECTION_MODELS
 
+# Batching defaults of every deployment (here, not in deployment.py, so the CLI reads them without Ray).
+MAX_BATCH_SIZE = 16
+BATCH_WAIT_TIMEOUT_S = 0.01  # long enough to gather a burst, short beside a forward pass (tens of ms)
+
 
 @dataclass(frozen=True)
 class ServedModel:
